@@ -1,0 +1,108 @@
+// CallRouter: the one owner of call state (PROTOCOL.md sections 7 and 8).
+// Pure logic: it is told what users said and tells an Outbox whom to notify.
+// No sockets, no clock, no libevent; unit-tested on its own.
+//
+//   idle --call--> ringing --accept--> accepted --ready(both)--> in call
+//     ^                |                   |                        |
+//     +----- end / relogin without keepudp / grace expiry ----------+
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace dtcall {
+
+// What the router asks the outside world to send. `other` is the peer named
+// in the message; `blob` is only used by `direct`.
+struct Notice {
+    enum class Kind { available, incoming, prepare, direct, start, end };
+    Kind kind;
+    std::string other;
+    std::string blob;
+};
+
+enum class CallPhase { idle, ringing, accepted, in_call };
+enum class CallRole { caller, callee };
+
+// Why a call ended, for observers and logs.
+enum class EndReason { hangup, declined, cancelled, relogin, peer_vanished, busy, refused };
+const char* to_string(EndReason reason);
+
+class CallRouter {
+public:
+    // Where notices go, and the hooks the router needs from its host. The
+    // "online" question and delivery go through here so that presence can
+    // later live elsewhere (another node) without touching the call rules.
+    class Outbox {
+    public:
+        virtual ~Outbox() = default;
+        virtual bool online(const std::string& user) = 0;
+        virtual void deliver(const std::string& user, const Notice& notice) = 0;
+        // `direct` for `user` is held until its media registers; the host
+        // should call release_held_direct(user) after a short bound.
+        virtual void direct_held(const std::string& user) = 0;
+        // The user's media address (if any) is no longer valid.
+        virtual void media_released(const std::string& user) = 0;
+        // For observers: calls rung, accepted, started, ended.
+        virtual void call_rung(const std::string& caller, const std::string& callee) = 0;
+        virtual void call_accepted(const std::string& caller, const std::string& callee) = 0;
+        virtual void call_started(const std::string& caller, const std::string& callee) = 0;
+        virtual void call_ended(const std::string& caller, const std::string& callee,
+                                EndReason reason) = 0;
+    };
+
+    // May `caller` ring `callee`? Unset = everybody may call everybody.
+    using Policy = std::function<bool(const std::string& caller, const std::string& callee)>;
+
+    explicit CallRouter(Outbox& outbox) : outbox_(outbox) {}
+    void set_policy(Policy policy) { policy_ = std::move(policy); }
+
+    // Each returns false when the command is not valid now; the session then
+    // answers `invalid`. A refused `call` is not "invalid": the caller gets
+    // `end|B` instead, and the call returns true.
+    bool call(const std::string& caller, const std::string& callee);
+    bool accept(const std::string& callee, const std::string& caller);
+    bool passthrough(const std::string& caller, const std::string& callee, const std::string& blob);
+    bool ready(const std::string& user, const std::string& other);
+    bool end(const std::string& user, const std::string& other);
+
+    // A successful login2. Without keepudp an ongoing call is ended for the peer.
+    void logged_in(const std::string& user, bool keepudp);
+    // The user is gone for good (grace period over, or removed): end its call.
+    void vanished(const std::string& user);
+
+    // The media path of `user` registered. False when the user has no call (the
+    // registration is then dropped and not acked).
+    bool media_registered(const std::string& user);
+    // Sends a held `direct` now (media never registered within the bound).
+    void release_held_direct(const std::string& user);
+
+    // Whom media from `user` goes to: the peer, once `user` has sent ready.
+    const std::string* relay_peer(const std::string& user) const;
+
+    CallPhase phase(const std::string& user) const;
+    std::optional<std::string> peer(const std::string& user) const;
+    std::size_t calls() const { return legs_.size() / 2; }
+
+private:
+    struct Leg {
+        std::string peer;
+        CallRole role;
+        CallPhase phase;
+        bool ready = false;
+        bool media = false;
+        std::optional<std::string> held_direct;  // on the callee's leg
+    };
+
+    Leg* paired(const std::string& user, const std::string& other);
+    void clear(const std::string& user, EndReason reason, bool notify_peer);
+    void deliver_direct(const std::string& callee, Leg& leg);
+
+    Outbox& outbox_;
+    Policy policy_;
+    std::unordered_map<std::string, Leg> legs_;
+};
+
+}  // namespace dtcall

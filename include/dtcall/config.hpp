@@ -1,0 +1,50 @@
+// Everything a Server needs to know, with the defaults dtcalld uses when the
+// conf file is silent (documented in dtcalld.conf(5)).
+#pragma once
+
+#include <dtcall/crypto.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <string>
+
+namespace dtcall {
+
+struct Config {
+    // Address both sockets bind to: an IPv4 or IPv6 literal.
+    std::string listen_address = "0.0.0.0";
+    std::uint16_t command_port = 1991;  // TCP; 0 = pick a free port
+    std::uint16_t media_port = 1961;    // UDP; 0 = pick a free port
+    KeyPair server_keys;
+
+    // Accepted distance of a command's timestamp from our clock, in seconds.
+    std::time_t timestamp_window = 300;
+    // An unauthenticated connection must finish handshake + login in this time.
+    std::chrono::milliseconds login_timeout{15000};
+    // Logged-in connections that send nothing (not even `D`) for this long are
+    // closed; 0 = never. Clients heartbeat every 5 minutes.
+    std::chrono::milliseconds idle_timeout{0};
+    // Least time between two frames to one client unless it has written to us
+    // since the last one (clients cannot reassemble two pending frames).
+    std::chrono::milliseconds frame_gap{100};
+    // How long `direct` waits for the callee's media registration.
+    std::chrono::milliseconds direct_hold{1000};
+    // After a client in a call drops, how long its peer waits for it to log
+    // back in with keepudp before the call is ended.
+    std::chrono::milliseconds call_grace{120000};
+
+    // Largest plaintext accepted in one frame before and after login. A login2
+    // with its 200-character challenge is about 280 bytes; passthrough ~300.
+    std::size_t max_frame_before_login = 512;
+    std::size_t max_frame_after_login = 2048;
+    // A client whose unsent output exceeds this is dropped.
+    std::size_t max_output_bytes = 64 * 1024;
+    // Total command connections held at once; more are refused at accept.
+    std::size_t max_connections = 19000;
+    // Largest UDP datagram read and relayed.
+    std::size_t max_datagram = 65536;
+};
+
+}  // namespace dtcall

@@ -1,0 +1,90 @@
+// MediaRelay: the UDP socket of PROTOCOL.md section 9. Sealed registrations
+// bind a user's media address; datagrams from a user in call go, unchanged
+// and never decrypted, to the peer's address. Call state lives in the
+// CallRouter; the relay only keeps the address table.
+#pragma once
+
+#include <dtcall/config.hpp>
+#include <dtcall/result.hpp>
+
+#include <cstdint>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <sys/socket.h>
+
+struct event;
+struct event_base;
+
+namespace dtcall {
+
+class MediaRelay {
+public:
+    class Host {
+    public:
+        virtual ~Host() = default;
+        struct KeyOwner {
+            std::string user;
+            const std::uint8_t* tcp_key;  // for the ack
+        };
+        // The logged-in user whose live connection holds session key `sk`.
+        virtual std::optional<KeyOwner> owner_of_session_key(const std::string& sk) = 0;
+        // The user registered media from `address`; false if it has no call.
+        virtual bool media_registered(const std::string& user, const std::string& address) = 0;
+        // Whom media from `user` goes to, or null when `user` is not in call.
+        virtual const std::string* relay_peer(const std::string& user) = 0;
+        virtual std::time_t now() = 0;
+    };
+
+    struct Stats {
+        std::uint64_t relayed_packets = 0;
+        std::uint64_t relayed_bytes = 0;
+        std::uint64_t dropped_packets = 0;
+        std::uint64_t registrations = 0;
+    };
+
+    MediaRelay(event_base* base, const Config& config, Host& host);
+    ~MediaRelay();
+    MediaRelay(const MediaRelay&) = delete;
+    MediaRelay& operator=(const MediaRelay&) = delete;
+
+    Status open();  // bind Config::listen_address : Config::media_port
+    void close();
+    std::uint16_t port() const { return port_; }
+    // Forget the user's media address (call over, logged out).
+    void release(const std::string& user);
+    // One datagram as if it had arrived from `from` (the socket path uses it;
+    // tests and fuzzers may too).
+    void handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
+    const Stats& stats() const { return stats_; }
+
+private:
+    static void on_readable(int, short, void*);
+    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                      const std::string& key);
+
+    struct Endpoint {
+        std::string key;
+        sockaddr_storage address;
+        socklen_t length;
+    };
+
+    event_base* base_;
+    const Config& config_;
+    Host& host_;
+    int fd_ = -1;
+    event* read_event_ = nullptr;
+    std::uint16_t port_ = 0;
+    Stats stats_;
+    // Address keys are the raw sockaddr bytes (family, port, address).
+    std::unordered_map<std::string, std::string> user_by_address_;
+    std::unordered_map<std::string, Endpoint> endpoint_by_user_;
+    unsigned char buffer_[65536];
+};
+
+// "ip:port" (IPv6 as "[ip]:port") for logs and observers.
+std::string format_address(const sockaddr* address, int length);
+
+}  // namespace dtcall

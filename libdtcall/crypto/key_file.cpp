@@ -1,0 +1,152 @@
+#include <dtcall/crypto.hpp>
+
+#include <sodium.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace dtcall {
+namespace {
+
+constexpr std::size_t digits_size = key_size * 3;
+constexpr std::size_t max_key_file = 4096;
+
+std::string key_file_text(std::string_view header, const std::uint8_t* key) {
+    std::string text(header);
+    text += stringify(key, key_size);
+    return text;
+}
+
+// Shared by both key kinds: check the header, drop one trailing newline,
+// decode 96 digits into `out`.
+Status parse_key_text(std::string_view text, std::string_view header, std::uint8_t* out) {
+    if (text.substr(0, header.size()) != header) {
+        return Error{"does not start with \"" + std::string(header.substr(0, header.size() - 1)) +
+                     "\" on its own line"};
+    }
+    std::string_view digits = text.substr(header.size());
+    if (digits.size() == digits_size + 1 && digits.back() == '\n') digits.remove_suffix(1);
+    else if (digits.size() == digits_size + 2 && digits.substr(digits_size) == "\r\n") digits.remove_suffix(2);
+    if (digits.size() != digits_size) {
+        return Error{"key must be exactly 96 digits after the header, found " +
+                     std::to_string(digits.size()) + " characters"};
+    }
+    auto bytes = unstringify(digits);
+    if (!bytes) return Error{"key has a character that is not a digit or a triple above 255"};
+    std::memcpy(out, bytes->data(), key_size);
+    wipe(*bytes);
+    return Done{};
+}
+
+Result<std::string> read_small_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return Error{path + ": cannot open: " + std::strerror(errno)};
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return Error{path + ": not a regular file"};
+    }
+    std::string text;
+    char buffer[1024];
+    for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int err = errno;
+            ::close(fd);
+            return Error{path + ": cannot read: " + std::strerror(err)};
+        }
+        if (n == 0) break;
+        text.append(buffer, std::size_t(n));
+        if (text.size() > max_key_file) {
+            ::close(fd);
+            wipe(text);
+            return Error{path + ": too large for a key file"};
+        }
+    }
+    sodium_memzero(buffer, sizeof buffer);
+    ::close(fd);
+    return text;
+}
+
+Status write_new_file(const std::string& path, const std::string& text, mode_t mode) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        if (errno == EEXIST) return Error{path + ": already exists, not overwriting"};
+        return Error{path + ": cannot create: " + std::strerror(errno)};
+    }
+    // The umask may have widened nothing, but an inherited ACL could: be explicit.
+    (void)fchmod(fd, mode);
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int err = errno;
+            ::close(fd);
+            ::unlink(path.c_str());
+            return Error{path + ": cannot write: " + std::strerror(err)};
+        }
+        done += std::size_t(n);
+    }
+    if (::close(fd) != 0) return Error{path + ": cannot write: " + std::strerror(errno)};
+    return Done{};
+}
+
+}  // namespace
+
+std::string public_key_file_text(const PublicKey& key) {
+    return key_file_text(public_key_header, key.bytes.data());
+}
+
+std::string private_key_file_text(const SecretKey& key) {
+    return key_file_text(private_key_header, key.data());
+}
+
+Result<PublicKey> parse_public_key_file(std::string_view text) {
+    PublicKey key;
+    auto status = parse_key_text(text, public_key_header, key.bytes.data());
+    if (!status) return Error{status.error()};
+    return key;
+}
+
+Result<SecretKey> parse_private_key_file(std::string_view text) {
+    SecretKey key;
+    auto status = parse_key_text(text, private_key_header, key.data());
+    if (!status) return Error{status.error()};
+    return key;
+}
+
+Result<PublicKey> read_public_key_file(const std::string& path) {
+    auto text = read_small_file(path);
+    if (!text) return Error{text.error()};
+    auto key = parse_public_key_file(*text);
+    if (!key) return Error{path + ": " + key.error()};
+    return key;
+}
+
+Result<SecretKey> read_private_key_file(const std::string& path) {
+    auto text = read_small_file(path);
+    if (!text) return Error{text.error()};
+    auto key = parse_private_key_file(*text);
+    wipe(*text);
+    if (!key) return Error{path + ": " + key.error()};
+    return key;
+}
+
+Status write_key_files(const KeyPair& pair, const std::string& public_path,
+                       const std::string& private_path) {
+    if (::access(public_path.c_str(), F_OK) == 0) return Error{public_path + ": already exists, not overwriting"};
+    std::string secret_text = private_key_file_text(pair.secret_key);
+    auto status = write_new_file(private_path, secret_text, 0600);
+    wipe(secret_text);
+    if (!status) return status;
+    status = write_new_file(public_path, public_key_file_text(pair.public_key), 0644);
+    if (!status) ::unlink(private_path.c_str());
+    return status;
+}
+
+}  // namespace dtcall

@@ -1,0 +1,390 @@
+#include <dtcall/server.hpp>
+
+#include <dtcall/media_relay.hpp>
+#include <dtcall/session.hpp>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include <sodium.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unordered_map>
+#include <vector>
+
+namespace dtcall {
+namespace {
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+    timeval tv;
+    tv.tv_sec = static_cast<long>(ms.count() / 1000);
+    tv.tv_usec = static_cast<long>(ms.count() % 1000 * 1000);
+    return tv;
+}
+
+// A one-shot timer per user (held `direct`, call grace), cancelled by replacing it.
+class UserTimers {
+public:
+    using Fire = void (*)(void* owner, const std::string& user);
+    UserTimers(event_base* base, void* owner, Fire fire) : base_(base), owner_(owner), fire_(fire) {}
+    ~UserTimers() { clear(); }
+
+    void arm(const std::string& user, std::chrono::milliseconds after) {
+        cancel(user);
+        auto entry = std::make_unique<Entry>(Entry{this, user, nullptr});
+        entry->ev = evtimer_new(base_, &UserTimers::on_fire, entry.get());
+        timeval tv = to_timeval(after);
+        evtimer_add(entry->ev, &tv);
+        entries_[user] = std::move(entry);
+    }
+    void cancel(const std::string& user) { entries_.erase(user); }
+    void clear() { entries_.clear(); }
+
+private:
+    struct Entry {
+        UserTimers* timers;
+        std::string user;
+        event* ev;
+        ~Entry() {
+            if (ev) event_free(ev);
+        }
+    };
+    static void on_fire(int, short, void* arg) {
+        auto* entry = static_cast<Entry*>(arg);
+        UserTimers* timers = entry->timers;
+        std::string user = entry->user;
+        timers->entries_.erase(user);  // frees the entry: use only the copies from here on
+        timers->fire_(timers->owner_, user);
+    }
+
+    event_base* base_;
+    void* owner_;
+    Fire fire_;
+    std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;
+};
+
+}  // namespace
+
+struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox {
+    Impl(Config config, UserDirectory& dir, event_base* given)
+        : cfg(std::move(config)), users(dir), base(given ? given : event_base_new()), own_base(!given),
+          router(*this), relay(base, cfg, *this),
+          held_direct(base, this, [](void* self, const std::string& user) {
+              static_cast<Impl*>(self)->router.release_held_direct(user);
+          }),
+          grace(base, this, [](void* self, const std::string& user) {
+              auto* impl = static_cast<Impl*>(self);
+              if (impl->online_.count(user)) return;
+              impl->log(LogLevel::info, user + " did not come back within the grace period; ending the call");
+              impl->router.vanished(user);
+          }) {
+        crypto_init();
+        randombytes_buf(session_key_hash_key_, sizeof session_key_hash_key_);
+        reaper_ = event_new(base, -1, 0, &Impl::on_reap, this);
+    }
+
+    ~Impl() override {
+        shut_down();
+        held_direct.clear();
+        grace.clear();
+        if (reaper_) event_free(reaper_);
+        relay.close();
+        if (own_base) event_base_free(base);
+        sodium_memzero(session_key_hash_key_, sizeof session_key_hash_key_);
+    }
+
+    // ---- lifecycle ----
+    Status start() {
+        if (!crypto_init()) return Error{"libsodium could not be initialised"};
+        if (listener_) return Error{"server already started"};
+        sockaddr_storage address{};
+        int length = sizeof address;
+        if (evutil_parse_sockaddr_port(cfg.listen_address.c_str(), reinterpret_cast<sockaddr*>(&address),
+                                       &length) != 0) {
+            return Error{"listen: \"" + cfg.listen_address + "\" is not an IPv4 or IPv6 address"};
+        }
+        if (address.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&address)->sin_port = htons(cfg.command_port);
+        else reinterpret_cast<sockaddr_in6*>(&address)->sin6_port = htons(cfg.command_port);
+        listener_ = evconnlistener_new_bind(base, &Impl::on_accept, this,
+                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+                                            reinterpret_cast<sockaddr*>(&address), length);
+        if (!listener_) {
+            return Error{"command: cannot listen on TCP " + cfg.listen_address + " port " +
+                         std::to_string(cfg.command_port) + ": " + std::strerror(errno)};
+        }
+        evconnlistener_set_error_cb(listener_, &Impl::on_accept_error);
+        auto opened = relay.open();
+        if (!opened) {
+            evconnlistener_free(listener_);
+            listener_ = nullptr;
+            return opened;
+        }
+        sockaddr_storage bound{};
+        socklen_t bound_length = sizeof bound;
+        getsockname(evconnlistener_get_fd(listener_), reinterpret_cast<sockaddr*>(&bound), &bound_length);
+        command_port_ = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                                         : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+        log(LogLevel::info, "listening on " + cfg.listen_address + ": TCP " + std::to_string(command_port_) +
+                                ", UDP " + std::to_string(relay.port()));
+        return Done{};
+    }
+
+    void shut_down() {
+        if (listener_) evconnlistener_free(listener_);
+        listener_ = nullptr;
+        if (resume_accepting_) event_free(resume_accepting_);
+        resume_accepting_ = nullptr;
+        relay.close();
+        online_.clear();
+        by_key_.clear();
+        held_direct.clear();
+        grace.clear();
+        sessions_.clear();
+        graveyard_.clear();
+    }
+
+    // ---- accepting ----
+    static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* address, int length, void* self) {
+        auto* impl = static_cast<Impl*>(self);
+        if (impl->sessions_.size() >= impl->cfg.max_connections) {
+            evutil_closesocket(fd);
+            if (!impl->at_capacity_logged_) impl->log(LogLevel::warning, "connection limit reached; refusing new connections");
+            impl->at_capacity_logged_ = true;
+            return;
+        }
+        impl->at_capacity_logged_ = false;
+        evutil_make_socket_nonblocking(fd);
+        // Signaling is a trickle; a small kernel send buffer lets the output
+        // bound notice a client that stopped reading in kilobytes, not megabytes.
+        int send_buffer = 64 * 1024;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+        std::uint64_t id = ++impl->next_id_;
+        impl->sessions_[id] = std::make_unique<Session>(impl->base, fd, address, length, *impl, id);
+    }
+
+    // Out of file descriptors: stop accepting for a moment instead of spinning.
+    static void on_accept_error(evconnlistener* listener, void* self) {
+        auto* impl = static_cast<Impl*>(self);
+        int err = EVUTIL_SOCKET_ERROR();
+        impl->log(LogLevel::warning, std::string("accept failed: ") + evutil_socket_error_to_string(err) +
+                                         "; pausing accepts for 1 s");
+        evconnlistener_disable(listener);
+        if (!impl->resume_accepting_)
+            impl->resume_accepting_ = evtimer_new(impl->base, [](int, short, void* arg) {
+                auto* i = static_cast<Impl*>(arg);
+                if (i->listener_) evconnlistener_enable(i->listener_);
+            }, impl);
+        timeval second{1, 0};
+        evtimer_add(impl->resume_accepting_, &second);
+    }
+
+    // Sessions close from inside their own callbacks; free them afterwards.
+    static void on_reap(int, short, void* self) { static_cast<Impl*>(self)->graveyard_.clear(); }
+
+    // ---- Session::Host ----
+    const Config& config() const override { return cfg; }
+    std::optional<PublicKey> find_user(const std::string& user) const override { return users.find(user); }
+
+    void session_logged_in(Session& session, bool keepudp) override {
+        const std::string& user = session.user();
+        auto previous = online_.find(user);
+        if (previous != online_.end() && previous->second != &session) {
+            Session* old = previous->second;
+            forget_key(*old);
+            online_.erase(previous);
+            old->close("replaced by a newer login of the same user");
+        }
+        online_[user] = &session;
+        by_key_[key_hash(session.session_key())] = &session;
+        grace.cancel(user);
+        log(LogLevel::info, user + " logged in from " + session.address() + (keepudp ? " (keepudp)" : ""));
+        if (observer_) observer_->logged_in(user, session.address());
+        router.logged_in(user, keepudp);
+    }
+
+    bool session_command(Session& session, wire::Verb verb, const wire::Command& command) override {
+        const std::string& user = session.user();
+        const std::string& other = command.fields[2];
+        switch (verb) {
+        case wire::Verb::call: return router.call(user, other);
+        case wire::Verb::accept:
+            // prepare carries both public keys: both must still be in the directory.
+            if (!users.find(other) || !users.find(user)) return false;
+            return router.accept(user, other);
+        case wire::Verb::passthrough: return router.passthrough(user, other, command.fields[3]);
+        case wire::Verb::ready: return router.ready(user, other);
+        case wire::Verb::end: return router.end(user, other);
+        default: return false;
+        }
+    }
+
+    void session_closed(Session& session) override {
+        if (session.state() == Session::State::closing && !session.user().empty()) {
+            auto it = online_.find(session.user());
+            if (it != online_.end() && it->second == &session) {
+                online_.erase(it);
+                forget_key(session);
+                log(LogLevel::info, session.user() + " logged out");
+                if (observer_) observer_->logged_out(session.user());
+                // PROTOCOL.md 7.3: the call stays for a keepudp reconnect, but not forever.
+                if (router.phase(session.user()) != CallPhase::idle) grace.arm(session.user(), cfg.call_grace);
+            }
+        }
+        auto it = sessions_.find(session.id());
+        if (it != sessions_.end()) {
+            graveyard_.push_back(std::move(it->second));
+            sessions_.erase(it);
+            event_active(reaper_, EV_TIMEOUT, 0);
+        }
+    }
+
+    void log(LogLevel level, const std::string& line) override {
+        if (sink_) sink_(level, line);
+    }
+
+    // ---- session keys, looked up by keyed hash then compared in constant time ----
+    std::uint64_t key_hash(const std::string& sk) const {
+        std::uint64_t h = 0;
+        crypto_shorthash(reinterpret_cast<unsigned char*>(&h), reinterpret_cast<const unsigned char*>(sk.data()),
+                         sk.size(), session_key_hash_key_);
+        return h;
+    }
+    void forget_key(const Session& session) {
+        auto it = by_key_.find(key_hash(session.session_key()));
+        if (it != by_key_.end() && it->second == &session) by_key_.erase(it);
+    }
+
+    // ---- MediaRelay::Host ----
+    std::optional<KeyOwner> owner_of_session_key(const std::string& sk) override {
+        auto it = by_key_.find(key_hash(sk));
+        if (it == by_key_.end() || !secure_equal(it->second->session_key(), sk)) return std::nullopt;
+        return KeyOwner{it->second->user(), it->second->tcp_key()};
+    }
+    bool media_registered(const std::string& user, const std::string& address) override {
+        if (!router.media_registered(user)) return false;
+        log(LogLevel::info, user + " registered media from " + address);
+        if (observer_) observer_->media_registered(user, address);
+        return true;
+    }
+    const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
+    std::time_t now() override { return std::time(nullptr); }
+
+    // ---- CallRouter::Outbox ----
+    bool online(const std::string& user) override { return online_.count(user) != 0; }
+
+    void deliver(const std::string& user, const Notice& notice) override {
+        auto it = online_.find(user);
+        if (it == online_.end()) return;  // offline (in its grace period): nothing to send to
+        Session& session = *it->second;
+        switch (notice.kind) {
+        case Notice::Kind::available: session.send({"available", notice.other}); break;
+        case Notice::Kind::incoming: session.send({"incoming", notice.other}); break;
+        case Notice::Kind::prepare: {
+            auto key = users.find(notice.other);
+            session.send({"prepare", key ? public_key_file_text(*key) : std::string(), notice.other});
+            break;
+        }
+        case Notice::Kind::direct: session.send({"direct", notice.blob, notice.other}); break;
+        case Notice::Kind::start: session.send({"start", notice.other}); break;
+        case Notice::Kind::end: session.send({"end", notice.other}); break;
+        }
+    }
+    void direct_held(const std::string& user) override { held_direct.arm(user, cfg.direct_hold); }
+    void media_released(const std::string& user) override {
+        relay.release(user);
+        held_direct.cancel(user);
+    }
+    void call_rung(const std::string& a, const std::string& b) override {
+        log(LogLevel::info, a + " rings " + b);
+        if (observer_) observer_->call_rung(a, b);
+    }
+    void call_accepted(const std::string& a, const std::string& b) override {
+        log(LogLevel::info, b + " accepted the call from " + a);
+        if (observer_) observer_->call_accepted(a, b);
+    }
+    void call_started(const std::string& a, const std::string& b) override {
+        log(LogLevel::info, "call " + a + " -> " + b + " started");
+        if (observer_) observer_->call_started(a, b);
+    }
+    void call_ended(const std::string& a, const std::string& b, EndReason reason) override {
+        log(LogLevel::info, "call " + a + " -> " + b + " ended: " + to_string(reason));
+        grace.cancel(a);
+        grace.cancel(b);
+        if (observer_) observer_->call_ended(a, b, reason);
+    }
+
+    Config cfg;
+    UserDirectory& users;
+    event_base* base;
+    bool own_base;
+    CallRouter router;
+    MediaRelay relay;
+    UserTimers held_direct;
+    UserTimers grace;
+    ServerObserver* observer_ = nullptr;
+    LogSink sink_;
+
+private:
+    evconnlistener* listener_ = nullptr;
+    event* resume_accepting_ = nullptr;
+    event* reaper_ = nullptr;
+    std::uint16_t command_port_ = 0;
+    std::uint64_t next_id_ = 0;
+    bool at_capacity_logged_ = false;
+    unsigned char session_key_hash_key_[crypto_shorthash_KEYBYTES];
+    std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
+    std::vector<std::unique_ptr<Session>> graveyard_;
+    std::unordered_map<std::string, Session*> online_;
+    std::unordered_map<std::uint64_t, Session*> by_key_;
+
+    friend class Server;
+};
+
+Server::Server(Config config, UserDirectory& users, event_base* base)
+    : impl_(std::make_unique<Impl>(std::move(config), users, base)) {}
+Server::~Server() = default;
+
+void Server::set_observer(ServerObserver* observer) { impl_->observer_ = observer; }
+void Server::set_log(LogSink sink) { impl_->sink_ = std::move(sink); }
+void Server::set_policy(CallRouter::Policy policy) { impl_->router.set_policy(std::move(policy)); }
+Status Server::start() { return impl_->start(); }
+void Server::run() { event_base_dispatch(impl_->base); }
+
+void Server::stop() {
+    impl_->shut_down();
+    if (impl_->own_base) event_base_loopexit(impl_->base, nullptr);
+}
+
+Status Server::reload_users() {
+    std::vector<std::string> warnings;
+    Status status = impl_->users.reload(warnings);
+    for (const std::string& w : warnings) impl_->log(LogLevel::warning, w);
+    if (status) impl_->log(LogLevel::info, "users reloaded");
+    else impl_->log(LogLevel::error, "users not reloaded: " + status.error());
+    return status;
+}
+
+std::uint16_t Server::command_port() const { return impl_->command_port_; }
+std::uint16_t Server::media_port() const { return impl_->relay.port(); }
+event_base* Server::base() const { return impl_->base; }
+const CallRouter& Server::router() const { return impl_->router; }
+
+ServerStats Server::stats() const {
+    ServerStats s;
+    s.connections = impl_->sessions_.size();
+    s.logged_in = impl_->online_.size();
+    s.calls = impl_->router.calls();
+    const auto& relay = impl_->relay.stats();
+    s.media_packets_relayed = relay.relayed_packets;
+    s.media_bytes_relayed = relay.relayed_bytes;
+    s.media_packets_dropped = relay.dropped_packets;
+    s.registrations_acked = relay.registrations;
+    return s;
+}
+
+}  // namespace dtcall

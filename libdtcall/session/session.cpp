@@ -1,0 +1,297 @@
+#include <dtcall/session.hpp>
+
+#include <dtcall/media_relay.hpp>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include <sodium.h>
+
+#include <ctime>
+
+namespace dtcall {
+namespace {
+
+constexpr std::size_t handshake_size = key_size + seal_overhead;  // 80
+constexpr std::size_t read_chunk = 4096;
+// Cap on bytes libevent reads ahead for us: input beyond this waits in the kernel.
+constexpr std::size_t input_high_water = 16 * 1024;
+// A closing connection gets this long to flush what is queued.
+constexpr std::chrono::milliseconds close_flush_limit{3000};
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+    timeval tv;
+    tv.tv_sec = static_cast<long>(ms.count() / 1000);
+    tv.tv_usec = static_cast<long>(ms.count() % 1000 * 1000);
+    return tv;
+}
+
+// Unknown command names are logged; keep what reaches the log short and tame.
+std::string printable_name(const std::string& name) {
+    return name.size() > 24 ? name.substr(0, 24) + "..." : name;
+}
+
+}  // namespace
+
+const char* Session::state_name(State state) {
+    switch (state) {
+    case State::handshake: return "handshake";
+    case State::awaiting_login: return "awaiting login";
+    case State::logged_in: return "logged in";
+    case State::closing: return "closing";
+    }
+    return "?";
+}
+
+Session::Session(event_base* base, int fd, const sockaddr* address, int address_len, Host& host,
+                 std::uint64_t id)
+    : host_(host), id_(id), address_(format_address(address, address_len)),
+      decoder_(host.config().max_frame_before_login) {
+    bev_ = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    timer_ = evtimer_new(base, &Session::on_timer, this);
+    pace_ = evtimer_new(base, &Session::on_pace, this);
+    bufferevent_setcb(bev_, &Session::on_read, &Session::on_write, &Session::on_event, this);
+    bufferevent_setwatermark(bev_, EV_READ, 0, input_high_water);
+    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    arm_timer(host_.config().login_timeout);
+}
+
+Session::~Session() {
+    if (timer_) event_free(timer_);
+    if (pace_) event_free(pace_);
+    if (bev_) bufferevent_free(bev_);
+    wipe(challenge_);
+    wipe(session_key_);
+}
+
+void Session::enter(State next) { state_ = next; }
+
+void Session::arm_timer(std::chrono::milliseconds after) {
+    if (after.count() <= 0) {
+        evtimer_del(timer_);
+        return;
+    }
+    timeval tv = to_timeval(after);
+    evtimer_add(timer_, &tv);
+}
+
+void Session::on_read(bufferevent*, void* self) {
+    auto* s = static_cast<Session*>(self);
+    if (s->state_ == State::handshake) s->read_handshake();
+    if (s->state_ == State::awaiting_login || s->state_ == State::logged_in) s->read_frames();
+}
+
+void Session::read_handshake() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    if (evbuffer_get_length(in) < handshake_size) return;
+    std::uint8_t sealed[handshake_size];
+    evbuffer_remove(in, sealed, handshake_size);
+    auto ephemeral = open_anonymous(host_.config().server_keys, sealed, handshake_size);
+    if (!ephemeral || ephemeral->size() != key_size) {
+        close("handshake did not open with the server key");
+        return;
+    }
+    PublicKey client_key;
+    std::copy(ephemeral->begin(), ephemeral->end(), client_key.bytes.begin());
+    randombytes_buf(tcp_key_.data(), key_size);
+    std::string key_text(reinterpret_cast<const char*>(tcp_key_.data()), key_size);
+    Bytes reply = seal_box_frame(host_.config().server_keys.secret_key, client_key, key_text);
+    wipe(key_text);
+    if (reply.empty()) {
+        close("handshake key is unusable");
+        return;
+    }
+    outbox_bytes_ += reply.size();
+    outbox_.push_back(std::move(reply));
+    enter(State::awaiting_login);
+    flush_paced();
+}
+
+void Session::read_frames() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    std::uint8_t chunk[read_chunk];
+    Bytes frame;
+    while (!closed_ && state_ != State::closing && evbuffer_get_length(in) > 0) {
+        int n = evbuffer_remove(in, chunk, sizeof chunk);
+        if (n <= 0) break;
+        decoder_.feed(chunk, std::size_t(n));
+        for (;;) {
+            auto status = decoder_.next(frame);
+            if (status == wire::FrameDecoder::Status::need_more) break;
+            if (status != wire::FrameDecoder::Status::frame) {
+                close(status == wire::FrameDecoder::Status::too_large ? "frame larger than allowed"
+                                                                       : "frame with empty plaintext");
+                return;
+            }
+            auto text = open_secret_frame(tcp_key_.data(), frame.data(), frame.size());
+            if (!text) continue;  // PROTOCOL.md 3: frames that do not authenticate are dropped
+            peer_wrote_since_send_ = true;
+            handle_text(*text);
+            wipe(*text);
+            if (closed_ || state_ == State::closing) return;
+        }
+    }
+}
+
+void Session::handle_text(const std::string& text) {
+    const Config& config = host_.config();
+    if (state_ == State::logged_in) arm_timer(config.idle_timeout);
+    wire::Parsed parsed = wire::parse_command(text, std::time(nullptr), config.timestamp_window);
+    if (parsed.status != wire::ParseStatus::ok) return;  // heartbeat, or dropped silently
+    const wire::Command& command = parsed.command;
+    wire::Verb verb = wire::verb_of(command.name());
+    if (verb == wire::Verb::unknown) {
+        host_.log(LogLevel::info, "session " + std::to_string(id_) + ": unknown command \"" +
+                                      printable_name(command.name()) + "\" ignored");
+        return;
+    }
+    if (!wire::fields_fit(verb, command)) {
+        host_.log(LogLevel::info, "session " + std::to_string(id_) + ": malformed " + command.name() +
+                                      " (" + std::to_string(command.size()) + " fields) dropped");
+        return;
+    }
+    if (verb == wire::Verb::login1 || verb == wire::Verb::login2) {
+        // D3/D5: a connection belongs to one user for good.
+        if (state_ == State::logged_in) send({"invalid"});
+        else if (verb == wire::Verb::login1) handle_login1(command);
+        else handle_login2(command);
+        return;
+    }
+    if (state_ != State::logged_in || !secure_equal(command.last(), session_key_)) {
+        send({"invalid"});
+        return;
+    }
+    if (!host_.session_command(*this, verb, command)) send({"invalid"});
+}
+
+void Session::handle_login1(const wire::Command& command) {
+    const std::string& user = command.fields[2];
+    auto key = host_.find_user(user);
+    if (!key) {
+        host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": login1 for unknown user");
+        send({"invalid"});
+        close("unknown user");
+        return;
+    }
+    wipe(challenge_);
+    challenge_ = random_token(200);
+    pending_user_ = user;
+    Bytes sealed = seal_box_frame(host_.config().server_keys.secret_key, *key, challenge_);
+    std::string blob = stringify(sealed);
+    send({"login1resp", blob});
+}
+
+void Session::handle_login2(const wire::Command& command) {
+    const std::string& user = command.fields[2];
+    bool ok = !challenge_.empty() && user == pending_user_ && secure_equal(command.fields[3], challenge_);
+    wipe(challenge_);
+    if (!ok) {
+        host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": failed login2");
+        send({"invalid"});
+        close("failed login");
+        return;
+    }
+    user_ = user;
+    pending_user_.clear();
+    session_key_ = random_token(59);
+    enter(State::logged_in);
+    decoder_.set_max_plaintext(host_.config().max_frame_after_login);
+    arm_timer(host_.config().idle_timeout);
+    bool keepudp = command.size() == 5;
+    host_.session_logged_in(*this, keepudp);
+    send({"login2resp", session_key_});
+}
+
+void Session::send(std::initializer_list<std::string_view> fields) {
+    if (closed_) return;
+    std::string text = wire::format_message(std::time(nullptr), fields);
+    Bytes frame = seal_secret_frame(tcp_key_.data(), text);
+    wipe(text);
+    outbox_bytes_ += frame.size();
+    outbox_.push_back(std::move(frame));
+    flush_paced();
+}
+
+void Session::flush_paced() {
+    if (closed_) return;
+    evbuffer* out = bufferevent_get_output(bev_);
+    if (outbox_bytes_ + evbuffer_get_length(out) > host_.config().max_output_bytes) {
+        // A client that does not read is dropped; nothing more is queued for it.
+        outbox_.clear();
+        outbox_bytes_ = 0;
+        finish("output limit reached (client not reading)");
+        return;
+    }
+    auto gap = host_.config().frame_gap;
+    while (!outbox_.empty()) {
+        auto now = std::chrono::steady_clock::now();
+        auto since = now - last_send_;
+        // Clients read one frame per read(): a second frame may only follow once
+        // the client has shown it read the first (it wrote to us) or after a gap.
+        if (!peer_wrote_since_send_ && since < gap) {
+            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(gap - since) +
+                        std::chrono::milliseconds(1);
+            timeval tv = to_timeval(wait);
+            evtimer_add(pace_, &tv);
+            return;
+        }
+        Bytes& frame = outbox_.front();
+        bufferevent_write(bev_, frame.data(), frame.size());
+        outbox_bytes_ -= frame.size();
+        outbox_.pop_front();
+        last_send_ = now;
+        peer_wrote_since_send_ = false;
+    }
+}
+
+void Session::on_pace(int, short, void* self) { static_cast<Session*>(self)->flush_paced(); }
+
+void Session::on_write(bufferevent*, void* self) {
+    auto* s = static_cast<Session*>(self);
+    if (s->state_ == State::closing && s->outbox_.empty()) s->finish("closed after flushing");
+}
+
+void Session::on_event(bufferevent*, short what, void* self) {
+    auto* s = static_cast<Session*>(self);
+    if (what & BEV_EVENT_EOF) s->finish("peer closed the connection");
+    else if (what & BEV_EVENT_ERROR) s->finish("connection error");
+}
+
+void Session::on_timer(int, short, void* self) {
+    auto* s = static_cast<Session*>(self);
+    switch (s->state_) {
+    case State::handshake:
+    case State::awaiting_login: s->close("no login within the deadline"); break;
+    case State::logged_in: s->close("idle timeout"); break;
+    case State::closing: s->finish("could not flush before closing"); break;
+    }
+}
+
+void Session::close(const char* reason) {
+    if (closed_ || state_ == State::closing) return;
+    host_.log(LogLevel::debug, "session " + std::to_string(id_) + ": closing: " + reason);
+    enter(State::closing);
+    bufferevent_disable(bev_, EV_READ);
+    evbuffer* out = bufferevent_get_output(bev_);
+    if (outbox_.empty() && evbuffer_get_length(out) == 0) {
+        finish(reason);
+        return;
+    }
+    arm_timer(close_flush_limit);
+}
+
+void Session::finish(const char* reason) {
+    if (closed_) return;
+    closed_ = true;
+    enter(State::closing);
+    host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ +
+                                  (user_.empty() ? "" : " (" + user_ + ")") + " closed: " + reason);
+    evtimer_del(timer_);
+    evtimer_del(pace_);
+    bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
+    host_.session_closed(*this);
+}
+
+}  // namespace dtcall

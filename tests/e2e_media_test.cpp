@@ -1,0 +1,160 @@
+// UDP registration, ack and relay (PROTOCOL.md section 9, defect D8).
+//   client -> seal("ts|sk")   (118 bytes)      server -> secretbox(tcp key, ts)  (54 bytes)
+//   in call: datagram from A's address -> unchanged to B's address
+#include <doctest/doctest.h>
+
+#include "harness.hpp"
+
+#include <dtcall/crypto.hpp>
+
+using namespace test_support;
+using namespace dtcall;
+
+namespace {
+
+// alice and bob logged in, alice ringing bob, accepted.
+struct Accepted {
+    TestServer& s;
+    RawPeer alice, bob;
+    Accepted(TestServer& server) : s(server), alice(server), bob(server) {
+        REQUIRE_FALSE(alice.login("alice").empty());
+        REQUIRE_FALSE(bob.login("bob").empty());
+        alice.command("call|bob|" + alice.sk);
+        REQUIRE(alice.next_body() == "available|bob");
+        REQUIRE(bob.next_body() == "incoming|alice");
+        bob.command("accept|alice|" + bob.sk);
+        REQUIRE(alice.next_body().rfind("prepare|", 0) == 0);
+        REQUIRE(bob.next_body().rfind("prepare|", 0) == 0);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("registration: 118 bytes in, a 54-byte ack under the TCP key out") {
+    TestServer s;
+    Accepted call(s);
+    RawMedia media(s);
+    media.send_registration(call.alice.sk, s.timestamp());
+    auto ack = media.receive();
+    REQUIRE(ack);
+    CHECK(ack->size() == 54);
+    auto ts = open_secret_frame(call.alice.tcp_key.data(), ack->data(), ack->size());
+    REQUIRE(ts);
+    CHECK(wire::timestamp_in_window(*ts, std::time(nullptr), 5));
+    CHECK(s.server->stats().registrations_acked == 1);
+}
+
+TEST_CASE("registrations that get no ack: no call, unknown key, stale key (D8), bad time, junk") {
+    TestServer s;
+    RawPeer carol(s);
+    REQUIRE_FALSE(carol.login("carol").empty());
+    RawMedia media(s);
+    media.send_registration(carol.sk, s.timestamp());  // carol has no call
+    CHECK(media.receive(quiet) == std::nullopt);
+    Accepted call(s);
+    media.send_registration(std::string(59, 'Z'), s.timestamp());
+    media.send_registration(call.alice.sk, s.timestamp(-1000));
+    media.send_registration(call.alice.sk + "|x", s.timestamp());
+    std::string no_bar = s.timestamp() + call.alice.sk;
+    media.send(seal_anonymous(s.keys.public_key, reinterpret_cast<const std::uint8_t*>(no_bar.data()), no_bar.size()));
+    media.send(Bytes(118, 0));
+    media.send(Bytes(1, 0));
+    media.send(Bytes(2000, 0xff));
+    CHECK(media.receive(quiet) == std::nullopt);
+    std::string stale = call.bob.sk;
+    call.bob.drop();  // bob's connection (and key) is gone; the call stays for a keepudp reconnect
+    s.pump(20ms);
+    media.send_registration(stale, s.timestamp());
+    CHECK(media.receive(quiet) == std::nullopt);
+    CHECK(s.server->stats().media_packets_dropped >= 8);
+    RawMedia good(s);
+    CHECK(good.register_with(call.alice));  // still serving
+}
+
+TEST_CASE("relay: both ways, unchanged, up to 64 KiB; nothing before ready") {
+    TestServer s;
+    Accepted call(s);
+    RawMedia a(s), b(s);
+    REQUIRE(a.register_with(call.alice));
+    REQUIRE(b.register_with(call.bob));
+    a.send(Bytes(100, 1));  // alice has not sent ready: a (failed) registration attempt
+    CHECK(b.receive(quiet) == std::nullopt);
+    call.alice.command("ready|bob|" + call.alice.sk);
+    call.bob.command("ready|alice|" + call.bob.sk);
+    REQUIRE(call.alice.next_body() == "start|bob");
+    REQUIRE(call.bob.next_body() == "start|alice");
+    for (std::size_t size : {1u, 100u, 1200u, 1400u, 9000u, 65000u}) {
+        Bytes payload(size);
+        for (std::size_t i = 0; i < size; ++i) payload[i] = std::uint8_t(i * 31 + size);
+        a.send(payload);
+        CHECK(b.receive() == payload);
+        b.send(payload);
+        CHECK(a.receive() == payload);
+    }
+    CHECK(s.server->stats().media_packets_relayed == 12);
+}
+
+TEST_CASE("a new registration from a new address replaces the old one") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawMedia moved(s);  // bob's phone rebinds (new port)
+    REQUIRE(moved.register_with(call.bob));
+    call.alice_media.send(Bytes(80, 3));
+    CHECK(moved.receive() == Bytes(80, 3));
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    call.bob_media.send(Bytes(80, 4));  // the old address is no longer bob's
+    CHECK(call.alice_media.receive(quiet) == std::nullopt);
+    moved.send(Bytes(80, 5));
+    CHECK(call.alice_media.receive() == Bytes(80, 5));
+}
+
+TEST_CASE("after end, the media mappings are gone") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    call.alice.command("end|bob|" + call.alice.sk);
+    REQUIRE(call.bob.next_body() == "end|alice");
+    call.alice_media.send(Bytes(90, 1));
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    call.alice_media.send_registration(call.alice.sk, s.timestamp());  // no call: no ack
+    CHECK(call.alice_media.receive(quiet) == std::nullopt);
+}
+
+TEST_CASE("junk datagrams of every size do not disturb a call") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawMedia junk(s);
+    for (std::size_t size = 0; size < 300; size += 7) junk.send(Bytes(size, std::uint8_t(size)));
+    junk.send(Bytes(60000, 1));
+    call.alice_media.send(Bytes(33, 3));
+    CHECK(call.bob_media.receive() == Bytes(33, 3));
+    CHECK(junk.receive(quiet) == std::nullopt);
+}
+
+TEST_CASE("media between two calls never crosses") {
+    TestServer s({"alice", "bob", "carol", "dave"});
+    CallPair one(s);
+    REQUIRE(one.established);
+    RawPeer carol(s), dave(s);
+    RawMedia cm(s), dm(s);
+    REQUIRE_FALSE(carol.login("carol").empty());
+    REQUIRE_FALSE(dave.login("dave").empty());
+    carol.command("call|dave|" + carol.sk);
+    carol.next_body();
+    dave.next_body();
+    dave.command("accept|carol|" + dave.sk);
+    carol.next_body();
+    dave.next_body();
+    REQUIRE(cm.register_with(carol));
+    REQUIRE(dm.register_with(dave));
+    carol.command("ready|dave|" + carol.sk);
+    dave.command("ready|carol|" + dave.sk);
+    REQUIRE(carol.next_body() == "start|dave");
+    one.alice_media.send(Bytes(10, 1));
+    cm.send(Bytes(10, 2));
+    CHECK(one.bob_media.receive() == Bytes(10, 1));
+    CHECK(dm.receive() == Bytes(10, 2));
+    CHECK(one.bob_media.receive(quiet) == std::nullopt);
+}

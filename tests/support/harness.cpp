@@ -1,0 +1,282 @@
+#include "harness.hpp"
+
+#include <dtcall/crypto.hpp>
+
+#include <event2/event.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <ctime>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdexcept>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace test_support {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+socklen_t make_address(sockaddr_storage& out, const char* address, std::uint16_t port) {
+    out = {};
+    if (inet_pton(AF_INET, address, &reinterpret_cast<sockaddr_in*>(&out)->sin_addr) == 1) {
+        auto* in = reinterpret_cast<sockaddr_in*>(&out);
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        return sizeof(sockaddr_in);
+    }
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
+    if (inet_pton(AF_INET6, address, &in6->sin6_addr) != 1) throw std::runtime_error("bad test address");
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    return sizeof(sockaddr_in6);
+}
+
+}  // namespace
+
+TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall::Config&)> tweak,
+                       const char* address)
+    : base(event_base_new()), keys(dtcall::KeyPair::generate()) {
+    dtcall::crypto_init();
+    for (const auto& name : names) {
+        user_keys[name] = dtcall::KeyPair::generate();
+        users.add(name, user_keys[name].public_key);
+    }
+    config.listen_address = address;
+    config.command_port = 0;
+    config.media_port = 0;
+    config.server_keys = keys;
+    config.frame_gap = 20ms;
+    config.direct_hold = 300ms;
+    if (tweak) tweak(config);
+    server = std::make_unique<dtcall::Server>(config, users, base);
+    server->set_log([this](dtcall::LogLevel, const std::string& line) { log.push_back(line); });
+    auto started = server->start();
+    if (!started) throw std::runtime_error(started.error());
+}
+
+TestServer::~TestServer() {
+    server.reset();
+    event_base_free(base);
+}
+
+void TestServer::pump_once() { event_base_loop(base, EVLOOP_NONBLOCK); }
+
+void TestServer::pump(Millis time) {
+    auto until = Clock::now() + time;
+    while (Clock::now() < until) {
+        pump_once();
+        ::usleep(500);
+    }
+}
+
+std::string TestServer::timestamp(long offset) const { return std::to_string(long(std::time(nullptr)) + offset); }
+
+bool TestServer::logged(const std::string& needle) const {
+    for (const auto& line : log)
+        if (line.find(needle) != std::string::npos) return true;
+    return false;
+}
+
+RawPeer::RawPeer(TestServer& server, const char* address) : server_(server) {
+    sockaddr_storage to;
+    socklen_t length = make_address(to, address, server.server->command_port());
+    fd_ = ::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::connect(fd_, reinterpret_cast<sockaddr*>(&to), length);
+    // Let the server accept before anything else happens.
+    for (int i = 0; i < 20; ++i) server_.pump_once();
+}
+
+RawPeer::~RawPeer() {
+    if (fd_ >= 0) ::close(fd_);
+    server_.pump(Millis(2));
+}
+
+void RawPeer::drop() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    server_.pump(Millis(5));
+}
+
+void RawPeer::send_bytes(const dtcall::Bytes& bytes) {
+    std::size_t done = 0;
+    auto until = Clock::now() + patience;
+    while (done < bytes.size() && Clock::now() < until) {
+        ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+        if (n > 0) done += std::size_t(n);
+        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINPROGRESS) return;
+        server_.pump_once();
+    }
+    server_.pump_once();
+}
+
+void RawPeer::send_bytes(const std::string& bytes) { send_bytes(dtcall::Bytes(bytes.begin(), bytes.end())); }
+
+bool RawPeer::fill(Millis wait) {
+    auto until = Clock::now() + wait;
+    while (Clock::now() < until) {
+        server_.pump_once();
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 1) > 0) {
+            std::uint8_t buffer[65536];
+            ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+            if (n > 0) {
+                // Count whole frames delivered by this one read, as a client would see them.
+                std::size_t offset = in_.size();
+                in_.insert(in_.end(), buffer, buffer + n);
+                int frames = 0;
+                std::size_t at = 0;
+                while (tcp_key.size() == 32 && in_.size() - at >= dtcall::frame_header_size) {
+                    std::size_t total = dtcall::frame_overhead + dtcall::wire::announced_length(in_.data() + at);
+                    if (in_.size() - at < total) break;
+                    if (at + total > offset) ++frames;
+                    at += total;
+                }
+                if (frames > max_frames_in_one_read_) max_frames_in_one_read_ = frames;
+                return true;
+            }
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                eof_ = true;
+                return false;
+            }
+        }
+    }
+    return false;
+}
+
+bool RawPeer::handshake() {
+    dtcall::KeyPair ephemeral = dtcall::KeyPair::generate();
+    send_bytes(dtcall::seal_anonymous(server_.keys.public_key, ephemeral.public_key.bytes.data(), 32));
+    auto until = Clock::now() + patience;
+    while (in_.size() < 76 && Clock::now() < until)
+        if (!fill(std::chrono::duration_cast<Millis>(until - Clock::now())) && eof_) return false;
+    if (in_.size() < 76) return false;
+    auto key = dtcall::open_box_frame(ephemeral.secret_key, server_.keys.public_key, in_.data(), 76);
+    in_.erase(in_.begin(), in_.begin() + 76);
+    if (!key || key->size() != 32) return false;
+    tcp_key.assign(key->begin(), key->end());
+    return true;
+}
+
+void RawPeer::send_text(const std::string& plaintext) { send_bytes(dtcall::seal_secret_frame(tcp_key.data(), plaintext)); }
+
+void RawPeer::command(const std::string& fields) { send_text(server_.timestamp() + "|" + fields); }
+
+std::optional<std::string> RawPeer::next(Millis wait) {
+    auto until = Clock::now() + wait;
+    for (;;) {
+        if (in_.size() >= dtcall::frame_header_size) {
+            std::size_t total = dtcall::frame_overhead + dtcall::wire::announced_length(in_.data());
+            if (in_.size() >= total) {
+                auto text = dtcall::open_secret_frame(tcp_key.data(), in_.data(), total);
+                in_.erase(in_.begin(), in_.begin() + std::ptrdiff_t(total));
+                return text ? *text : std::string("<did not open>");
+            }
+        }
+        if (Clock::now() >= until) return std::nullopt;
+        if (!fill(std::chrono::duration_cast<Millis>(until - Clock::now())) && eof_) return std::nullopt;
+    }
+}
+
+std::string RawPeer::next_body(Millis wait) {
+    auto text = next(wait);
+    if (!text) return "";
+    auto bar = text->find('|');
+    return bar == std::string::npos ? *text : text->substr(bar + 1);
+}
+
+bool RawPeer::closed(Millis wait) {
+    auto until = Clock::now() + wait;
+    while (!eof_ && Clock::now() < until) {
+        in_.clear();
+        fill(std::chrono::duration_cast<Millis>(until - Clock::now()));
+    }
+    return eof_;
+}
+
+std::string RawPeer::login(const std::string& name, bool keepudp) {
+    if (tcp_key.empty() && !handshake()) return "";
+    command("login1|" + name);
+    std::string reply = next_body();
+    if (reply.rfind("login1resp|", 0) != 0) return "";
+    auto blob = dtcall::unstringify(reply.substr(11));
+    if (!blob) return "";
+    auto challenge = dtcall::open_box_frame(server_.user_keys.at(name).secret_key, server_.keys.public_key,
+                                            blob->data(), blob->size());
+    if (!challenge) return "";
+    command("login2|" + name + "|" + *challenge + (keepudp ? "|keepudp" : ""));
+    reply = next_body();
+    if (reply.rfind("login2resp|", 0) != 0) return "";
+    user = name;
+    sk = reply.substr(11);
+    return sk;
+}
+
+RawMedia::RawMedia(TestServer& server, const char* address) : server_(server) {
+    sockaddr_storage to;
+    socklen_t length = make_address(to, address, server.server->media_port());
+    port_ = server.server->media_port();
+    fd_ = ::socket(to.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ::connect(fd_, reinterpret_cast<sockaddr*>(&to), length);
+}
+
+RawMedia::~RawMedia() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void RawMedia::send(const dtcall::Bytes& datagram) {
+    ::send(fd_, datagram.data(), datagram.size(), 0);
+    server_.pump_once();
+}
+
+void RawMedia::send_registration(const std::string& sk, const std::string& ts) {
+    std::string text = ts + "|" + sk;
+    send(dtcall::seal_anonymous(server_.keys.public_key, reinterpret_cast<const std::uint8_t*>(text.data()),
+                                text.size()));
+}
+
+bool RawMedia::register_with(const RawPeer& peer) {
+    for (int attempt = 0; attempt < 10; ++attempt) {
+        send_registration(peer.sk, server_.timestamp());
+        auto ack = receive(100ms);
+        if (ack && dtcall::open_secret_frame(peer.tcp_key.data(), ack->data(), ack->size())) return true;
+    }
+    return false;
+}
+
+std::optional<dtcall::Bytes> RawMedia::receive(Millis wait) {
+    auto until = Clock::now() + wait;
+    while (Clock::now() < until) {
+        server_.pump_once();
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 1) > 0) {
+            std::uint8_t buffer[65536];
+            ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+            if (n >= 0) return dtcall::Bytes(buffer, buffer + n);
+        }
+    }
+    return std::nullopt;
+}
+
+CallPair::CallPair(TestServer& server) : alice(server), bob(server), alice_media(server), bob_media(server) {
+    if (alice.login("alice").empty() || bob.login("bob").empty()) return;
+    alice.command("call|bob|" + alice.sk);
+    if (alice.next_body() != "available|bob" || bob.next_body() != "incoming|alice") return;
+    bob.command("accept|alice|" + bob.sk);
+    if (alice.next_body().rfind("prepare|", 0) != 0 || bob.next_body().rfind("prepare|", 0) != 0) return;
+    if (!bob_media.register_with(bob)) return;
+    alice.command("passthrough|bob|123456|" + alice.sk);
+    if (bob.next_body() != "direct|123456|alice") return;
+    if (!alice_media.register_with(alice)) return;
+    alice.command("ready|bob|" + alice.sk);
+    bob.command("ready|alice|" + bob.sk);
+    if (alice.next_body() != "start|bob" || bob.next_body() != "start|alice") return;
+    established = true;
+}
+
+}  // namespace test_support

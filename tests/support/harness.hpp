@@ -1,0 +1,114 @@
+// End-to-end test harness: a real dtcall::Server on 127.0.0.1 (ports 0) and
+// raw peers that speak the protocol byte by byte, the way the Android/GTK
+// clients do. Single-threaded: while a peer waits for bytes it runs the
+// server's event loop, so every wait is bounded and nothing needs threads.
+#pragma once
+
+#include <dtcall/server.hpp>
+#include <dtcall/wire.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct event_base;
+
+namespace test_support {
+
+using namespace std::chrono_literals;
+using Millis = std::chrono::milliseconds;
+
+// How long a peer waits for something that should come, and for something
+// that should not.
+constexpr Millis patience = 3000ms;
+constexpr Millis quiet = 250ms;
+
+struct TestServer {
+    explicit TestServer(std::vector<std::string> names = {"alice", "bob", "carol"},
+                        std::function<void(dtcall::Config&)> tweak = {}, const char* address = "127.0.0.1");
+    ~TestServer();
+
+    // Runs the event loop for about `time`.
+    void pump(Millis time);
+    void pump_once();
+    std::string timestamp(long offset = 0) const;
+    bool logged(const std::string& needle) const;
+
+    event_base* base;
+    dtcall::InMemoryUserDirectory users;
+    dtcall::KeyPair keys;
+    std::map<std::string, dtcall::KeyPair> user_keys;
+    dtcall::Config config;
+    std::unique_ptr<dtcall::Server> server;
+    std::vector<std::string> log;
+};
+
+// One TCP command connection, driven by hand.
+class RawPeer {
+public:
+    explicit RawPeer(TestServer& server, const char* address = "127.0.0.1");
+    ~RawPeer();
+
+    void send_bytes(const dtcall::Bytes& bytes);
+    void send_bytes(const std::string& bytes);
+    // Ephemeral key sealed to the server, TCP key out of the reply. False on failure.
+    bool handshake();
+    void send_text(const std::string& plaintext);  // one symmetric frame
+    void command(const std::string& fields);       // "ts|" + fields
+    // The next frame's plaintext, or nullopt after `wait`.
+    std::optional<std::string> next(Millis wait = patience);
+    // The next frame without its timestamp, "" when nothing came or it did not open.
+    std::string next_body(Millis wait = patience);
+    // True when the server closed the connection within `wait`.
+    bool closed(Millis wait = patience);
+    // Close our end, like a phone losing its network.
+    void drop();
+    // handshake + login1 + login2: returns the session key ("" on failure).
+    std::string login(const std::string& user, bool keepudp = false);
+    // Frames that arrived in the same read so far (pacing checks).
+    int max_frames_in_one_read() const { return max_frames_in_one_read_; }
+
+    std::string user;
+    std::string sk;
+    dtcall::Bytes tcp_key;
+
+private:
+    bool fill(Millis wait);  // read more bytes into in_
+    TestServer& server_;
+    int fd_ = -1;
+    dtcall::Bytes in_;
+    bool eof_ = false;
+    int max_frames_in_one_read_ = 0;
+};
+
+// A UDP media socket of a peer.
+class RawMedia {
+public:
+    explicit RawMedia(TestServer& server, const char* address = "127.0.0.1");
+    ~RawMedia();
+    void send(const dtcall::Bytes& datagram);
+    void send_registration(const std::string& sk, const std::string& ts);
+    // Registers and waits for the ack; returns true when one opens under tcp_key.
+    bool register_with(const RawPeer& peer);
+    std::optional<dtcall::Bytes> receive(Millis wait = patience);
+
+private:
+    TestServer& server_;
+    int fd_ = -1;
+    std::uint16_t port_;
+};
+
+// Two logged-in peers, alice calling bob, through to `start` on both, with
+// media registered. Used by tests that start from "in call".
+struct CallPair {
+    CallPair(TestServer& server);
+    RawPeer alice, bob;
+    RawMedia alice_media, bob_media;
+    bool established = false;
+};
+
+}  // namespace test_support
