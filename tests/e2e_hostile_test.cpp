@@ -80,6 +80,7 @@ TEST_CASE("a logged-in client that never reads is dropped, others unaffected") {
     TestServer s({"alice", "bob", "carol"}, [](Config& c) {
         c.max_output_bytes = 4096;
         c.frame_gap = std::chrono::milliseconds(0);
+        c.replay_memory = 100000;  // let one connection send 40000 commands in a second
     });
     RawPeer sink(s);
     REQUIRE_FALSE(sink.login("carol").empty());
@@ -95,27 +96,115 @@ TEST_CASE("a logged-in client that never reads is dropped, others unaffected") {
     still_serves(s);
 }
 
-TEST_CASE("a login storm with wrong challenges") {
+TEST_CASE("a login storm with wrong challenges is rate limited per IP, logged once") {
     TestServer s;
-    for (int i = 0; i < 40; ++i) {
-        RawPeer p(s);
+    int refused = 0;
+    for (int i = 0; i < 30; ++i) {
+        RawPeer p(s, "127.0.0.1", "127.0.0.2");
         REQUIRE(p.handshake());
-        p.command("login1|alice");
-        p.next_body();
-        p.command("login2|alice|" + random_token(200));
+        p.command("login1|carol");
+        if (p.next_body() == "invalid") {  // limited: refused before any challenge
+            ++refused;
+            CHECK(p.closed());
+            continue;
+        }
+        p.command("login2|carol|" + random_token(200));
         CHECK(p.next_body() == "invalid");
     }
+    CHECK(refused == 20);  // a burst of 10 failures, then refusals
+    int lines = 0;
+    for (const auto& line : s.log) lines += line.find("too many failed logins from 127.0.0.2") != std::string::npos;
+    CHECK(lines == 1);
+    still_serves(s);  // alice and bob, from 127.0.0.1
+}
+
+TEST_CASE("failed logins are also limited per user name, whatever the source") {
+    TestServer s;
+    const char* sources[] = {"127.0.0.3", "127.0.0.4", "127.0.0.5"};
+    for (int i = 0; i < 12; ++i) {
+        RawPeer p(s, "127.0.0.1", sources[i % 3]);
+        REQUIRE(p.handshake());
+        p.command("login1|carol");
+        if (p.next_body() != "invalid") {
+            p.command("login2|carol|" + random_token(200));
+            p.next_body();
+        }
+    }
+    RawPeer carol(s);
+    CHECK(carol.login("carol").empty());
+    CHECK(s.logged("too many failed logins for user carol"));
     still_serves(s);
+}
+
+TEST_CASE("connections that do not log in are capped per IP") {
+    TestServer s({"alice", "bob", "carol"}, [](Config& c) { c.max_unauthenticated_per_ip = 5; });
+    std::vector<std::unique_ptr<RawPeer>> held;
+    for (int i = 0; i < 8; ++i) held.push_back(std::make_unique<RawPeer>(s, "127.0.0.1", "127.0.0.6"));
+    int closed = 0;
+    for (auto& p : held) closed += p->closed(50ms);
+    CHECK(closed == 3);
+    CHECK(s.logged("127.0.0.6 has too many connections"));
+    still_serves(s);
+}
+
+TEST_CASE("a replayed command frame on the same connection is dropped") {
+    TestServer s;
+    RawPeer alice(s), bob(s);
+    REQUIRE_FALSE(alice.login("alice").empty());
+    REQUIRE_FALSE(bob.login("bob").empty());
+    alice.command("call|bob|" + alice.sk);
+    Bytes call_frame = alice.last_frame();
+    CHECK(alice.next_body() == "available|bob");
+    CHECK(bob.next_body() == "incoming|alice");
+    alice.command("end|bob|" + alice.sk);
+    CHECK(bob.next_body() == "end|alice");
+    alice.send_bytes(call_frame);  // the same bytes again
+    CHECK(alice.next(quiet) == std::nullopt);
+    CHECK(bob.next(quiet) == std::nullopt);
+    CHECK(s.logged("replayed"));
+    alice.command("call|bob|" + alice.sk);  // a fresh frame still works
+    CHECK(alice.next_body() == "available|bob");
+}
+
+TEST_CASE("a replayed registration is refused, also from another address") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawMedia fresh(s);
+    REQUIRE(fresh.register_with(call.bob));
+    Bytes registration = fresh.last_sent();
+    RawMedia thief(s);
+    thief.send(registration);
+    CHECK(thief.receive(quiet) == std::nullopt);
+    fresh.send(registration);
+    CHECK(fresh.receive(quiet) == std::nullopt);
+    call.alice_media.send(Bytes(70, 7));
+    CHECK(fresh.receive() == Bytes(70, 7));  // the media address did not move
+    CHECK(thief.receive(quiet) == std::nullopt);
+}
+
+TEST_CASE("unregistered sources are capped in packets per second; the call is untouched") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawMedia flood(s);
+    for (int i = 0; i < 300; ++i) flood.send(random_bytes(118));
+    CHECK(s.server->stats().media_packets_dropped >= 300);
+    call.alice_media.send(Bytes(20, 2));
+    CHECK(call.bob_media.receive() == Bytes(20, 2));
+    RawMedia other(s);
+    CHECK(other.register_with(call.alice));
 }
 
 TEST_CASE("many idle connections do not stop logins (slowloris)") {
     TestServer s({"alice", "bob"}, [](Config& c) { c.login_timeout = std::chrono::milliseconds(500); });
     std::vector<std::unique_ptr<RawPeer>> idle;
     for (int i = 0; i < 200; ++i) {
-        idle.push_back(std::make_unique<RawPeer>(s));
+        idle.push_back(std::make_unique<RawPeer>(s, "127.0.0.1", "127.0.0.7"));
         if (i % 2) idle.back()->send_bytes(Bytes(1, 0x55));  // one byte, then nothing
     }
     still_serves(s);
+    CHECK(s.server->stats().connections <= 64 + 4);  // the per-IP cap held the rest off
     s.pump(700ms);
     CHECK(s.server->stats().connections <= 2);
 }

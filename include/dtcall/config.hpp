@@ -45,6 +45,20 @@ struct Config {
     std::size_t max_connections = 19000;
     // Largest UDP datagram read and relayed.
     std::size_t max_datagram = 65536;
+
+    // Connections from one IP address that have not logged in yet.
+    std::size_t max_unauthenticated_per_ip = 64;
+    // Failed logins per source IP and per user name: a burst, then this many
+    // per minute. Past it, login1 is answered `invalid` and the connection closed.
+    double failed_login_burst = 10;
+    double failed_logins_per_minute = 6;
+    // Command frames remembered per connection to refuse replays. A connection
+    // can send at most this many commands within one second (clients send a
+    // handful per call); 16 bytes each, only while in use.
+    std::size_t replay_memory = 64;
+    // Datagrams per second from one address that is not a registered media
+    // address (registration attempts, junk); past it they are dropped unread.
+    double unregistered_packets_per_second = 50;
 };
 
 }  // namespace dtcall

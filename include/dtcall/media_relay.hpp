@@ -4,7 +4,10 @@
 // CallRouter; the relay only keeps the address table.
 #pragma once
 
+#include <dtcall/address.hpp>
 #include <dtcall/config.hpp>
+#include <dtcall/rate_limiter.hpp>
+#include <dtcall/replay_guard.hpp>
 #include <dtcall/result.hpp>
 
 #include <cstdint>
@@ -28,6 +31,7 @@ public:
         struct KeyOwner {
             std::string user;
             const std::uint8_t* tcp_key;  // for the ack
+            ReplayGuard* registrations;   // registrations already accepted for this key
         };
         // The logged-in user whose live connection holds session key `sk`.
         virtual std::optional<KeyOwner> owner_of_session_key(const std::string& sk) = 0;
@@ -36,6 +40,8 @@ public:
         // Whom media from `user` goes to, or null when `user` is not in call.
         virtual const std::string* relay_peer(const std::string& user) = 0;
         virtual std::time_t now() = 0;
+        // A monotonic clock in milliseconds, for rate limits.
+        virtual std::int64_t now_ms() = 0;
     };
 
     struct Stats {
@@ -43,6 +49,8 @@ public:
         std::uint64_t relayed_bytes = 0;
         std::uint64_t dropped_packets = 0;
         std::uint64_t registrations = 0;
+        std::uint64_t rate_limited_packets = 0;
+        std::uint64_t replayed_registrations = 0;
     };
 
     MediaRelay(event_base* base, const Config& config, Host& host);
@@ -78,13 +86,12 @@ private:
     event* read_event_ = nullptr;
     std::uint16_t port_ = 0;
     Stats stats_;
+    RateLimiter unregistered_;
     // Address keys are the raw sockaddr bytes (family, port, address).
     std::unordered_map<std::string, std::string> user_by_address_;
     std::unordered_map<std::string, Endpoint> endpoint_by_user_;
     unsigned char buffer_[65536];
 };
 
-// "ip:port" (IPv6 as "[ip]:port") for logs and observers.
-std::string format_address(const sockaddr* address, int length);
 
 }  // namespace dtcall

@@ -10,6 +10,7 @@
 
 #include <dtcall/config.hpp>
 #include <dtcall/crypto.hpp>
+#include <dtcall/replay_guard.hpp>
 #include <dtcall/server.hpp>
 #include <dtcall/wire.hpp>
 
@@ -46,6 +47,10 @@ public:
         // this call: defer it).
         virtual void session_closed(Session& session) = 0;
         virtual void log(LogLevel level, const std::string& line) = 0;
+        // May this connection try to log in as `user` now (failed-login rate
+        // limits)? When false the session answers `invalid` and closes.
+        virtual bool login_allowed(Session& session, const std::string& user) = 0;
+        virtual void login_failed(Session& session, const std::string& user) = 0;
     };
 
     Session(event_base* base, int fd, const sockaddr* address, int address_len, Host& host,
@@ -63,6 +68,9 @@ public:
     std::uint64_t id() const { return id_; }
     const std::string& user() const { return user_; }
     const std::string& address() const { return address_; }
+    const std::string& ip() const { return ip_; }
+    // UDP registrations made with this connection's session key, for replay checks.
+    ReplayGuard& registration_replays() { return registration_replays_; }
     const std::string& session_key() const { return session_key_; }
     const std::uint8_t* tcp_key() const { return tcp_key_.data(); }
 
@@ -75,7 +83,7 @@ private:
 
     void read_handshake();
     void read_frames();
-    void handle_text(const std::string& text);
+    void handle_text(const std::string& text, const std::uint8_t* nonce);
     void handle_login1(const wire::Command& command);
     void handle_login2(const wire::Command& command);
     void flush_paced();
@@ -90,12 +98,15 @@ private:
     event* pace_ = nullptr;
     State state_ = State::handshake;
     std::string address_;
+    std::string ip_;
     std::string user_;
     std::string pending_user_;  // login1 name while a challenge is pending
     std::string challenge_;
     std::string session_key_;
     SecretKey tcp_key_;
     wire::FrameDecoder decoder_;
+    ReplayGuard replays_;  // sized from Config::replay_memory
+    ReplayGuard registration_replays_{16};
     std::deque<Bytes> outbox_;
     std::size_t outbox_bytes_ = 0;
     bool peer_wrote_since_send_ = true;

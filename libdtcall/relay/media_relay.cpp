@@ -40,7 +40,8 @@ std::string address_key(const sockaddr* address) {
 }  // namespace
 
 MediaRelay::MediaRelay(event_base* base, const Config& config, Host& host)
-    : base_(base), config_(config), host_(host) {}
+    : base_(base), config_(config), host_(host),
+      unregistered_(config.unregistered_packets_per_second, config.unregistered_packets_per_second) {}
 
 MediaRelay::~MediaRelay() { close(); }
 
@@ -125,7 +126,13 @@ void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, con
         }
     }
     // PROTOCOL.md 9: from an unknown address or a user not yet in call, a
-    // datagram is a registration attempt.
+    // datagram is a registration attempt. Opening one costs an X25519
+    // operation, so each source gets only so many per second.
+    if (!unregistered_.take(key, double(host_.now_ms()) / 1000.0)) {
+        ++stats_.rate_limited_packets;
+        ++stats_.dropped_packets;
+        return;
+    }
     if (!try_register(data, size, from, from_len, key)) ++stats_.dropped_packets;
 }
 
@@ -145,8 +152,15 @@ bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const 
         return false;
     }
     auto owner = host_.owner_of_session_key(text.substr(bar + 1));
+    long long timestamp = std::stoll(text.substr(0, bar));
     wipe(text);
     if (!owner) return false;
+    // A sealed box starts with its one-time public key: it names the datagram.
+    // The same registration again (a replay, maybe from elsewhere) is refused.
+    if (!owner->registrations->fresh(data, timestamp, config_.timestamp_window)) {
+        ++stats_.replayed_registrations;
+        return false;
+    }
     // NAT rebinding and reconnects: a new address replaces the old one.
     release(owner->user);
     auto previous = user_by_address_.find(key);

@@ -1,6 +1,8 @@
 #include <dtcall/server.hpp>
 
+#include <dtcall/address.hpp>
 #include <dtcall/media_relay.hpp>
+#include <dtcall/rate_limiter.hpp>
 #include <dtcall/session.hpp>
 
 #include <event2/event.h>
@@ -84,6 +86,9 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
               impl->router.vanished(user);
           }) {
         crypto_init();
+        double refill = cfg.failed_logins_per_minute / 60.0;
+        failed_by_ip_ = std::make_unique<RateLimiter>(cfg.failed_login_burst, refill);
+        failed_by_user_ = std::make_unique<RateLimiter>(cfg.failed_login_burst, refill);
         randombytes_buf(session_key_hash_key_, sizeof session_key_hash_key_);
         reaper_ = event_new(base, -1, 0, &Impl::on_reap, this);
     }
@@ -158,6 +163,16 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
             return;
         }
         impl->at_capacity_logged_ = false;
+        std::string ip = format_ip(address, length);
+        std::size_t& unauthenticated = impl->unauthenticated_by_ip_[ip];
+        if (unauthenticated >= impl->cfg.max_unauthenticated_per_ip) {
+            evutil_closesocket(fd);
+            if (unauthenticated++ == impl->cfg.max_unauthenticated_per_ip)
+                impl->log(LogLevel::warning, ip + " has too many connections that are not logged in; refusing more");
+            --unauthenticated;
+            return;
+        }
+        ++unauthenticated;
         evutil_make_socket_nonblocking(fd);
         // Signaling is a trickle; a small kernel send buffer lets the output
         // bound notice a client that stopped reading in kilobytes, not megabytes.
@@ -192,6 +207,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
 
     void session_logged_in(Session& session, bool keepudp) override {
         const std::string& user = session.user();
+        release_unauthenticated(session.ip());
         auto previous = online_.find(user);
         if (previous != online_.end() && previous->second != &session) {
             Session* old = previous->second;
@@ -223,7 +239,34 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         }
     }
 
+    void release_unauthenticated(const std::string& ip) {
+        auto it = unauthenticated_by_ip_.find(ip);
+        if (it != unauthenticated_by_ip_.end() && --it->second == 0) unauthenticated_by_ip_.erase(it);
+    }
+
+    double seconds_now() { return double(now_ms()) / 1000.0; }
+
+    bool login_allowed(Session& session, const std::string& user) override {
+        double now = seconds_now();
+        bool ip_ok = failed_by_ip_->has_token(session.ip(), now);
+        bool user_ok = failed_by_user_->has_token(user, now);
+        if (ip_ok && user_ok) return true;
+        // One line per key per window, not one per attempt.
+        if (!ip_ok && failed_by_ip_->first_refusal(session.ip(), now))
+            log(LogLevel::warning, "too many failed logins from " + session.ip() + "; refusing for a while");
+        if (!user_ok && failed_by_user_->first_refusal(user, now))
+            log(LogLevel::warning, "too many failed logins for user " + user + "; refusing for a while");
+        return false;
+    }
+
+    void login_failed(Session& session, const std::string& user) override {
+        double now = seconds_now();
+        failed_by_ip_->take(session.ip(), now);
+        failed_by_user_->take(user, now);
+    }
+
     void session_closed(Session& session) override {
+        if (session.user().empty()) release_unauthenticated(session.ip());
         if (session.state() == Session::State::closing && !session.user().empty()) {
             auto it = online_.find(session.user());
             if (it != online_.end() && it->second == &session) {
@@ -263,7 +306,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     std::optional<KeyOwner> owner_of_session_key(const std::string& sk) override {
         auto it = by_key_.find(key_hash(sk));
         if (it == by_key_.end() || !secure_equal(it->second->session_key(), sk)) return std::nullopt;
-        return KeyOwner{it->second->user(), it->second->tcp_key()};
+        return KeyOwner{it->second->user(), it->second->tcp_key(), &it->second->registration_replays()};
     }
     bool media_registered(const std::string& user, const std::string& address) override {
         if (!router.media_registered(user)) return false;
@@ -273,6 +316,11 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     }
     const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
     std::time_t now() override { return std::time(nullptr); }
+    std::int64_t now_ms() override {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    }
 
     // ---- CallRouter::Outbox ----
     bool online(const std::string& user) override { return online_.count(user) != 0; }
@@ -341,6 +389,9 @@ private:
     std::vector<std::unique_ptr<Session>> graveyard_;
     std::unordered_map<std::string, Session*> online_;
     std::unordered_map<std::uint64_t, Session*> by_key_;
+    std::unordered_map<std::string, std::size_t> unauthenticated_by_ip_;
+    std::unique_ptr<RateLimiter> failed_by_ip_;
+    std::unique_ptr<RateLimiter> failed_by_user_;
 
     friend class Server;
 };

@@ -1,6 +1,6 @@
 #include <dtcall/session.hpp>
 
-#include <dtcall/media_relay.hpp>
+#include <dtcall/address.hpp>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -46,8 +46,8 @@ const char* Session::state_name(State state) {
 
 Session::Session(event_base* base, int fd, const sockaddr* address, int address_len, Host& host,
                  std::uint64_t id)
-    : host_(host), id_(id), address_(format_address(address, address_len)),
-      decoder_(host.config().max_frame_before_login) {
+    : host_(host), id_(id), address_(format_address(address, address_len)), ip_(format_ip(address, address_len)),
+      decoder_(host.config().max_frame_before_login), replays_(host.config().replay_memory) {
     bev_ = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     timer_ = evtimer_new(base, &Session::on_timer, this);
     pace_ = evtimer_new(base, &Session::on_pace, this);
@@ -127,19 +127,24 @@ void Session::read_frames() {
             auto text = open_secret_frame(tcp_key_.data(), frame.data(), frame.size());
             if (!text) continue;  // PROTOCOL.md 3: frames that do not authenticate are dropped
             peer_wrote_since_send_ = true;
-            handle_text(*text);
+            handle_text(*text, frame.data());
             wipe(*text);
             if (closed_ || state_ == State::closing) return;
         }
     }
 }
 
-void Session::handle_text(const std::string& text) {
+void Session::handle_text(const std::string& text, const std::uint8_t* nonce) {
     const Config& config = host_.config();
     if (state_ == State::logged_in) arm_timer(config.idle_timeout);
     wire::Parsed parsed = wire::parse_command(text, std::time(nullptr), config.timestamp_window);
     if (parsed.status != wire::ParseStatus::ok) return;  // heartbeat, or dropped silently
     const wire::Command& command = parsed.command;
+    // A replayed frame (same nonce) or one from too far back is dropped silently.
+    if (!replays_.fresh(nonce, std::stoll(command.fields[0]), config.timestamp_window)) {
+        host_.log(LogLevel::info, "session " + std::to_string(id_) + ": replayed or out-of-order frame dropped");
+        return;
+    }
     wire::Verb verb = wire::verb_of(command.name());
     if (verb == wire::Verb::unknown) {
         host_.log(LogLevel::info, "session " + std::to_string(id_) + ": unknown command \"" +
@@ -167,9 +172,15 @@ void Session::handle_text(const std::string& text) {
 
 void Session::handle_login1(const wire::Command& command) {
     const std::string& user = command.fields[2];
+    if (!host_.login_allowed(*this, user)) {
+        send({"invalid"});
+        close("too many failed logins");
+        return;
+    }
     auto key = host_.find_user(user);
     if (!key) {
         host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": login1 for unknown user");
+        host_.login_failed(*this, user);
         send({"invalid"});
         close("unknown user");
         return;
@@ -188,6 +199,7 @@ void Session::handle_login2(const wire::Command& command) {
     wipe(challenge_);
     if (!ok) {
         host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": failed login2");
+        host_.login_failed(*this, user);
         send({"invalid"});
         close("failed login");
         return;

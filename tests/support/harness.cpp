@@ -81,10 +81,15 @@ bool TestServer::logged(const std::string& needle) const {
     return false;
 }
 
-RawPeer::RawPeer(TestServer& server, const char* address) : server_(server) {
+RawPeer::RawPeer(TestServer& server, const char* address, const char* source) : server_(server) {
     sockaddr_storage to;
     socklen_t length = make_address(to, address, server.server->command_port());
     fd_ = ::socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (source) {
+        sockaddr_storage from;
+        socklen_t from_length = make_address(from, source, 0);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&from), from_length) != 0) throw std::runtime_error("bind source");
+    }
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ::connect(fd_, reinterpret_cast<sockaddr*>(&to), length);
@@ -163,7 +168,10 @@ bool RawPeer::handshake() {
     return true;
 }
 
-void RawPeer::send_text(const std::string& plaintext) { send_bytes(dtcall::seal_secret_frame(tcp_key.data(), plaintext)); }
+void RawPeer::send_text(const std::string& plaintext) {
+    last_frame_ = dtcall::seal_secret_frame(tcp_key.data(), plaintext);
+    send_bytes(last_frame_);
+}
 
 void RawPeer::command(const std::string& fields) { send_text(server_.timestamp() + "|" + fields); }
 
@@ -230,6 +238,7 @@ RawMedia::~RawMedia() {
 }
 
 void RawMedia::send(const dtcall::Bytes& datagram) {
+    last_sent_ = datagram;
     ::send(fd_, datagram.data(), datagram.size(), 0);
     server_.pump_once();
 }

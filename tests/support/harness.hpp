@@ -50,11 +50,15 @@ struct TestServer {
 // One TCP command connection, driven by hand.
 class RawPeer {
 public:
-    explicit RawPeer(TestServer& server, const char* address = "127.0.0.1");
+    // `source`: a loopback address to connect from (127.0.0.2...), to act as
+    // another host for per-IP limits.
+    explicit RawPeer(TestServer& server, const char* address = "127.0.0.1", const char* source = nullptr);
     ~RawPeer();
 
     void send_bytes(const dtcall::Bytes& bytes);
     void send_bytes(const std::string& bytes);
+    // The exact bytes of the last frame sent by send_text/command.
+    const dtcall::Bytes& last_frame() const { return last_frame_; }
     // Ephemeral key sealed to the server, TCP key out of the reply. False on failure.
     bool handshake();
     void send_text(const std::string& plaintext);  // one symmetric frame
@@ -83,6 +87,7 @@ private:
     dtcall::Bytes in_;
     bool eof_ = false;
     int max_frames_in_one_read_ = 0;
+    dtcall::Bytes last_frame_;
 };
 
 // A UDP media socket of a peer.
@@ -92,6 +97,7 @@ public:
     ~RawMedia();
     void send(const dtcall::Bytes& datagram);
     void send_registration(const std::string& sk, const std::string& ts);
+    const dtcall::Bytes& last_sent() const { return last_sent_; }
     // Registers and waits for the ack; returns true when one opens under tcp_key.
     bool register_with(const RawPeer& peer);
     std::optional<dtcall::Bytes> receive(Millis wait = patience);
@@ -100,6 +106,7 @@ private:
     TestServer& server_;
     int fd_ = -1;
     std::uint16_t port_;
+    dtcall::Bytes last_sent_;
 };
 
 // Two logged-in peers, alice calling bob, through to `start` on both, with
