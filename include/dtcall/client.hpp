@@ -23,7 +23,7 @@ struct event_base;
 namespace dtcall {
 
 struct ClientConfig {
-    std::string host = "127.0.0.1";  // IPv4 or IPv6 literal
+    std::string host = "127.0.0.1";  // IPv4 or IPv6 literal ("::1" or "[::1]"); never resolved
     std::uint16_t command_port = 1991;
     std::uint16_t media_port = 1961;
     PublicKey server_key;             // pinned
@@ -79,7 +79,8 @@ public:
     // / `closed` follow. keepudp = reconnect during a call (the call stays).
     // An open connection is dropped first. Errors: bad host literal or user.
     Status connect(bool keepudp = false);
-    // Commands are ignored unless logged in; call() also while in a call.
+    // Commands are ignored unless logged in; call() and accept() also while
+    // in a call with someone else.
     void call(const std::string& callee);
     void accept(const std::string& caller);
     void end(const std::string& peer);
