@@ -7,6 +7,7 @@
 //     +----- end / relogin without keepudp / grace expiry ----------+
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -82,6 +83,10 @@ public:
     // Whom media from `user` goes to: the peer, once `user` has sent ready.
     const std::string* relay_peer(const std::string& user) const;
 
+    // Bumped by every change that may alter relay_peer(); the media relay
+    // caches routes until it moves.
+    std::uint64_t generation() const { return generation_; }
+
     CallPhase phase(const std::string& user) const;
     std::optional<std::string> peer(const std::string& user) const;
     std::size_t calls() const { return legs_.size() / 2; }
@@ -103,6 +108,7 @@ private:
     Outbox& outbox_;
     Policy policy_;
     std::unordered_map<std::string, Leg> legs_;
+    std::uint64_t generation_ = 1;
 };
 
 }  // namespace dtcall

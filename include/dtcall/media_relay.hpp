@@ -1,7 +1,12 @@
 // MediaRelay: the UDP socket of PROTOCOL.md section 9. Sealed registrations
 // bind a user's media address; datagrams from a user in call go, unchanged
 // and never decrypted, to the peer's address. Call state lives in the
-// CallRouter; the relay only keeps the address table.
+// CallRouter; the relay keeps the address table and a cache of routes that
+// it refreshes whenever the router says routing may have changed.
+//
+// Per relayed packet: one lookup of a binary address key in a flat hash
+// table, no allocation, no string; datagrams are read with recvmmsg and sent
+// with sendmmsg in batches.
 #pragma once
 
 #include <dtcall/address.hpp>
@@ -12,9 +17,9 @@
 
 #include <cstdint>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
 #include <sys/socket.h>
 
@@ -39,6 +44,9 @@ public:
         virtual bool media_registered(const std::string& user, const std::string& address) = 0;
         // Whom media from `user` goes to, or null when `user` is not in call.
         virtual const std::string* relay_peer(const std::string& user) = 0;
+        // Changes whenever an answer of relay_peer() may have changed; the
+        // relay caches routes until it does.
+        virtual std::uint64_t routing_generation() = 0;
         virtual std::time_t now() = 0;
         // A monotonic clock in milliseconds, for rate limits.
         virtual std::int64_t now_ms() = 0;
@@ -63,21 +71,22 @@ public:
     std::uint16_t port() const { return port_; }
     // Forget the user's media address (call over, logged out).
     void release(const std::string& user);
-    // One datagram as if it had arrived from `from` (the socket path uses it;
-    // tests and fuzzers may too).
+    // One datagram as if it had arrived from `from` (tests and fuzzers; the
+    // socket path batches with recvmmsg/sendmmsg instead).
     void handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
     const Stats& stats() const { return stats_; }
+    std::size_t registered() const;
+
+    struct State;
 
 private:
     static void on_readable(int, short, void*);
-    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
-                      const std::string& key);
-
-    struct Endpoint {
-        std::string key;
-        sockaddr_storage address;
-        socklen_t length;
-    };
+    void read_batch();
+    // Index of the route media from `from` goes to; ~0u when there is none
+    // (the datagram is then a registration attempt).
+    std::uint32_t forward_target(const sockaddr* from);
+    void registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
+    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
 
     event_base* base_;
     const Config& config_;
@@ -87,11 +96,7 @@ private:
     std::uint16_t port_ = 0;
     Stats stats_;
     RateLimiter unregistered_;
-    // Address keys are the raw sockaddr bytes (family, port, address).
-    std::unordered_map<std::string, std::string> user_by_address_;
-    std::unordered_map<std::string, Endpoint> endpoint_by_user_;
-    unsigned char buffer_[65536];
+    std::unique_ptr<State> state_;
 };
-
 
 }  // namespace dtcall

@@ -3,14 +3,17 @@
 #include <dtcall/crypto.hpp>
 #include <dtcall/wire.hpp>
 
+#include "address_table.hpp"
+
 #include <event2/event.h>
 #include <event2/util.h>
 
 #include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#include <unordered_map>
+#include <vector>
 
 namespace dtcall {
 namespace {
@@ -19,31 +22,88 @@ namespace {
 // bytes sealed; anything far off that cannot be one.
 constexpr std::size_t min_registration = seal_overhead + 3;
 constexpr std::size_t max_registration = seal_overhead + 128;
-// Datagrams handled per readiness event before yielding to other events.
-constexpr int datagrams_per_wakeup = 64;
-
-// family | port | address, independent of sockaddr padding.
-std::string address_key(const sockaddr* address) {
-    std::string key(1, char(address->sa_family));
-    if (address->sa_family == AF_INET) {
-        auto* in = reinterpret_cast<const sockaddr_in*>(address);
-        key.append(reinterpret_cast<const char*>(&in->sin_port), 2);
-        key.append(reinterpret_cast<const char*>(&in->sin_addr), 4);
-    } else if (address->sa_family == AF_INET6) {
-        auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-        key.append(reinterpret_cast<const char*>(&in6->sin6_port), 2);
-        key.append(reinterpret_cast<const char*>(&in6->sin6_addr), 16);
-    }
-    return key;
-}
+constexpr std::uint32_t no_route = AddressTable::none;
+// Datagrams per recvmmsg, and recvmmsg calls per readiness event before
+// yielding to the rest of the loop.
+constexpr unsigned batch_size = 32;
+constexpr int batches_per_wakeup = 8;
+constexpr std::size_t slot_size = 65536;  // whole datagrams, up to 64 KiB
 
 }  // namespace
 
+struct MediaRelay::State {
+    // A registered media address and where its media goes.
+    struct Route {
+        std::string user;
+        AddressKey key;
+        sockaddr_storage address;
+        socklen_t length;
+        bool used;
+        // Cached answer of "where does media from here go", valid while both
+        // generations are unchanged.
+        std::uint64_t router_generation;
+        std::uint64_t table_generation;
+        std::uint32_t target;
+    };
+
+    std::vector<Route> routes;
+    std::vector<std::uint32_t> free_routes;
+    AddressTable by_address;
+    std::unordered_map<std::string, std::uint32_t> by_user;
+    std::uint64_t table_generation = 1;
+
+    // recvmmsg/sendmmsg buffers. 2 MiB of address space, but only the pages
+    // that datagrams touch become resident.
+    std::unique_ptr<std::uint8_t[]> buffers{new std::uint8_t[batch_size * slot_size]};
+    mmsghdr in[batch_size];
+    iovec in_iov[batch_size];
+    sockaddr_storage in_from[batch_size];
+    mmsghdr out[batch_size];
+    iovec out_iov[batch_size];
+
+    void drop(std::uint32_t index) {
+        Route& r = routes[index];
+        by_address.erase(r.key);
+        by_user.erase(r.user);
+        r.used = false;
+        r.user.clear();
+        free_routes.push_back(index);
+        ++table_generation;
+    }
+
+    std::uint32_t add(const std::string& user, const AddressKey& key, const sockaddr* from, int from_len) {
+        std::uint32_t index;
+        if (!free_routes.empty()) {
+            index = free_routes.back();
+            free_routes.pop_back();
+        } else {
+            index = std::uint32_t(routes.size());
+            routes.emplace_back();
+        }
+        Route& r = routes[index];
+        r.user = user;
+        r.key = key;
+        std::memset(&r.address, 0, sizeof r.address);
+        std::memcpy(&r.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof r.address));
+        r.length = socklen_t(from_len);
+        r.used = true;
+        r.router_generation = r.table_generation = 0;
+        r.target = no_route;
+        by_address.insert(key, index);
+        by_user[user] = index;
+        ++table_generation;
+        return index;
+    }
+};
+
 MediaRelay::MediaRelay(event_base* base, const Config& config, Host& host)
     : base_(base), config_(config), host_(host),
-      unregistered_(config.unregistered_packets_per_second, config.unregistered_packets_per_second) {}
+      unregistered_(config.unregistered_packets_per_second, config.unregistered_packets_per_second),
+      state_(std::make_unique<State>()) {}
 
 MediaRelay::~MediaRelay() { close(); }
+
+std::size_t MediaRelay::registered() const { return state_->by_user.size(); }
 
 Status MediaRelay::open() {
     sockaddr_storage address{};
@@ -58,8 +118,9 @@ Status MediaRelay::open() {
 
     fd_ = ::socket(address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return Error{"media: cannot create a UDP socket: " + std::string(std::strerror(errno))};
-    // Voice comes in bursts; a roomy receive buffer keeps them (best effort).
-    int buffer_size = 4 * 1024 * 1024;
+    // Voice comes in bursts; a roomy buffer keeps them (best effort: the
+    // kernel caps it at net.core.rmem_max).
+    int buffer_size = 8 * 1024 * 1024;
     setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buffer_size, sizeof buffer_size);
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), socklen_t(length)) != 0) {
         int err = errno;
@@ -83,61 +144,120 @@ void MediaRelay::close() {
 }
 
 void MediaRelay::release(const std::string& user) {
-    auto it = endpoint_by_user_.find(user);
-    if (it == endpoint_by_user_.end()) return;
-    user_by_address_.erase(it->second.key);
-    endpoint_by_user_.erase(it);
+    auto it = state_->by_user.find(user);
+    if (it != state_->by_user.end()) state_->drop(it->second);
 }
 
-void MediaRelay::on_readable(int, short, void* self) {
-    auto* relay = static_cast<MediaRelay*>(self);
-    for (int i = 0; i < datagrams_per_wakeup; ++i) {
-        sockaddr_storage from;
-        socklen_t from_length = sizeof from;
-        ssize_t n = ::recvfrom(relay->fd_, relay->buffer_, sizeof relay->buffer_, 0,
-                               reinterpret_cast<sockaddr*>(&from), &from_length);
-        if (n < 0) return;  // EAGAIN, or a transient error: the next event retries
-        relay->handle_datagram(relay->buffer_, std::size_t(n), reinterpret_cast<sockaddr*>(&from),
-                               int(from_length));
+std::uint32_t MediaRelay::forward_target(const sockaddr* from) {
+    AddressKey key;
+    if (!make_address_key(from, key)) return no_route;
+    std::uint32_t index = state_->by_address.find(key);
+    if (index == no_route) return no_route;
+    State::Route& route = state_->routes[index];
+    std::uint64_t router_generation = host_.routing_generation();
+    if (route.router_generation != router_generation || route.table_generation != state_->table_generation) {
+        // Something changed since this route was worked out: ask the router again.
+        route.target = no_route;
+        if (const std::string* peer = host_.relay_peer(route.user)) {
+            auto target = state_->by_user.find(*peer);
+            if (target != state_->by_user.end()) route.target = target->second;
+        }
+        route.router_generation = router_generation;
+        route.table_generation = state_->table_generation;
+    }
+    return route.target;
+}
+
+void MediaRelay::on_readable(int, short, void* self) { static_cast<MediaRelay*>(self)->read_batch(); }
+
+void MediaRelay::read_batch() {
+    State& s = *state_;
+    for (int round = 0; round < batches_per_wakeup; ++round) {
+        for (unsigned i = 0; i < batch_size; ++i) {
+            s.in_iov[i] = {s.buffers.get() + i * slot_size, slot_size};
+            s.in[i].msg_hdr = {};
+            s.in[i].msg_hdr.msg_name = &s.in_from[i];
+            s.in[i].msg_hdr.msg_namelen = sizeof s.in_from[i];
+            s.in[i].msg_hdr.msg_iov = &s.in_iov[i];
+            s.in[i].msg_hdr.msg_iovlen = 1;
+        }
+        int received = ::recvmmsg(fd_, s.in, batch_size, MSG_DONTWAIT, nullptr);
+        if (received <= 0) return;  // EAGAIN, or a transient error: the next event retries
+        unsigned outgoing = 0;
+        for (int i = 0; i < received; ++i) {
+            std::uint8_t* data = s.buffers.get() + std::size_t(i) * slot_size;
+            std::size_t size = s.in[i].msg_len;
+            auto* from = reinterpret_cast<const sockaddr*>(&s.in_from[i]);
+            if (size == 0 || size > config_.max_datagram || (s.in[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+                ++stats_.dropped_packets;
+                continue;
+            }
+            std::uint32_t target = forward_target(from);
+            if (target == no_route) {
+                registration_attempt(data, size, from, int(s.in[i].msg_hdr.msg_namelen));
+                continue;
+            }
+            State::Route& to = s.routes[target];
+            s.out_iov[outgoing] = {data, size};
+            s.out[outgoing].msg_hdr = {};
+            s.out[outgoing].msg_hdr.msg_name = &to.address;
+            s.out[outgoing].msg_hdr.msg_namelen = to.length;
+            s.out[outgoing].msg_hdr.msg_iov = &s.out_iov[outgoing];
+            s.out[outgoing].msg_hdr.msg_iovlen = 1;
+            ++outgoing;
+            ++stats_.relayed_packets;
+            stats_.relayed_bytes += size;
+        }
+        for (unsigned sent = 0; sent < outgoing;) {
+            int n = ::sendmmsg(fd_, s.out + sent, outgoing - sent, MSG_DONTWAIT);
+            if (n <= 0) {
+                // The kernel refused the rest (buffer full): UDP may lose them.
+                stats_.dropped_packets += outgoing - sent;
+                break;
+            }
+            sent += unsigned(n);
+        }
+        if (unsigned(received) < batch_size) return;
     }
 }
 
 void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                  int from_len) {
-    if (size == 0 || size > config_.max_datagram ||
-        (from->sa_family != AF_INET && from->sa_family != AF_INET6)) {
+    if (size == 0 || size > config_.max_datagram) {
         ++stats_.dropped_packets;
         return;
     }
-    std::string key = address_key(from);
-    auto it = user_by_address_.find(key);
-    if (it != user_by_address_.end()) {
-        if (const std::string* peer = host_.relay_peer(it->second)) {
-            auto target = endpoint_by_user_.find(*peer);
-            if (target == endpoint_by_user_.end()) {
-                ++stats_.dropped_packets;
-                return;
-            }
-            ::sendto(fd_, data, size, 0, reinterpret_cast<const sockaddr*>(&target->second.address),
-                     target->second.length);
-            ++stats_.relayed_packets;
-            stats_.relayed_bytes += size;
-            return;
-        }
+    std::uint32_t target = forward_target(from);
+    if (target == no_route) {
+        registration_attempt(data, size, from, from_len);
+        return;
     }
-    // PROTOCOL.md 9: from an unknown address or a user not yet in call, a
-    // datagram is a registration attempt. Opening one costs an X25519
-    // operation, so each source gets only so many per second.
-    if (!unregistered_.take(key, double(host_.now_ms()) / 1000.0)) {
+    const State::Route& to = state_->routes[target];
+    ::sendto(fd_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to.address), to.length);
+    ++stats_.relayed_packets;
+    stats_.relayed_bytes += size;
+}
+
+// PROTOCOL.md 9: from an unknown address or a user not yet in call, a
+// datagram is a registration attempt. Opening one costs an X25519 operation,
+// so each source gets only so many per second.
+void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from,
+                                      int from_len) {
+    AddressKey key;
+    if (!make_address_key(from, key)) {
+        ++stats_.dropped_packets;
+        return;
+    }
+    std::string source(reinterpret_cast<const char*>(key.bytes.data()), key.bytes.size());
+    if (!unregistered_.take(source, double(host_.now_ms()) / 1000.0)) {
         ++stats_.rate_limited_packets;
         ++stats_.dropped_packets;
         return;
     }
-    if (!try_register(data, size, from, from_len, key)) ++stats_.dropped_packets;
+    if (!try_register(data, size, from, from_len)) ++stats_.dropped_packets;
 }
 
-bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
-                              const std::string& key) {
+bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len) {
     if (size < min_registration || size > max_registration) return false;
     auto plain = open_anonymous(config_.server_keys, data, size);
     if (!plain) return false;
@@ -161,20 +281,20 @@ bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const 
         ++stats_.replayed_registrations;
         return false;
     }
-    // NAT rebinding and reconnects: a new address replaces the old one.
+    AddressKey key;
+    make_address_key(from, key);
+    // NAT rebinding and reconnects: a new address replaces the old one, and
+    // an address now used by this user is no longer anyone else's.
     release(owner->user);
-    auto previous = user_by_address_.find(key);
-    if (previous != user_by_address_.end()) endpoint_by_user_.erase(previous->second);
-    Endpoint endpoint{key, {}, socklen_t(from_len)};
-    std::memcpy(&endpoint.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof endpoint.address));
-    user_by_address_[key] = owner->user;
-    endpoint_by_user_[owner->user] = endpoint;
+    std::uint32_t holder = state_->by_address.find(key);
+    if (holder != no_route) state_->drop(holder);
+    state_->add(owner->user, key, from, from_len);
     if (!host_.media_registered(owner->user, format_address(from, from_len))) {
         release(owner->user);  // not in a call: dropped again, no ack
         return false;
     }
     Bytes ack = seal_secret_frame(owner->tcp_key, std::to_string(static_cast<long long>(host_.now())));
-    ::sendto(fd_, ack.data(), ack.size(), 0, from, socklen_t(from_len));
+    ::sendto(fd_, ack.data(), ack.size(), MSG_DONTWAIT, from, socklen_t(from_len));
     ++stats_.registrations;
     return true;
 }

@@ -20,6 +20,7 @@ struct FakeHost : dtcall::MediaRelay::Host {
     }
     bool media_registered(const std::string&, const std::string&) override { return in_call; }
     const std::string* relay_peer(const std::string& user) override { return user == "alice" ? &peer : nullptr; }
+    std::uint64_t routing_generation() override { return in_call ? 1 : 2; }
     std::time_t now() override { return 1700000000; }
     std::int64_t now_ms() override { return ++ms; }
     std::int64_t ms = 0;
