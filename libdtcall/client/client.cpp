@@ -1,0 +1,446 @@
+// Client::Impl: login and call state on top of a CommandLink (TCP) and a
+// MediaLink (UDP), doing what the Android/GTK clients do (PROTOCOL.md 7-10).
+//
+//   connect: hello ........................ (CommandLink)
+//   login1|user          -> login1resp|blob    open blob -> challenge
+//   login2|user|challenge -> login2resp|sk     then `D`, like the real clients
+//   call|B|sk            -> available|B ... prepare|keydump|B
+//   caller: passthrough|B|box(voice key)|sk; both: UDP registration -> ack -> ready|peer|sk
+//   callee: direct|blob|A -> voice key;     start|peer -> media both ways
+#include <dtcall/client.hpp>
+
+#include "client/command_link.hpp"
+#include "client/media_link.hpp"
+#include "client/protocol.hpp"
+
+#include <dtcall/wire.hpp>
+
+#include <event2/event.h>
+#include <event2/util.h>
+#include <sodium.h>
+
+#include <sys/socket.h>
+
+#include <optional>
+#include <vector>
+
+namespace dtcall {
+namespace {
+
+using client_side::CommandLink;
+using client_side::MediaLink;
+
+// The real clients retry registration 10 times, 100 ms apart.
+constexpr int registration_attempts = 10;
+constexpr timeval registration_interval{0, 100 * 1000};
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+    return timeval{static_cast<decltype(timeval::tv_sec)>(ms.count() / 1000),
+                   static_cast<decltype(timeval::tv_usec)>(ms.count() % 1000 * 1000)};
+}
+
+struct Address {
+    sockaddr_storage storage{};
+    int length = sizeof(sockaddr_storage);
+    const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+// Literals only: a test or tool must never resolve names behind our back.
+Result<Address> parse_address(const std::string& host, std::uint16_t port) {
+    if (host.empty()) return Error{"no host given"};
+    bool bare_ipv6 = host.find(':') != std::string::npos && host.front() != '[';
+    std::string text = bare_ipv6 ? "[" + host + "]" : host;
+    text += ":" + std::to_string(port);
+    Address address;
+    if (evutil_parse_sockaddr_port(text.c_str(), reinterpret_cast<sockaddr*>(&address.storage),
+                                   &address.length) != 0) {
+        return Error{"host \"" + host + "\" is not an IPv4 or IPv6 literal"};
+    }
+    return address;
+}
+
+// A server-chosen word, safe to put in a reason that may end up in a log line.
+std::string shown(const std::string& word) {
+    if (word.size() <= 32 && wire::allowed_command_text(word)) return word;
+    return "an unreadable message";
+}
+
+template <class F, class... Args>
+void fire(const F& callback, const Args&... args) {
+    if (callback) callback(args...);
+}
+
+}  // namespace
+
+struct Client::Impl : CommandLink::Handler {
+    enum class Login { offline, awaiting_challenge, awaiting_session, logged_in };
+
+    // One call, from `call`/`incoming` to `end`. Reset as a whole.
+    struct Call {
+        std::string peer;
+        bool caller = false;
+        std::optional<PublicKey> peer_key;   // from `prepare`
+        std::optional<SecretKey> voice_key;  // generated (caller) or from `direct` (callee)
+        int attempts = 0;
+        bool registering = false;
+        bool started = false;
+        std::uint32_t next_sequence = 1;
+    };
+
+    Impl(event_base* b, ClientConfig c, ClientEvents e)
+        : base(b), config(std::move(c)), events(std::move(e)), link(b, *this),
+          media(b, [this](const std::uint8_t* d, std::size_t n) { datagram(d, n); }) {
+        retry_timer = evtimer_new(base, on_retry, this);
+        login_timer = evtimer_new(base, on_login_timeout, this);
+        heartbeat_timer = event_new(base, -1, EV_PERSIST, on_heartbeat, this);
+    }
+
+    ~Impl() override {
+        event_free(retry_timer);
+        event_free(login_timer);
+        event_free(heartbeat_timer);
+        link.close();
+        media.close();
+        wipe(session_key);
+    }
+
+    // --- connection and login -------------------------------------------
+
+    Status connect(bool keep) {
+        if (!crypto_init()) return Error{"libsodium cannot start"};
+        if (!wire::valid_user_name(config.user)) return Error{"user name \"" + config.user + "\" cannot be sent"};
+        auto command_address = parse_address(config.host, config.command_port);
+        if (!command_address) return Error{command_address.error()};
+        auto media_address = parse_address(config.host, config.media_port);
+        if (!media_address) return Error{media_address.error()};
+        media_server = *media_address;
+
+        drop_connection();
+        // A login without keepudp ends our call at the server; forget it here too.
+        if (!keep) clear_call();
+        keepudp = keep;
+        auto opened = link.open(command_address->get(), command_address->length, config.server_key);
+        if (!opened) return opened;
+        if (config.login_timeout.count() > 0) {
+            timeval t = to_timeval(config.login_timeout);
+            evtimer_add(login_timer, &t);
+        }
+        return Done{};
+    }
+
+    void drop_connection() {
+        link.close();
+        login = Login::offline;
+        wipe(session_key);
+        evtimer_del(login_timer);
+        event_del(heartbeat_timer);
+    }
+
+    void close_with(const std::string& reason) {
+        drop_connection();
+        fire(events.closed, reason);
+    }
+
+    void link_ready() override {
+        login = Login::awaiting_challenge;
+        send({"login1", config.user});
+    }
+
+    void link_closed(const std::string& reason) override { close_with(reason); }
+
+    void link_message(std::string& text) override {
+        if (text == "D") return;  // a server may echo heartbeats; nothing to do
+        auto fields = client_side::parse_reply(text, std::time(nullptr), config.timestamp_window);
+        if (!fields) {
+            // A logged-in client drops what it cannot read, like the real ones;
+            // during login there is no way on but to give up.
+            if (login != Login::logged_in) close_with("unreadable reply during login");
+            return;
+        }
+        const std::string& name = (*fields)[1];
+        if (name == "invalid") {
+            on_invalid();
+        } else if (login == Login::awaiting_challenge) {
+            on_login1resp(*fields);
+        } else if (login == Login::awaiting_session) {
+            on_login2resp(*fields);
+        } else if (login == Login::logged_in) {
+            on_notice(*fields);
+        }
+        for (auto& f : *fields) wipe(f);
+    }
+
+    void on_invalid() {
+        if (login == Login::logged_in) {
+            fire(events.invalid);
+            return;
+        }
+        drop_connection();
+        fire(events.login_failed);
+    }
+
+    void on_login1resp(const std::vector<std::string>& f) {
+        if (f[1] != "login1resp") return close_with("expected login1resp, got " + shown(f[1]));
+        if (f.size() != 3) return close_with("login1resp must have 3 fields");
+        auto blob = unstringify(f[2]);
+        if (!blob) return close_with("login1resp blob is not stringified bytes");
+        auto challenge = open_box_frame(config.user_key, config.server_key, blob->data(), blob->size());
+        if (!challenge || !client_side::is_token(*challenge)) {
+            // Almost always a wrong user key: a failed login, not a broken link.
+            if (challenge) wipe(*challenge);
+            drop_connection();
+            fire(events.login_failed);
+            return;
+        }
+        login = Login::awaiting_session;
+        if (keepudp) {
+            send({"login2", config.user, *challenge, "keepudp"});
+        } else {
+            send({"login2", config.user, *challenge});
+        }
+        wipe(*challenge);
+    }
+
+    void on_login2resp(const std::vector<std::string>& f) {
+        if (f[1] != "login2resp") return close_with("expected login2resp, got " + shown(f[1]));
+        if (f.size() != 3 || !client_side::is_token(f[2])) return close_with("login2resp without a session key");
+        session_key = f[2];
+        login = Login::logged_in;
+        evtimer_del(login_timer);
+        if (config.heartbeat_interval.count() > 0) {
+            timeval t = to_timeval(config.heartbeat_interval);
+            event_add(heartbeat_timer, &t);
+        }
+        link.send("D");  // the real clients heartbeat right after login
+        fire(events.logged_in);
+    }
+
+    // --- commands ----------------------------------------------------------
+
+    // `ts|fields...` with the session key appended when `with_key`.
+    void send(std::initializer_list<std::string_view> fields, bool with_key = false) {
+        std::string text = std::to_string(static_cast<long long>(std::time(nullptr)));
+        for (auto f : fields) {
+            text += '|';
+            text += f;
+        }
+        if (with_key) {
+            text += '|';
+            text += session_key;
+        }
+        link.send(text);
+        wipe(text);
+    }
+
+    void command(std::initializer_list<std::string_view> fields) {
+        if (login == Login::logged_in) send(fields, true);
+    }
+
+    // --- call ------------------------------------------------------------
+
+    void on_notice(const std::vector<std::string>& f) {
+        const std::string& name = f[1];
+        if (f.size() == 3 && name == "available") {
+            fire(events.available, f[2]);
+        } else if (f.size() == 3 && name == "incoming") {
+            if (call.peer.empty()) {
+                call.peer = f[2];
+                call.caller = false;
+            }
+            fire(events.incoming, f[2]);
+        } else if (f.size() == 4 && name == "prepare") {
+            on_prepare(f[2], f[3]);
+        } else if (f.size() == 4 && name == "direct") {
+            on_direct(f[2], f[3]);
+        } else if (f.size() == 3 && name == "start") {
+            if (f[2] != call.peer) return;
+            call.started = true;
+            fire(events.started, f[2]);
+        } else if (f.size() == 3 && name == "end") {
+            std::string peer = f[2];
+            if (peer == call.peer) clear_call();
+            fire(events.ended, peer);
+        }
+        // Anything else: unknown or malformed notices are ignored, as the
+        // real clients do.
+    }
+
+    void on_prepare(const std::string& dump, const std::string& peer) {
+        if (!call.peer.empty() && call.peer != peer) return;  // not our call
+        auto key = parse_public_key_file(dump);
+        if (!key) return;
+        call.peer = peer;
+        call.peer_key = *key;
+        fire(events.prepare, peer, *key);
+        if (call.peer != peer) return;  // the callback ended the call
+        if (call.caller) send_voice_key();
+        if (call.peer != peer) return;
+        start_registration();
+    }
+
+    void send_voice_key() {
+        SecretKey voice;
+        randombytes_buf(voice.data(), key_size);
+        Bytes box = seal_box_frame(config.user_key, *call.peer_key,
+                                   std::string_view(reinterpret_cast<const char*>(voice.data()), key_size));
+        if (box.empty()) return;  // a degenerate peer key: no call possible
+        call.voice_key = voice;
+        std::string peer = call.peer;
+        command({"passthrough", peer, stringify(box)});
+        fire(events.voice_key, peer);
+    }
+
+    void on_direct(const std::string& blob, const std::string& peer) {
+        if (peer != call.peer || call.caller || !call.peer_key) return;
+        auto box = unstringify(blob);
+        if (!box) return;
+        auto key = open_box_frame(config.user_key, *call.peer_key, box->data(), box->size());
+        bool opened = key && key->size() == key_size;
+        if (opened) call.voice_key = SecretKey(reinterpret_cast<const std::uint8_t*>(key->data()));
+        if (key) wipe(*key);
+        if (opened) fire(events.voice_key, peer);
+    }
+
+    void clear_call() {
+        evtimer_del(retry_timer);
+        call = Call{};  // SecretKey wipes the old voice key
+    }
+
+    // --- media -------------------------------------------------------------
+
+    void start_registration() {
+        auto opened = media.open(media_server.get(), media_server.length);
+        if (!opened) {
+            fire(events.media_failed, call.peer);
+            return;
+        }
+        call.attempts = 0;
+        call.registering = true;
+        register_once();
+    }
+
+    void register_once() {
+        if (call.attempts == registration_attempts) {
+            call.registering = false;
+            fire(events.media_failed, call.peer);
+            return;
+        }
+        ++call.attempts;
+        ++stats.registration_attempts;
+        // Without a session key (the link dropped) the attempt is spent but
+        // nothing is sent: a stale key would only be refused.
+        if (!session_key.empty()) {
+            media.send(client_side::registration(config.server_key, std::time(nullptr), session_key));
+        }
+        evtimer_add(retry_timer, &registration_interval);
+    }
+
+    void datagram(const std::uint8_t* data, std::size_t size) {
+        if (call.voice_key) {
+            if (auto packet = client_side::open_media_frame(call.voice_key->data(), data, size)) {
+                ++stats.media_received_packets;
+                stats.media_received_bytes += packet->payload.size();
+                fire(events.media, packet->sequence, packet->payload);
+                return;
+            }
+        }
+        if (call.registering && link.ready()) {
+            auto ack = open_secret_frame(link.tcp_key(), data, size);
+            if (ack && wire::timestamp_in_window(*ack, std::time(nullptr), config.timestamp_window)) {
+                registered();
+            }
+        }
+    }
+
+    void registered() {
+        call.registering = false;
+        evtimer_del(retry_timer);
+        std::string peer = call.peer;
+        command({"ready", peer});
+        fire(events.media_registered, peer);
+    }
+
+    std::uint32_t send_media(const std::string& payload) {
+        if (!call.started || !call.voice_key || !media.is_open()) return 0;
+        std::uint32_t sequence = call.next_sequence++;
+        if (media.send(client_side::media_frame(call.voice_key->data(), sequence, payload))) {
+            ++stats.media_sent_packets;
+            stats.media_sent_bytes += payload.size();
+        }
+        return sequence;
+    }
+
+    // --- timers ------------------------------------------------------------
+
+    static void on_retry(evutil_socket_t, short, void* arg) {
+        auto& self = *static_cast<Impl*>(arg);
+        if (self.call.registering) self.register_once();
+    }
+
+    static void on_login_timeout(evutil_socket_t, short, void* arg) {
+        auto& self = *static_cast<Impl*>(arg);
+        if (self.login != Login::logged_in) self.close_with("login timed out");
+    }
+
+    static void on_heartbeat(evutil_socket_t, short, void* arg) {
+        auto& self = *static_cast<Impl*>(arg);
+        if (self.login == Login::logged_in) self.link.send("D");
+    }
+
+    event_base* base;
+    ClientConfig config;
+    ClientEvents events;
+    CommandLink link;
+    MediaLink media;
+    Address media_server;
+    event* retry_timer = nullptr;
+    event* login_timer = nullptr;
+    event* heartbeat_timer = nullptr;
+    Login login = Login::offline;
+    bool keepudp = false;
+    std::string session_key;
+    Call call;
+    ClientStats stats;
+};
+
+Client::Client(event_base* base, ClientConfig config, ClientEvents events)
+    : impl_(std::make_unique<Impl>(base, std::move(config), std::move(events))) {}
+
+Client::~Client() = default;
+
+Status Client::connect(bool keepudp) { return impl_->connect(keepudp); }
+
+void Client::call(const std::string& callee) {
+    if (!impl_->call.peer.empty() || !is_logged_in()) return;
+    impl_->call.peer = callee;
+    impl_->call.caller = true;
+    impl_->command({"call", callee});
+}
+
+void Client::accept(const std::string& caller) {
+    if (!is_logged_in() || (!impl_->call.peer.empty() && impl_->call.peer != caller)) return;
+    impl_->call.peer = caller;
+    impl_->call.caller = false;
+    impl_->command({"accept", caller});
+}
+
+void Client::end(const std::string& peer) {
+    impl_->command({"end", peer});
+    if (peer == impl_->call.peer) impl_->clear_call();
+}
+
+void Client::heartbeat() {
+    if (is_logged_in()) impl_->link.send("D");
+}
+
+std::uint32_t Client::send_media(const std::string& payload) { return impl_->send_media(payload); }
+
+void Client::disconnect() { impl_->drop_connection(); }
+
+bool Client::is_logged_in() const { return impl_->login == Impl::Login::logged_in; }
+
+const std::string& Client::peer() const { return impl_->call.peer; }
+
+const ClientStats& Client::stats() const { return impl_->stats; }
+
+}  // namespace dtcall
