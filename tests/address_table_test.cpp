@@ -80,3 +80,17 @@ TEST_CASE("agrees with std::map under random inserts and erases") {
             CHECK(table.find(v4(ip, port)) == (it == model.end() ? AddressTable::none : it->second));
         }
 }
+
+#include "relay/source_limiter.hpp"
+
+TEST_CASE("source limiter: a budget per source per second, in fixed memory") {
+    SourceLimiter limiter(5);
+    int allowed = 0;
+    for (int i = 0; i < 100; ++i) allowed += limiter.take(v4(0x7f000002, 1000), 1000);
+    CHECK(allowed == 5);
+    CHECK(limiter.take(v4(0x7f000003, 1000), 1000));  // another source (almost surely another bucket)
+    CHECK_FALSE(limiter.take(v4(0x7f000002, 1000), 1100));
+    CHECK(limiter.take(v4(0x7f000002, 1000), 1300));  // 0.3 s later: 1.5 tokens back
+    for (std::uint32_t ip = 0; ip < 100000; ++ip) limiter.take(v4(ip, 9), 2000);
+    CHECK(sizeof(limiter) < 100 * 1024);
+}

@@ -11,7 +11,6 @@
 
 #include <dtcall/address.hpp>
 #include <dtcall/config.hpp>
-#include <dtcall/rate_limiter.hpp>
 #include <dtcall/replay_guard.hpp>
 #include <dtcall/result.hpp>
 
@@ -95,7 +94,6 @@ private:
     event* read_event_ = nullptr;
     std::uint16_t port_ = 0;
     Stats stats_;
-    RateLimiter unregistered_;
     std::unique_ptr<State> state_;
 };
 

@@ -4,6 +4,7 @@
 #include <dtcall/wire.hpp>
 
 #include "address_table.hpp"
+#include "source_limiter.hpp"
 
 #include <event2/event.h>
 #include <event2/util.h>
@@ -51,6 +52,9 @@ struct MediaRelay::State {
     AddressTable by_address;
     std::unordered_map<std::string, std::uint32_t> by_user;
     std::uint64_t table_generation = 1;
+    SourceLimiter unregistered;
+
+    explicit State(double unregistered_per_second) : unregistered(unregistered_per_second) {}
 
     // recvmmsg/sendmmsg buffers. 2 MiB of address space, but only the pages
     // that datagrams touch become resident.
@@ -98,8 +102,7 @@ struct MediaRelay::State {
 
 MediaRelay::MediaRelay(event_base* base, const Config& config, Host& host)
     : base_(base), config_(config), host_(host),
-      unregistered_(config.unregistered_packets_per_second, config.unregistered_packets_per_second),
-      state_(std::make_unique<State>()) {}
+      state_(std::make_unique<State>(config.unregistered_packets_per_second)) {}
 
 MediaRelay::~MediaRelay() { close(); }
 
@@ -239,8 +242,9 @@ void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, con
 }
 
 // PROTOCOL.md 9: from an unknown address or a user not yet in call, a
-// datagram is a registration attempt. Opening one costs an X25519 operation,
-// so each source gets only so many per second.
+// datagram is a registration attempt. Most such datagrams are dropped here
+// without allocating or logging (counted only); opening one costs an X25519
+// operation, so each source gets only so many attempts per second.
 void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                       int from_len) {
     AddressKey key;
@@ -248,17 +252,16 @@ void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size
         ++stats_.dropped_packets;
         return;
     }
-    std::string source(reinterpret_cast<const char*>(key.bytes.data()), key.bytes.size());
-    if (!unregistered_.take(source, double(host_.now_ms()) / 1000.0)) {
+    if (!state_->unregistered.take(key, host_.now_ms())) {
         ++stats_.rate_limited_packets;
         ++stats_.dropped_packets;
         return;
     }
-    if (!try_register(data, size, from, from_len)) ++stats_.dropped_packets;
+    if (size < min_registration || size > max_registration || !try_register(data, size, from, from_len))
+        ++stats_.dropped_packets;
 }
 
 bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len) {
-    if (size < min_registration || size > max_registration) return false;
     auto plain = open_anonymous(config_.server_keys, data, size);
     if (!plain) return false;
     std::string text(plain->begin(), plain->end());
