@@ -1,0 +1,242 @@
+#include "conf_file.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstdint>
+#include <map>
+#include <optional>
+
+namespace dtcalld {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+enum class Kind { port, count, bytes, seconds, milliseconds, address, path, level };
+
+struct Line {
+    std::string_view file;
+    int number;
+    std::string_view key;
+    std::string_view value;
+
+    std::string where() const { return std::string(file) + ":" + std::to_string(number) + ": "; }
+    dtcall::Error error(const std::string& what) const {
+        return dtcall::Error{where() + std::string(key) + ": " + what};
+    }
+};
+
+struct KeySpec {
+    std::string_view name;
+    Kind kind;
+    std::uint64_t min;
+    std::uint64_t max;
+    // Numbers arrive checked against [min, max]; text keys get number 0.
+    void (*apply)(ConfValues& out, std::uint64_t number, const Line& line);
+};
+
+// Bounds are generous; they exist to catch typos (a timeout in milliseconds
+// written into a seconds key) and values that would break the protocol (a
+// frame limit too small for login2, a datagram limit below the clients' 1400).
+const KeySpec key_specs[] = {
+    {"command", Kind::port, 1, 65535,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.command_port = std::uint16_t(n); }},
+    {"media", Kind::port, 1, 65535,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.media_port = std::uint16_t(n); }},
+    {"public_sodium", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.public_key_path = std::string(l.value);
+         o.public_key_line = l.number;
+     }},
+    {"private_sodium", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.private_key_path = std::string(l.value);
+         o.private_key_line = l.number;
+     }},
+    {"listen", Kind::address, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) { o.config.listen_address = std::string(l.value); }},
+    {"timestamp_window", Kind::seconds, 1, 86400,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.timestamp_window = std::time_t(n); }},
+    {"login_timeout", Kind::seconds, 1, 3600,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.login_timeout = seconds(n); }},
+    {"idle_timeout", Kind::seconds, 0, 7 * 86400,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.idle_timeout = seconds(n); }},
+    {"frame_gap", Kind::milliseconds, 0, 10000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.frame_gap = milliseconds(n); }},
+    {"direct_hold", Kind::milliseconds, 0, 60000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.direct_hold = milliseconds(n); }},
+    {"call_grace", Kind::seconds, 0, 86400,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.call_grace = seconds(n); }},
+    {"max_connections", Kind::count, 1, 10000000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_connections = std::size_t(n); }},
+    {"max_output_bytes", Kind::bytes, 4096, 1u << 30,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_output_bytes = std::size_t(n); }},
+    {"max_frame_before_login", Kind::bytes, 300, 65536,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_frame_before_login = std::size_t(n); }},
+    {"max_frame_after_login", Kind::bytes, 512, 1u << 20,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_frame_after_login = std::size_t(n); }},
+    {"max_datagram", Kind::bytes, 1400, 65536,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_datagram = std::size_t(n); }},
+    {"log_level", Kind::level, 0, 0, nullptr},
+};
+
+const KeySpec* find_key(std::string_view name) {
+    for (const auto& spec : key_specs) {
+        if (spec.name == name) return &spec;
+    }
+    return nullptr;
+}
+
+bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && blank(s.front())) s.remove_prefix(1);
+    while (!s.empty() && blank(s.back())) s.remove_suffix(1);
+    return s;
+}
+
+// A value echoed in an error: quoted, short, printable, still one line.
+std::string quoted(std::string_view value) {
+    constexpr std::size_t shown = 60;
+    std::string out = "\"";
+    for (std::size_t i = 0; i < value.size() && i < shown; ++i) {
+        auto c = static_cast<unsigned char>(value[i]);
+        out += (c < 0x20 || c == 0x7f) ? '?' : char(c);
+    }
+    if (value.size() > shown) out += "...";
+    out += '"';
+    return out;
+}
+
+std::optional<std::uint64_t> parse_number(std::string_view text) {
+    if (text.empty()) return std::nullopt;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+    }
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return n;
+}
+
+const char* unit_name(Kind kind) {
+    switch (kind) {
+    case Kind::seconds: return " seconds";
+    case Kind::milliseconds: return " milliseconds";
+    case Kind::bytes: return " bytes";
+    case Kind::count: return " connections";
+    default: return "";
+    }
+}
+
+dtcall::Status apply_number(const KeySpec& spec, const Line& line, ConfValues& out) {
+    auto number = parse_number(line.value);
+    std::string range = std::to_string(spec.min) + "-" + std::to_string(spec.max);
+    if (spec.kind == Kind::port) {
+        if (!number || *number < spec.min || *number > spec.max) {
+            return line.error(quoted(line.value) + " is not a port number (" + range + ")");
+        }
+    } else if (!number) {
+        // Distinguish "too many digits" from "not a number at all".
+        bool all_digits = line.value.find_first_not_of("0123456789") == std::string_view::npos;
+        if (!all_digits) {
+            return line.error(quoted(line.value) + " is not a whole number of" + unit_name(spec.kind));
+        }
+        return line.error(quoted(line.value) + " is out of range (" + range + unit_name(spec.kind) + ")");
+    } else if (*number < spec.min || *number > spec.max) {
+        return line.error(std::to_string(*number) + " is out of range (" + range + unit_name(spec.kind) + ")");
+    }
+    spec.apply(out, *number, line);
+    return dtcall::Done{};
+}
+
+bool ip_literal(const std::string& text) {
+    unsigned char buffer[16];
+    return inet_pton(AF_INET, text.c_str(), buffer) == 1 || inet_pton(AF_INET6, text.c_str(), buffer) == 1;
+}
+
+std::optional<dtcall::LogLevel> parse_level(std::string_view text) {
+    if (text == "debug") return dtcall::LogLevel::debug;
+    if (text == "info") return dtcall::LogLevel::info;
+    if (text == "warning" || text == "warn") return dtcall::LogLevel::warning;
+    if (text == "error") return dtcall::LogLevel::error;
+    return std::nullopt;
+}
+
+dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
+    switch (spec.kind) {
+    case Kind::address:
+        if (!ip_literal(std::string(line.value))) {
+            return line.error(quoted(line.value) + " is not an IPv4 or IPv6 address");
+        }
+        spec.apply(out, 0, line);
+        return dtcall::Done{};
+    case Kind::path:
+        spec.apply(out, 0, line);
+        return dtcall::Done{};
+    case Kind::level: {
+        auto level = parse_level(line.value);
+        if (!level) return line.error(quoted(line.value) + " is not one of debug, info, warning, error");
+        out.log_level = *level;
+        return dtcall::Done{};
+    }
+    default:
+        return apply_number(spec, line, out);
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> conf_key_names() {
+    std::vector<std::string> names;
+    for (const auto& spec : key_specs) names.emplace_back(spec.name);
+    return names;
+}
+
+dtcall::Result<ConfValues> parse_conf(std::string_view text, std::string_view file_name) {
+    ConfValues out;
+    std::map<std::string_view, int, std::less<>> seen;  // key -> line it was set on
+    int number = 0;
+    while (!text.empty()) {
+        ++number;
+        std::size_t eol = text.find('\n');
+        std::string_view raw = text.substr(0, eol);
+        text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+
+        std::string_view content = trim(raw.substr(0, raw.find('#')));
+        if (content.empty()) continue;
+        std::size_t eq = content.find('=');
+        Line line{file_name, number, {}, {}};
+        if (eq == std::string_view::npos || trim(content.substr(0, eq)).empty()) {
+            return dtcall::Error{line.where() + "expected \"key = value\", found " + quoted(content)};
+        }
+        line.key = trim(content.substr(0, eq));
+        line.value = trim(content.substr(eq + 1));
+
+        const KeySpec* spec = find_key(line.key);
+        if (spec == nullptr) {
+            out.warnings.push_back(line.where() + "unknown key " + quoted(line.key) + " ignored");
+            continue;
+        }
+        if (line.value.empty()) return line.error("has no value");
+        auto status = apply(*spec, line, out);
+        if (!status) return dtcall::Error{status.error()};
+        auto [it, fresh] = seen.emplace(spec->name, number);
+        if (!fresh) {
+            out.warnings.push_back(line.where() + std::string(spec->name) + ": also set on line " +
+                                   std::to_string(it->second) + "; this later value is used");
+            it->second = number;
+        }
+    }
+    std::string where = std::string(file_name) + ": ";
+    if (out.public_key_path.empty()) {
+        return dtcall::Error{where + "public_sodium: not set (the path of the server's public key file)"};
+    }
+    if (out.private_key_path.empty()) {
+        return dtcall::Error{where + "private_sodium: not set (the path of the server's private key file)"};
+    }
+    return out;
+}
+
+}  // namespace dtcalld

@@ -1,0 +1,38 @@
+// The conf file, in the original dtoperator syntax: `key = value` lines, `#`
+// starts a comment anywhere, blank lines are fine. Every key and its unit is
+// documented in dtcalld.conf(5); keep the two in step.
+#pragma once
+
+#include <dtcall/config.hpp>
+#include <dtcall/result.hpp>
+#include <dtcall/server.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dtcalld {
+
+struct ConfValues {
+    // Ports, addresses, timeouts and limits, with the library's defaults
+    // where the file is silent. server_keys is left empty: the key files are
+    // read later, relative to the settings directory.
+    dtcall::Config config;
+    std::string public_key_path;   // as written in the file
+    std::string private_key_path;
+    int public_key_line = 0;       // where they were set, for error messages
+    int private_key_line = 0;
+    dtcall::LogLevel log_level = dtcall::LogLevel::info;
+    // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
+    // we do not know, and that must not stop an upgrade.
+    std::vector<std::string> warnings;
+};
+
+// Pure: no file access. On error, the one-line message names the file, the
+// line and the key ("FILE:7: command: \"abc\" is not a port number (1-65535)").
+dtcall::Result<ConfValues> parse_conf(std::string_view text, std::string_view file_name);
+
+// Every key parse_conf knows, so a test can check dtcalld.conf(5) lists them all.
+std::vector<std::string> conf_key_names();
+
+}  // namespace dtcalld

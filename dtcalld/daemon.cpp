@@ -1,0 +1,69 @@
+#include "daemon.hpp"
+
+#include "log_file.hpp"
+#include "settings.hpp"
+#include "signals.hpp"
+
+#include <dtcall/crypto.hpp>
+#include <dtcall/server.hpp>
+#include <dtcall/user_directory.hpp>
+#include <dtcall/version.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <unistd.h>
+
+namespace dtcalld {
+namespace {
+
+using dtcall::LogLevel;
+
+// A reason to give up, to the log and to stderr. The log echoes to stderr only
+// on a terminal or under systemd; otherwise the one-line reason is printed
+// here, so that whoever started us always sees it.
+int fail(LogFile* log, const std::string& reason) {
+    if (log != nullptr) log->write(LogLevel::error, reason);
+    if (log == nullptr || log->echo() == Echo::none) std::fprintf(stderr, "dtcalld: %s\n", reason.c_str());
+    return 1;
+}
+
+}  // namespace
+
+int run_daemon(const Options& options) {
+    // A client vanishing mid-write must cost that client, not the process.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    LogFile log(options.log_dir, echo_from_environment());
+    if (auto opened = log.open(); !opened) return fail(nullptr, opened.error());
+    if (!dtcall::crypto_init()) return fail(&log, "libsodium cannot start (no entropy source?)");
+
+    auto settings = load_settings(options.settings_dir);
+    if (!settings) return fail(&log, settings.error());
+    log.set_min_level(settings->log_level);
+    log.write(LogLevel::info, std::string("dtcalld ") + dtcall::version() + " starting (pid " +
+                                  std::to_string(::getpid()) + "), settings from " + settings->conf_path);
+    for (const std::string& warning : settings->warnings) log.write(LogLevel::warning, warning);
+
+    dtcall::UsersFile users(settings->users_path);
+    std::vector<std::string> warnings;
+    auto loaded = users.reload(warnings);
+    // A bad user line costs that user only; an unreadable users file is fatal.
+    for (const std::string& warning : warnings) log.write(LogLevel::warning, warning);
+    if (!loaded) return fail(&log, loaded.error());
+    log.write(LogLevel::info, users.path() + ": " + std::to_string(users.size()) + " users");
+
+    dtcall::Server server(std::move(settings->config), users);
+    server.set_log([&log](LogLevel level, const std::string& line) { log.write(level, line); });
+
+    SignalHandlers signals(server, users, log);
+    if (auto installed = signals.install(); !installed) return fail(&log, installed.error());
+    if (auto started = server.start(); !started) return fail(&log, started.error());
+    log.write(LogLevel::info, "ready: command port " + std::to_string(server.command_port()) +
+                                  " (TCP), media port " + std::to_string(server.media_port()) + " (UDP)");
+
+    server.run();
+    log.write(LogLevel::info, "stopped");
+    return 0;
+}
+
+}  // namespace dtcalld

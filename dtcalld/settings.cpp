@@ -1,0 +1,123 @@
+#include "settings.hpp"
+
+#include "conf_file.hpp"
+
+#include <dtcall/crypto.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace dtcalld {
+namespace {
+
+// A conf file is a few hundred bytes; a limit keeps a mistaken path
+// (/dev/zero, a log file) from eating memory.
+constexpr std::size_t max_conf_size = 1 << 20;
+
+bool exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
+}
+
+dtcall::Result<std::string> read_conf_text(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return dtcall::Error{path + ": cannot open: " + std::strerror(errno)};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return dtcall::Error{path + ": not a regular file"};
+    }
+    std::string text;
+    char buffer[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int err = errno;
+            ::close(fd);
+            return dtcall::Error{path + ": cannot read: " + std::strerror(err)};
+        }
+        if (n == 0) break;
+        text.append(buffer, std::size_t(n));
+        if (text.size() > max_conf_size) {
+            ::close(fd);
+            return dtcall::Error{path + ": larger than 1 MiB, not a conf file"};
+        }
+    }
+    ::close(fd);
+    return text;
+}
+
+dtcall::Result<std::string> choose_conf_file(const std::string& dir, std::vector<std::string>& warnings) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return dtcall::Error{dir + ": " + std::strerror(errno)};
+    if (!S_ISDIR(st.st_mode)) return dtcall::Error{dir + ": not a directory"};
+    std::string ours = resolve_path(dir, "dtcalld.conf");
+    std::string original = resolve_path(dir, "dtoperator.conf");
+    if (exists(ours)) {
+        if (exists(original)) warnings.push_back(original + ": ignored, " + ours + " is used");
+        return ours;
+    }
+    if (exists(original)) return original;
+    return dtcall::Error{dir + ": has neither dtcalld.conf nor dtoperator.conf"};
+}
+
+// Anyone who can read the private key can impersonate the server.
+void warn_if_exposed(const std::string& path, std::vector<std::string>& warnings) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return;
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+        warnings.push_back(path + ": private key file has mode " + mode +
+                           "; other users can read it (chmod 600 it)");
+    }
+}
+
+}  // namespace
+
+std::string resolve_path(const std::string& dir, const std::string& path) {
+    if (!path.empty() && path.front() == '/') return path;
+    if (dir.empty()) return path;
+    if (dir.back() == '/') return dir + path;
+    return dir + "/" + path;
+}
+
+dtcall::Result<Settings> load_settings(const std::string& dir) {
+    Settings out;
+    auto conf_path = choose_conf_file(dir, out.warnings);
+    if (!conf_path) return dtcall::Error{conf_path.error()};
+    out.conf_path = *conf_path;
+    out.users_path = resolve_path(dir, "users");
+
+    auto text = read_conf_text(out.conf_path);
+    if (!text) return dtcall::Error{text.error()};
+    auto conf = parse_conf(*text, out.conf_path);
+    if (!conf) return dtcall::Error{conf.error()};
+    out.config = conf->config;
+    out.log_level = conf->log_level;
+    out.warnings.insert(out.warnings.end(), conf->warnings.begin(), conf->warnings.end());
+
+    std::string at_private = out.conf_path + ":" + std::to_string(conf->private_key_line) + ": private_sodium: ";
+    std::string at_public = out.conf_path + ":" + std::to_string(conf->public_key_line) + ": public_sodium: ";
+    std::string private_path = resolve_path(dir, conf->private_key_path);
+    std::string public_path = resolve_path(dir, conf->public_key_path);
+
+    auto secret = dtcall::read_private_key_file(private_path);
+    if (!secret) return dtcall::Error{at_private + secret.error()};
+    warn_if_exposed(private_path, out.warnings);
+    auto pub = dtcall::read_public_key_file(public_path);
+    if (!pub) return dtcall::Error{at_public + pub.error()};
+    dtcall::KeyPair pair = dtcall::KeyPair::from_secret(*secret);
+    if (pair.public_key != *pub) {
+        return dtcall::Error{at_public + public_path + " is not the public half of " + private_path};
+    }
+    out.config.server_keys = pair;
+    return out;
+}
+
+}  // namespace dtcalld

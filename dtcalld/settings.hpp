@@ -1,0 +1,34 @@
+// A settings directory laid out like the original dtoperator's:
+//   DIR/dtcalld.conf   (or DIR/dtoperator.conf, so an old directory works as is)
+//   DIR/users          (read by dtcall::UsersFile)
+//   the server's key files, wherever the conf says (relative to DIR).
+#pragma once
+
+#include <dtcall/config.hpp>
+#include <dtcall/result.hpp>
+#include <dtcall/server.hpp>
+
+#include <string>
+#include <vector>
+
+namespace dtcalld {
+
+constexpr const char* default_settings_dir = "/etc/dtoperator";
+constexpr const char* default_log_dir = "/var/log/dtoperator";
+
+struct Settings {
+    dtcall::Config config;  // server_keys filled in and checked
+    std::string conf_path;
+    std::string users_path;
+    dtcall::LogLevel log_level = dtcall::LogLevel::info;
+    std::vector<std::string> warnings;  // one line each, naming file and line
+};
+
+// Reads the conf file and both key files. The error is one line naming the
+// file, the line and the key at fault.
+dtcall::Result<Settings> load_settings(const std::string& dir);
+
+// `path` as seen from `dir`: absolute paths stay, relative ones are joined.
+std::string resolve_path(const std::string& dir, const std::string& path);
+
+}  // namespace dtcalld

@@ -1,0 +1,41 @@
+// The daemon's signals, as libevent signal events on the Server's own
+// event_base (so handlers run on the loop thread, never inside a raw signal
+// handler):
+//   HUP        reload the users file; nobody is disconnected
+//   TERM, INT  stop the server; run() returns and dtcalld exits 0
+//   USR1       start a new log file (for logrotate and friends)
+#pragma once
+
+#include "log_file.hpp"
+
+#include <dtcall/result.hpp>
+#include <dtcall/server.hpp>
+#include <dtcall/user_directory.hpp>
+
+#include <vector>
+
+struct event;
+
+namespace dtcalld {
+
+class SignalHandlers {
+public:
+    // All three must outlive this object.
+    SignalHandlers(dtcall::Server& server, const dtcall::UsersFile& users, LogFile& log);
+    ~SignalHandlers();
+    SignalHandlers(const SignalHandlers&) = delete;
+    SignalHandlers& operator=(const SignalHandlers&) = delete;
+
+    dtcall::Status install();
+
+private:
+    static void on_signal(int signal_number, short what, void* self);
+    void handle(int signal_number);
+
+    dtcall::Server& server_;
+    const dtcall::UsersFile& users_;
+    LogFile& log_;
+    std::vector<event*> events_;
+};
+
+}  // namespace dtcalld

@@ -1,0 +1,305 @@
+// dtcalld's conf file (dtcalld.conf(5)) and settings directory: every key,
+// the defaults, the comment syntax, and errors that name file, line and key.
+#include "conf_file.hpp"
+#include "settings.hpp"
+
+#include <dtcall/crypto.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using dtcalld::parse_conf;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string keys_lines = "public_sodium = pub.na\nprivate_sodium = priv.na\n";
+
+std::string error_of(const std::string& text) {
+    auto parsed = parse_conf(text, "/etc/x/dtcalld.conf");
+    REQUIRE_FALSE(parsed.ok());
+    return parsed.error();
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("an original dtoperator conf: ports and key paths, comments anywhere") {
+    auto parsed = parse_conf(
+        "# dtoperator settings\n"
+        "\n"
+        "command = 2020   # TCP\n"
+        "   media=2021\n"
+        "public_sodium = /etc/dtoperator/server_public.na\n"
+        "private_sodium\t=\tserver_private.na # relative\r\n",
+        "dtoperator.conf");
+    REQUIRE(parsed.ok());
+    CHECK(parsed->config.command_port == 2020);
+    CHECK(parsed->config.media_port == 2021);
+    CHECK(parsed->public_key_path == "/etc/dtoperator/server_public.na");
+    CHECK(parsed->public_key_line == 5);
+    CHECK(parsed->private_key_path == "server_private.na");
+    CHECK(parsed->private_key_line == 6);
+    CHECK(parsed->warnings.empty());
+}
+
+TEST_CASE("absent keys take the library's defaults, ports 1991/1961 (defect D9)") {
+    auto parsed = parse_conf(keys_lines, "c");
+    REQUIRE(parsed.ok());
+    const dtcall::Config defaults;
+    const dtcall::Config& c = parsed->config;
+    CHECK(c.command_port == 1991);
+    CHECK(c.media_port == 1961);
+    CHECK(c.listen_address == defaults.listen_address);
+    CHECK(c.timestamp_window == defaults.timestamp_window);
+    CHECK(c.login_timeout == defaults.login_timeout);
+    CHECK(c.idle_timeout == defaults.idle_timeout);
+    CHECK(c.frame_gap == defaults.frame_gap);
+    CHECK(c.direct_hold == defaults.direct_hold);
+    CHECK(c.call_grace == defaults.call_grace);
+    CHECK(c.max_connections == defaults.max_connections);
+    CHECK(c.max_output_bytes == defaults.max_output_bytes);
+    CHECK(c.max_frame_before_login == defaults.max_frame_before_login);
+    CHECK(c.max_frame_after_login == defaults.max_frame_after_login);
+    CHECK(c.max_datagram == defaults.max_datagram);
+    CHECK(parsed->log_level == dtcall::LogLevel::info);
+}
+
+TEST_CASE("every new key, in its documented unit") {
+    auto parsed = parse_conf(keys_lines +
+                                 "listen = ::1\n"
+                                 "timestamp_window = 120\n"
+                                 "login_timeout = 20\n"
+                                 "idle_timeout = 900\n"
+                                 "frame_gap = 50\n"
+                                 "direct_hold = 1500\n"
+                                 "call_grace = 300\n"
+                                 "max_connections = 5000\n"
+                                 "max_output_bytes = 131072\n"
+                                 "max_frame_before_login = 600\n"
+                                 "max_frame_after_login = 4096\n"
+                                 "max_datagram = 2000\n"
+                                 "log_level = debug\n",
+                             "c");
+    REQUIRE(parsed.ok());
+    const dtcall::Config& c = parsed->config;
+    CHECK(c.listen_address == "::1");
+    CHECK(c.timestamp_window == 120);
+    CHECK(c.login_timeout == 20s);
+    CHECK(c.idle_timeout == 900s);
+    CHECK(c.frame_gap == 50ms);
+    CHECK(c.direct_hold == 1500ms);
+    CHECK(c.call_grace == 300s);
+    CHECK(c.max_connections == 5000);
+    CHECK(c.max_output_bytes == 131072);
+    CHECK(c.max_frame_before_login == 600);
+    CHECK(c.max_frame_after_login == 4096);
+    CHECK(c.max_datagram == 2000);
+    CHECK(parsed->log_level == dtcall::LogLevel::debug);
+    CHECK(parsed->warnings.empty());
+}
+
+TEST_CASE("a bad port is one line naming file, line and key") {
+    CHECK(error_of("# ports\ncommand = abc\n" + keys_lines) ==
+          "/etc/x/dtcalld.conf:2: command: \"abc\" is not a port number (1-65535)");
+    CHECK(error_of(keys_lines + "\n\nmedia = 0\n") ==
+          "/etc/x/dtcalld.conf:5: media: \"0\" is not a port number (1-65535)");
+    CHECK(contains(error_of("command = 65536\n"), "dtcalld.conf:1: command: \"65536\" is not a port"));
+    CHECK(contains(error_of("command = -1\n"), ":1: command: \"-1\" is not a port"));
+    CHECK(contains(error_of("command = 99999999999999999999999\n"), ":1: command:"));
+}
+
+TEST_CASE("bad numbers say the unit and the range") {
+    CHECK(error_of(keys_lines + "login_timeout = 15s\n") ==
+          "/etc/x/dtcalld.conf:3: login_timeout: \"15s\" is not a whole number of seconds");
+    CHECK(error_of(keys_lines + "frame_gap = 1.5\n") ==
+          "/etc/x/dtcalld.conf:3: frame_gap: \"1.5\" is not a whole number of milliseconds");
+    CHECK(error_of(keys_lines + "login_timeout = 15000\n") ==
+          "/etc/x/dtcalld.conf:3: login_timeout: 15000 is out of range (1-3600 seconds)");
+    CHECK(contains(error_of("max_datagram = 1200\n"), ":1: max_datagram: 1200 is out of range (1400-65536 bytes)"));
+    CHECK(contains(error_of("max_frame_before_login = 100\n"), ":1: max_frame_before_login: 100 is out of range"));
+    CHECK(contains(error_of("max_connections = 0\n"), ":1: max_connections: 0 is out of range"));
+    CHECK(contains(error_of("timestamp_window = 123456789012345678901234\n"), ":1: timestamp_window: "));
+    CHECK(contains(error_of("listen = localhost\n"), ":1: listen: \"localhost\" is not an IPv4 or IPv6 address"));
+    CHECK(contains(error_of("log_level = loud\n"), ":1: log_level: \"loud\" is not one of"));
+}
+
+TEST_CASE("zero is allowed where it means 'never' or 'at once'") {
+    auto parsed = parse_conf(keys_lines + "idle_timeout = 0\nframe_gap = 0\ndirect_hold = 0\ncall_grace = 0\n", "c");
+    REQUIRE(parsed.ok());
+    CHECK(parsed->config.idle_timeout == 0ms);
+    CHECK(parsed->config.call_grace == 0ms);
+}
+
+TEST_CASE("an unknown key is a warning naming file and line; a repeated key warns too") {
+    auto parsed = parse_conf("verbose = yes\n" + keys_lines + "command = 1\ncommand = 2\n", "/s/dtoperator.conf");
+    REQUIRE(parsed.ok());
+    REQUIRE(parsed->warnings.size() == 2);
+    CHECK(parsed->warnings[0] == "/s/dtoperator.conf:1: unknown key \"verbose\" ignored");
+    CHECK(contains(parsed->warnings[1], "/s/dtoperator.conf:5: command: also set on line 4"));
+    CHECK(parsed->config.command_port == 2);
+}
+
+TEST_CASE("malformed lines") {
+    CHECK(error_of(keys_lines + "command 2000\n") ==
+          "/etc/x/dtcalld.conf:3: expected \"key = value\", found \"command 2000\"");
+    CHECK(contains(error_of("= 5\n"), ":1: expected \"key = value\""));
+    CHECK(error_of(keys_lines + "media =   # nothing\n") == "/etc/x/dtcalld.conf:3: media: has no value");
+    // A value echoed in an error stays on one line.
+    std::string bad = error_of("command = a\x01\x1b[2J\n");
+    CHECK(bad.find('\x1b') == std::string::npos);
+    CHECK(bad.find('\n') == std::string::npos);
+}
+
+TEST_CASE("the key files are required") {
+    CHECK(error_of("command = 1991\n") ==
+          "/etc/x/dtcalld.conf: public_sodium: not set (the path of the server's public key file)");
+    CHECK(contains(error_of("public_sodium = p\n"), "private_sodium: not set"));
+}
+
+TEST_CASE("the parser survives hostile text") {
+    std::string junk;
+    for (int i = 0; i < 4096; ++i) junk += char((i * 131 + 7) % 256);
+    auto parsed = parse_conf(junk, "j");
+    CHECK_FALSE(parsed.ok());
+    CHECK(parse_conf("", "e").ok() == false);
+    CHECK(parse_conf(std::string(100000, '='), "e").ok() == false);
+    CHECK(parse_conf(std::string("a = b\0c\n", 8) + keys_lines, "n").ok());
+}
+
+// ---- the settings directory -------------------------------------------------
+
+namespace {
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/dtcalld-conf-XXXXXX";
+        path = mkdtemp(pattern.data()) ? pattern : std::string();
+        REQUIRE_FALSE(path.empty());
+    }
+    ~TempDir() {
+        std::string command = "rm -rf '" + path + "'";
+        (void)std::system(command.c_str());
+    }
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+}
+
+void make_server_keys(const TempDir& dir) {
+    REQUIRE(dtcall::crypto_init());
+    REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), dir / "pub.na", dir / "priv.na").ok());
+}
+
+}  // namespace
+
+TEST_CASE("settings: dtcalld.conf with relative key paths") {
+    TempDir dir;
+    make_server_keys(dir);
+    write_file(dir / "dtcalld.conf", "command = 3000\n" + keys_lines);
+    auto settings = dtcalld::load_settings(dir.path);
+    REQUIRE_MESSAGE(settings.ok(), settings.error());
+    CHECK(settings->conf_path == dir / "dtcalld.conf");
+    CHECK(settings->users_path == dir / "users");
+    CHECK(settings->config.command_port == 3000);
+    auto pub = dtcall::read_public_key_file(dir / "pub.na");
+    REQUIRE(pub.ok());
+    CHECK(settings->config.server_keys.public_key == *pub);
+    CHECK(settings->warnings.empty());
+}
+
+TEST_CASE("settings: dtoperator.conf is used when dtcalld.conf is absent, ignored when both exist") {
+    TempDir dir;
+    make_server_keys(dir);
+    write_file(dir / "dtoperator.conf", "command = 3001\n" + keys_lines);
+    auto settings = dtcalld::load_settings(dir.path);
+    REQUIRE_MESSAGE(settings.ok(), settings.error());
+    CHECK(settings->conf_path == dir / "dtoperator.conf");
+    CHECK(settings->config.command_port == 3001);
+
+    write_file(dir / "dtcalld.conf", "command = 3002\n" + keys_lines);
+    settings = dtcalld::load_settings(dir.path);
+    REQUIRE(settings.ok());
+    CHECK(settings->config.command_port == 3002);
+    REQUIRE(settings->warnings.size() == 1);
+    CHECK(contains(settings->warnings[0], "dtoperator.conf: ignored"));
+}
+
+TEST_CASE("settings: key file errors name the conf line and the key file") {
+    TempDir dir;
+    make_server_keys(dir);
+
+    write_file(dir / "dtcalld.conf", "public_sodium = pub.na\nprivate_sodium = nothere.na\n");
+    auto settings = dtcalld::load_settings(dir.path);
+    REQUIRE_FALSE(settings.ok());
+    CHECK(contains(settings.error(), dir / "dtcalld.conf:2: private_sodium: " + dir / "nothere.na"));
+
+    write_file(dir / "bad.na", "SODIUM PUBLIC KEY\n123");
+    write_file(dir / "dtcalld.conf", "public_sodium = bad.na\nprivate_sodium = priv.na\n");
+    settings = dtcalld::load_settings(dir.path);
+    REQUIRE_FALSE(settings.ok());
+    CHECK(contains(settings.error(), dir / "dtcalld.conf:1: public_sodium: " + dir / "bad.na"));
+
+    REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), dir / "other_pub.na", dir / "other_priv.na").ok());
+    write_file(dir / "dtcalld.conf", "public_sodium = other_pub.na\nprivate_sodium = priv.na\n");
+    settings = dtcalld::load_settings(dir.path);
+    REQUIRE_FALSE(settings.ok());
+    CHECK(contains(settings.error(), "dtcalld.conf:1: public_sodium: "));
+    CHECK(contains(settings.error(), "is not the public half of"));
+    CHECK(settings.error().find('\n') == std::string::npos);
+}
+
+TEST_CASE("settings: a missing directory or conf is an error naming it") {
+    TempDir dir;
+    auto settings = dtcalld::load_settings(dir / "nope");
+    REQUIRE_FALSE(settings.ok());
+    CHECK(contains(settings.error(), dir / "nope"));
+    settings = dtcalld::load_settings(dir.path);
+    REQUIRE_FALSE(settings.ok());
+    CHECK(contains(settings.error(), "neither dtcalld.conf nor dtoperator.conf"));
+}
+
+TEST_CASE("settings: a private key others can read is a warning") {
+    TempDir dir;
+    make_server_keys(dir);
+    REQUIRE(chmod((dir / "priv.na").c_str(), 0644) == 0);
+    write_file(dir / "dtcalld.conf", keys_lines);
+    auto settings = dtcalld::load_settings(dir.path);
+    REQUIRE(settings.ok());
+    REQUIRE(settings->warnings.size() == 1);
+    CHECK(contains(settings->warnings[0], "mode 0644"));
+}
+
+TEST_CASE("resolve_path") {
+    CHECK(dtcalld::resolve_path("/etc/d", "k.na") == "/etc/d/k.na");
+    CHECK(dtcalld::resolve_path("/etc/d/", "k.na") == "/etc/d/k.na");
+    CHECK(dtcalld::resolve_path("/etc/d", "/abs/k.na") == "/abs/k.na");
+}
+
+TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
+    const char* root = std::getenv("DTCALL_SOURCE_ROOT");
+    REQUIRE_MESSAGE(root != nullptr, "DTCALL_SOURCE_ROOT is not set (run through meson test)");
+    std::ifstream in(std::string(root) + "/man/dtcalld.conf.5");
+    REQUIRE(in.good());
+    std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto names = dtcalld::conf_key_names();
+    CHECK(names.size() == 17);
+    for (const std::string& key : names) {
+        CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
+        // ...and the full example uses it.
+        CHECK_MESSAGE(contains(page, "\n" + key + " = "), key);
+    }
+}

@@ -1,0 +1,485 @@
+// dtcalld and dtcall-keygen as processes, the way an operator meets them: a
+// settings directory in the original layout, signals, exit statuses, and the
+// one stderr line a bad conf gets. The binaries come from $DTCALLD and
+// $DTCALL_KEYGEN (set by tests/meson.build). Loopback only; every wait is
+// bounded and every child is killed at the end.
+#include <dtcall/client.hpp>
+#include <dtcall/crypto.hpp>
+#include <dtcall/version.hpp>
+
+#include <doctest/doctest.h>
+
+#include <event2/event.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto patience = 5s;
+
+std::string env_or_fail(const char* name) {
+    const char* value = std::getenv(name);
+    REQUIRE_MESSAGE(value != nullptr, name << " is not set (run through meson test)");
+    return value;
+}
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/dtcalld-proc-XXXXXX";
+        path = mkdtemp(pattern.data()) ? pattern : std::string();
+        REQUIRE_FALSE(path.empty());
+    }
+    ~TempDir() {
+        std::string command = "rm -rf '" + path + "'";
+        (void)std::system(command.c_str());
+    }
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+    REQUIRE(out.good());
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// Every log file in the directory, concatenated (a SIGUSR1 may start a second).
+std::string read_logs(const std::string& dir) {
+    std::string all;
+    if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d)) {
+            std::string name = e->d_name;
+            if (name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) all += read_file(dir + "/" + name);
+        }
+        closedir(d);
+    }
+    return all;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+bool eventually(const std::function<bool()>& condition) {
+    auto deadline = std::chrono::steady_clock::now() + patience;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (condition()) return true;
+        std::this_thread::sleep_for(20ms);
+    }
+    return condition();
+}
+
+// A port that was free a moment ago: bind port 0, read it back, close.
+std::uint16_t free_port(int type) {
+    int fd = ::socket(AF_INET, type, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
+
+bool tcp_connects(std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(port);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    ::close(fd);
+    return ok;
+}
+
+// A child process with stdout and stderr in files; killed if still running
+// when it goes out of scope.
+class Child {
+public:
+    Child(const std::vector<std::string>& argv, const std::string& out_dir)
+        : stdout_path_(out_dir + "/stdout.txt"), stderr_path_(out_dir + "/stderr.txt") {
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        pid_ = ::fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            int out = ::open(stdout_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (out < 0 || err < 0) ::_exit(126);
+            ::dup2(out, STDOUT_FILENO);
+            ::dup2(err, STDERR_FILENO);
+            // Under systemd the test runner has it; dtcalld would then echo
+            // its log to stderr and the "one stderr line" checks would be moot.
+            ::unsetenv("JOURNAL_STREAM");
+            ::execv(args[0], args.data());
+            ::_exit(127);
+        }
+    }
+    ~Child() {
+        if (!status_) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+
+    void signal(int number) const { REQUIRE(::kill(pid_, number) == 0); }
+
+    // The exit status once it has exited, or nullopt after the bounded wait.
+    std::optional<int> wait_exit() {
+        eventually([this] {
+            if (status_) return true;
+            int raw = 0;
+            if (::waitpid(pid_, &raw, WNOHANG) == pid_) status_ = raw;
+            return status_.has_value();
+        });
+        if (!status_) return std::nullopt;
+        if (WIFEXITED(*status_)) return WEXITSTATUS(*status_);
+        return 128 + WTERMSIG(*status_);
+    }
+    bool running() {
+        if (status_) return false;
+        int raw = 0;
+        if (::waitpid(pid_, &raw, WNOHANG) == pid_) status_ = raw;
+        return !status_;
+    }
+    std::string out() const { return read_file(stdout_path_); }
+    std::string err() const { return read_file(stderr_path_); }
+
+private:
+    std::string stdout_path_;
+    std::string stderr_path_;
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+// A settings directory in the original dtoperator layout.
+struct Settings {
+    TempDir dir;
+    std::string settings;
+    std::string logs;
+    std::uint16_t command_port = 0;
+    std::uint16_t media_port = 0;
+
+    explicit Settings(const std::string& conf_name = "dtcalld.conf") {
+        settings = dir / "settings";
+        logs = dir / "log";
+        REQUIRE(::mkdir(settings.c_str(), 0700) == 0);
+        REQUIRE(::mkdir(logs.c_str(), 0700) == 0);
+        REQUIRE(dtcall::crypto_init());
+        REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), settings + "/server_public.na",
+                                        settings + "/server_private.na")
+                    .ok());
+        for (const char* user : {"alice", "bob"}) {
+            std::string base = settings + "/" + user;
+            REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), base + "_public.na", base + "_private.na").ok());
+        }
+        // Line 2 is broken on purpose: a warning, never a reason to stop.
+        write_file(settings + "/users",
+                   "alice > " + settings + "/alice_public.na\n"
+                   "this line is broken\n"
+                   "bob > " + settings + "/bob_public.na\n");
+        command_port = free_port(SOCK_STREAM);
+        media_port = free_port(SOCK_DGRAM);
+        write_conf(conf_name,
+                   "# made by dtcalld_process_test\n"
+                   "command = " + std::to_string(command_port) + "\n"
+                   "media = " + std::to_string(media_port) + "   # UDP\n"
+                   "public_sodium = server_public.na\n"
+                   "private_sodium = " + settings + "/server_private.na\n"
+                   "listen = 127.0.0.1\n");
+    }
+    void write_conf(const std::string& name, const std::string& text) const { write_file(settings + "/" + name, text); }
+    std::vector<std::string> argv() const { return {env_or_fail("DTCALLD"), "--settings", settings, "--log", logs}; }
+};
+
+// Logs `user` in to the dtcalld of `s` with the library's client, using the
+// key files the Settings made: "logged in", "refused", or what went wrong.
+std::string try_login(const Settings& s, const std::string& user) {
+    auto server_key = dtcall::read_public_key_file(s.settings + "/server_public.na");
+    auto user_key = dtcall::read_private_key_file(s.settings + "/" + user + "_private.na");
+    REQUIRE(server_key.ok());
+    REQUIRE(user_key.ok());
+    dtcall::ClientConfig config;
+    config.host = "127.0.0.1";
+    config.command_port = s.command_port;
+    config.media_port = s.media_port;
+    config.server_key = *server_key;
+    config.user = user;
+    config.user_key = *user_key;
+    config.login_timeout = 3s;
+
+    event_base* base = event_base_new();
+    REQUIRE(base != nullptr);
+    std::string outcome = "no answer within 5 s";
+    dtcall::ClientEvents events;
+    events.logged_in = [&] { outcome = "logged in"; event_base_loopexit(base, nullptr); };
+    events.login_failed = [&] { outcome = "refused"; event_base_loopexit(base, nullptr); };
+    events.closed = [&](const std::string& reason) { outcome = "closed: " + reason; event_base_loopexit(base, nullptr); };
+    {
+        dtcall::Client client(base, config, events);
+        auto connected = client.connect();
+        if (!connected) {
+            outcome = connected.error();
+        } else {
+            timeval limit{5, 0};
+            event_base_loopexit(base, &limit);
+            event_base_dispatch(base);
+        }
+    }
+    event_base_free(base);
+    return outcome;
+}
+
+int lines_in(const std::string& text) {
+    int n = 0;
+    for (char c : text) n += c == '\n';
+    return n;
+}
+
+// Runs dtcalld on `settings`, expects a quick non-zero exit with exactly one
+// stderr line containing `expected`.
+void expect_refusal(const Settings& s, const std::string& expected) {
+    Child dtcalld(s.argv(), s.dir.path);
+    auto status = dtcalld.wait_exit();
+    REQUIRE_MESSAGE(status.has_value(), "dtcalld did not exit");
+    CHECK(*status == 1);
+    std::string err = dtcalld.err();
+    CHECK_MESSAGE(lines_in(err) == 1, err);
+    CHECK_MESSAGE(contains(err, expected), err);
+}
+
+}  // namespace
+
+TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stops on TERM") {
+    Settings s;
+    Child dtcalld(s.argv(), s.dir.path);
+    std::string ready = "ready: command port " + std::to_string(s.command_port) + " (TCP), media port " +
+                        std::to_string(s.media_port) + " (UDP)";
+    REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), ready) || !dtcalld.running(); }),
+                    (read_logs(s.logs) + dtcalld.err()));
+    REQUIRE_MESSAGE(contains(read_logs(s.logs), ready), (read_logs(s.logs) + dtcalld.err()));
+    CHECK(tcp_connects(s.command_port));
+
+    std::string log = read_logs(s.logs);
+    CHECK_MESSAGE(contains(log, " warn  " + s.settings + "/users:2: "), log);
+    CHECK_MESSAGE(contains(log, s.settings + "/users: 2 users"), log);
+    CHECK(dtcalld.err().empty());  // stderr is not a terminal: everything went to the log
+
+    // The users file in the original format really lets its users in.
+    CHECK(try_login(s, "alice") == "logged in");
+    CHECK(try_login(s, "bob") == "logged in");
+    CHECK(contains(read_logs(s.logs), "alice logged in from 127.0.0.1:"));
+
+    // Add a user, then HUP: the reload is logged with the new count, and the
+    // new user can log in without a restart.
+    std::string users = read_file(s.settings + "/users");
+    REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), s.settings + "/carol_public.na",
+                                    s.settings + "/carol_private.na")
+                .ok());
+    CHECK(try_login(s, "carol") == "refused");
+    write_file(s.settings + "/users", users + "carol > carol_public.na\n");
+    dtcalld.signal(SIGHUP);
+    CHECK_MESSAGE(eventually([&] { return contains(read_logs(s.logs), s.settings + "/users: 3 users"); }),
+                  read_logs(s.logs));
+    CHECK(contains(read_logs(s.logs), "SIGHUP: reloading"));
+    CHECK(try_login(s, "carol") == "logged in");
+
+    dtcalld.signal(SIGUSR1);
+    CHECK(eventually([&] { return contains(read_logs(s.logs), "SIGUSR1: started a new log file"); }));
+
+    dtcalld.signal(SIGTERM);
+    auto status = dtcalld.wait_exit();
+    REQUIRE_MESSAGE(status.has_value(), "dtcalld did not stop on SIGTERM");
+    CHECK(*status == 0);
+    CHECK(contains(read_logs(s.logs), "SIGTERM: stopping"));
+    CHECK(contains(read_logs(s.logs), "info  stopped"));
+    CHECK_FALSE(tcp_connects(s.command_port));
+
+    // After real logins, no run long enough to be a session key, a challenge
+    // or a key blob is in the log.
+    CHECK_FALSE(std::regex_search(read_logs(s.logs), std::regex("[0-9A-Za-z]{32}")));
+}
+
+TEST_CASE("an original settings dir with dtoperator.conf works unchanged; SIGINT stops it") {
+    Settings s("dtoperator.conf");
+    Child dtcalld(s.argv(), s.dir.path);
+    REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
+                    dtcalld.err());
+    std::string log = read_logs(s.logs);
+    REQUIRE_MESSAGE(contains(log, "ready: command port " + std::to_string(s.command_port)), (log + dtcalld.err()));
+    CHECK(contains(log, "settings from " + s.settings + "/dtoperator.conf"));
+    CHECK(tcp_connects(s.command_port));
+    dtcalld.signal(SIGINT);
+    auto status = dtcalld.wait_exit();
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+}
+
+TEST_CASE("a bad conf stops dtcalld with one stderr line naming file and line") {
+    Settings s;
+    std::string conf = s.settings + "/dtcalld.conf";
+
+    SUBCASE("a port that is not a number") {
+        s.write_conf("dtcalld.conf", "# x\n\ncommand = abc\n");
+        expect_refusal(s, conf + ":3: command: \"abc\" is not a port number (1-65535)");
+    }
+    SUBCASE("port 0") {
+        s.write_conf("dtcalld.conf", "media = 0\n");
+        expect_refusal(s, conf + ":1: media: \"0\" is not a port number");
+    }
+    SUBCASE("a missing key file") {
+        s.write_conf("dtcalld.conf", "public_sodium = server_public.na\nprivate_sodium = gone.na\n");
+        expect_refusal(s, conf + ":2: private_sodium: " + s.settings + "/gone.na: cannot open");
+    }
+    SUBCASE("a malformed key file") {
+        write_file(s.settings + "/server_private.na", "SODIUM PRIVATE KEY\n12345");
+        expect_refusal(s, conf + ":5: private_sodium: " + s.settings + "/server_private.na: ");
+    }
+    SUBCASE("a public key that does not match the private one") {
+        REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), s.settings + "/x_public.na",
+                                        s.settings + "/x_private.na")
+                    .ok());
+        s.write_conf("dtcalld.conf", "public_sodium = x_public.na\nprivate_sodium = server_private.na\n");
+        expect_refusal(s, conf + ":1: public_sodium: ");
+    }
+    SUBCASE("no conf file at all") {
+        REQUIRE(::unlink(conf.c_str()) == 0);
+        expect_refusal(s, s.settings + ": has neither dtcalld.conf nor dtoperator.conf");
+    }
+    SUBCASE("no users file") {
+        REQUIRE(::unlink((s.settings + "/users").c_str()) == 0);
+        expect_refusal(s, s.settings + "/users");
+    }
+}
+
+TEST_CASE("a log directory that cannot be used is refused at start") {
+    Settings s;
+    std::vector<std::string> argv = s.argv();
+    argv.back() = s.dir / "no-such-dir";
+    Child dtcalld(argv, s.dir.path);
+    auto status = dtcalld.wait_exit();
+    REQUIRE(status.has_value());
+    CHECK(*status == 1);
+    CHECK(lines_in(dtcalld.err()) == 1);
+    CHECK(contains(dtcalld.err(), s.dir / "no-such-dir"));
+}
+
+TEST_CASE("a port already taken is refused with a line naming it") {
+    Settings s;
+    int blocker = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(blocker >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(s.command_port);
+    REQUIRE(::bind(blocker, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(blocker, 1) == 0);
+    Child dtcalld(s.argv(), s.dir.path);
+    auto status = dtcalld.wait_exit();
+    ::close(blocker);
+    REQUIRE(status.has_value());
+    CHECK(*status == 1);
+    CHECK_MESSAGE(contains(dtcalld.err(), std::to_string(s.command_port)), dtcalld.err());
+}
+
+TEST_CASE("dtcalld --version, --help and a wrong argument") {
+    TempDir dir;
+    {
+        Child version({env_or_fail("DTCALLD"), "--version"}, dir.path);
+        REQUIRE(version.wait_exit() == std::optional<int>(0));
+        CHECK(version.out() == std::string("dtcalld ") + dtcall::version() + "\n");
+    }
+    {
+        Child help({env_or_fail("DTCALLD"), "--help"}, dir.path);
+        REQUIRE(help.wait_exit() == std::optional<int>(0));
+        CHECK(contains(help.out(), "--settings DIR"));
+    }
+    {
+        Child wrong({env_or_fail("DTCALLD"), "--bogus"}, dir.path);
+        REQUIRE(wrong.wait_exit() == std::optional<int>(2));
+        CHECK(wrong.err() == "dtcalld: unknown argument \"--bogus\" (try --help)\n");
+    }
+}
+
+TEST_CASE("dtcall-keygen writes a canonical key pair, private 0600, and never overwrites") {
+    TempDir dir;
+    std::string keygen = env_or_fail("DTCALL_KEYGEN");
+    {
+        Child run({keygen, "alice", dir.path}, dir.path);
+        REQUIRE(run.wait_exit() == std::optional<int>(0));
+        CHECK(contains(run.out(), "alice > "));
+    }
+    std::string pub = read_file(dir / "alice_public.na");
+    std::string priv = read_file(dir / "alice_private.na");
+    CHECK(pub.size() == 114);
+    CHECK(priv.size() == 115);
+    CHECK(pub.rfind("SODIUM PUBLIC KEY\n", 0) == 0);
+    CHECK(priv.rfind("SODIUM PRIVATE KEY\n", 0) == 0);
+    struct stat st {};
+    REQUIRE(::stat((dir / "alice_private.na").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    auto secret = dtcall::read_private_key_file(dir / "alice_private.na");
+    auto public_key = dtcall::read_public_key_file(dir / "alice_public.na");
+    REQUIRE(secret.ok());
+    REQUIRE(public_key.ok());
+    CHECK(dtcall::KeyPair::from_secret(*secret).public_key == *public_key);
+
+    {
+        Child again({keygen, "alice", dir.path}, dir.path);
+        REQUIRE(again.wait_exit() == std::optional<int>(1));
+        CHECK(lines_in(again.err()) == 1);
+        CHECK(contains(again.err(), "already exists"));
+        CHECK(read_file(dir / "alice_public.na") == pub);
+        CHECK(read_file(dir / "alice_private.na") == priv);
+    }
+    {
+        Child bad_name({keygen, "al ice", dir.path}, dir.path);
+        REQUIRE(bad_name.wait_exit() == std::optional<int>(1));
+        CHECK(lines_in(bad_name.err()) == 1);
+        CHECK(contains(bad_name.err(), "not a valid name"));
+    }
+    {
+        Child no_dir({keygen, "bob", dir / "missing"}, dir.path);
+        REQUIRE(no_dir.wait_exit() == std::optional<int>(1));
+        CHECK(contains(no_dir.err(), dir / "missing"));
+    }
+    {
+        Child usage({keygen}, dir.path);
+        REQUIRE(usage.wait_exit() == std::optional<int>(2));
+    }
+}
