@@ -27,6 +27,22 @@ struct Line {
     }
 };
 
+// "listen = 0.0.0.0, ::1" or "listen = [::1] 127.0.0.1": commas and/or
+// blanks between addresses; brackets around IPv6 are allowed and dropped.
+std::vector<std::string> split_addresses(std::string_view value) {
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    while (at < value.size()) {
+        std::size_t end = value.find_first_of(", \t", at);
+        if (end == std::string_view::npos) end = value.size();
+        std::string_view word = value.substr(at, end - at);
+        if (word.size() > 2 && word.front() == '[' && word.back() == ']') word = word.substr(1, word.size() - 2);
+        if (!word.empty()) out.emplace_back(word);
+        at = end + 1;
+    }
+    return out;
+}
+
 struct KeySpec {
     std::string_view name;
     Kind kind;
@@ -55,7 +71,7 @@ const KeySpec key_specs[] = {
          o.private_key_line = l.number;
      }},
     {"listen", Kind::address, 0, 0,
-     [](ConfValues& o, std::uint64_t, const Line& l) { o.config.listen_address = std::string(l.value); }},
+     [](ConfValues& o, std::uint64_t, const Line& l) { o.config.listen_addresses = split_addresses(l.value); }},
     {"timestamp_window", Kind::seconds, 1, 86400,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.timestamp_window = std::time_t(n); }},
     {"login_timeout", Kind::seconds, 1, 3600,
@@ -167,8 +183,9 @@ std::optional<dtcall::LogLevel> parse_level(std::string_view text) {
 dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
     switch (spec.kind) {
     case Kind::address:
-        if (!ip_literal(std::string(line.value))) {
-            return line.error(quoted(line.value) + " is not an IPv4 or IPv6 address");
+        if (split_addresses(line.value).empty()) return line.error("needs at least one address");
+        for (const std::string& address : split_addresses(line.value)) {
+            if (!ip_literal(address)) return line.error(quoted(address) + " is not an IPv4 or IPv6 address");
         }
         spec.apply(out, 0, line);
         return dtcall::Done{};

@@ -43,7 +43,7 @@ public:
         if (!base_) return fail("cannot create an event loop"), 1;
 
         dtcall::Config config;
-        config.listen_address = "127.0.0.1";
+        config.listen_addresses = {"127.0.0.1"};
         config.command_port = 0;
         config.media_port = 0;
         config.server_keys = dtcall::KeyPair::generate();

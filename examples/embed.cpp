@@ -46,7 +46,7 @@ int main() {
         users.add("bob", bob_keys.public_key);
 
         dtcall::Config config;
-        config.listen_address = "127.0.0.1";
+        config.listen_addresses = {"127.0.0.1"};
         config.command_port = 0;  // any free port; ask the server which
         config.media_port = 0;
         config.server_keys = dtcall::KeyPair::generate();

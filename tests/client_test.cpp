@@ -76,7 +76,7 @@ struct World {
                    std::string address = "127.0.0.1", bool fast = true) {
         REQUIRE(dtcall::crypto_init());
         dtcall::Config config;
-        config.listen_address = address;
+        config.listen_addresses = {address};
         config.command_port = 0;
         config.media_port = 0;
         config.server_keys = dtcall::KeyPair::generate();

@@ -58,7 +58,7 @@ TEST_CASE("absent keys take the library's defaults, ports 1991/1961 (defect D9)"
     const dtcall::Config& c = parsed->config;
     CHECK(c.command_port == 1991);
     CHECK(c.media_port == 1961);
-    CHECK(c.listen_address == defaults.listen_address);
+    CHECK(c.listen_addresses == defaults.listen_addresses);
     CHECK(c.timestamp_window == defaults.timestamp_window);
     CHECK(c.login_timeout == defaults.login_timeout);
     CHECK(c.idle_timeout == defaults.idle_timeout);
@@ -91,7 +91,7 @@ TEST_CASE("every new key, in its documented unit") {
                              "c");
     REQUIRE(parsed.ok());
     const dtcall::Config& c = parsed->config;
-    CHECK(c.listen_address == "::1");
+    CHECK(c.listen_addresses == std::vector<std::string>{"::1"});
     CHECK(c.timestamp_window == 120);
     CHECK(c.login_timeout == 20s);
     CHECK(c.idle_timeout == 900s);

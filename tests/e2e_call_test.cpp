@@ -278,7 +278,7 @@ TEST_CASE("Server runs on an embedder's event_base and stops cleanly") {
     event_base* base = event_base_new();
     InMemoryUserDirectory users;
     Config config;
-    config.listen_address = "127.0.0.1";
+    config.listen_addresses = {"127.0.0.1"};
     config.command_port = 0;
     config.media_port = 0;
     config.server_keys = KeyPair::generate();
@@ -299,13 +299,13 @@ TEST_CASE("start errors name the address") {
     TestServer s;
     InMemoryUserDirectory users;
     Config config;
-    config.listen_address = "not-an-address";
+    config.listen_addresses = {"not-an-address"};
     config.server_keys = KeyPair::generate();
     Server bad(config, users);
     auto r = bad.start();
     CHECK_FALSE(r);
     CHECK(r.error().find("not-an-address") != std::string::npos);
-    config.listen_address = "127.0.0.1";
+    config.listen_addresses = {"127.0.0.1"};
     config.command_port = s.server->command_port();  // taken
     Server clash(config, users);
     auto r2 = clash.start();

@@ -9,12 +9,16 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <vector>
 
 namespace dtcall {
 
 struct Config {
-    // Address both sockets bind to: an IPv4 or IPv6 literal.
-    std::string listen_address = "0.0.0.0";
+    // Addresses the TCP and UDP sockets bind to: IPv4 or IPv6 literals
+    // ("127.0.0.1", "::1", "[::1]"), one socket of each kind per address.
+    // Empty: every IPv4 and IPv6 address, as one dual-stack socket on "::"
+    // (IPv4 peers show as plain IPv4), or 0.0.0.0 on a host without IPv6.
+    std::vector<std::string> listen_addresses;
     std::uint16_t command_port = 1991;  // TCP; 0 = pick a free port
     std::uint16_t media_port = 1961;    // UDP; 0 = pick a free port
     KeyPair server_keys;

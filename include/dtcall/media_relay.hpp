@@ -65,7 +65,7 @@ public:
     MediaRelay(const MediaRelay&) = delete;
     MediaRelay& operator=(const MediaRelay&) = delete;
 
-    Status open();  // bind Config::listen_address : Config::media_port
+    Status open();  // bind every Config::listen_addresses entry : Config::media_port
     void close();
     std::uint16_t port() const { return port_; }
     // Forget the user's media address (call over, logged out).
@@ -80,18 +80,18 @@ public:
 
 private:
     static void on_readable(int, short, void*);
-    void read_batch();
+    void read_batch(int fd);
     // Index of the route media from `from` goes to; ~0u when there is none
     // (the datagram is then a registration attempt).
     std::uint32_t forward_target(const sockaddr* from);
-    void registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
-    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
+    // `fd`: the socket it came in on (answers and later media leave from it).
+    void registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                              int fd);
+    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len, int fd);
 
     event_base* base_;
     const Config& config_;
     Host& host_;
-    int fd_ = -1;
-    event* read_event_ = nullptr;
     std::uint16_t port_ = 0;
     Stats stats_;
     std::unique_ptr<State> state_;

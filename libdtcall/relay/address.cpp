@@ -1,14 +1,30 @@
 #include <dtcall/address.hpp>
 
 #include <arpa/inet.h>
+#include <cstring>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 namespace dtcall {
+namespace {
+
+// IPv4 peers on a dual-stack socket arrive as ::ffff:a.b.c.d; show them as
+// the IPv4 addresses they are.
+bool v4_mapped(const sockaddr* address, int length, in_addr& out) {
+    if (address->sa_family != AF_INET6 || length < int(sizeof(sockaddr_in6))) return false;
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+    if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return false;
+    std::memcpy(&out, in6->sin6_addr.s6_addr + 12, 4);
+    return true;
+}
+
+}  // namespace
 
 std::string format_ip(const sockaddr* address, int length) {
     char text[INET6_ADDRSTRLEN] = "?";
-    if (address->sa_family == AF_INET && length >= int(sizeof(sockaddr_in)))
+    in_addr mapped;
+    if (v4_mapped(address, length, mapped)) inet_ntop(AF_INET, &mapped, text, sizeof text);
+    else if (address->sa_family == AF_INET && length >= int(sizeof(sockaddr_in)))
         inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, text, sizeof text);
     else if (address->sa_family == AF_INET6 && length >= int(sizeof(sockaddr_in6)))
         inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, text, sizeof text);
@@ -17,6 +33,11 @@ std::string format_ip(const sockaddr* address, int length) {
 
 std::string format_address(const sockaddr* address, int length) {
     char text[INET6_ADDRSTRLEN] = "?";
+    in_addr mapped;
+    if (v4_mapped(address, length, mapped)) {
+        inet_ntop(AF_INET, &mapped, text, sizeof text);
+        return std::string(text) + ":" + std::to_string(ntohs(reinterpret_cast<const sockaddr_in6*>(address)->sin6_port));
+    }
     if (address->sa_family == AF_INET && length >= int(sizeof(sockaddr_in))) {
         auto* in = reinterpret_cast<const sockaddr_in*>(address);
         inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);

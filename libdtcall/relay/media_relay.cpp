@@ -4,6 +4,7 @@
 #include <dtcall/wire.hpp>
 
 #include "address_table.hpp"
+#include "server/bound_socket.hpp"
 #include "source_limiter.hpp"
 
 #include <event2/event.h>
@@ -39,6 +40,7 @@ struct MediaRelay::State {
         AddressKey key;
         sockaddr_storage address;
         socklen_t length;
+        int fd;  // the socket it registered on: its media is sent from there
         bool used;
         // Cached answer of "where does media from here go", valid while both
         // generations are unchanged.
@@ -64,6 +66,15 @@ struct MediaRelay::State {
     sockaddr_storage in_from[batch_size];
     mmsghdr out[batch_size];
     iovec out_iov[batch_size];
+    int out_fd[batch_size];
+
+    // One UDP socket per listen address.
+    struct Socket {
+        MediaRelay* relay;
+        int fd;
+        event* ev;
+    };
+    std::vector<std::unique_ptr<Socket>> sockets;
 
     void drop(std::uint32_t index) {
         Route& r = routes[index];
@@ -75,7 +86,7 @@ struct MediaRelay::State {
         ++table_generation;
     }
 
-    std::uint32_t add(const std::string& user, const AddressKey& key, const sockaddr* from, int from_len) {
+    std::uint32_t add(const std::string& user, const AddressKey& key, const sockaddr* from, int from_len, int fd) {
         std::uint32_t index;
         if (!free_routes.empty()) {
             index = free_routes.back();
@@ -90,6 +101,7 @@ struct MediaRelay::State {
         std::memset(&r.address, 0, sizeof r.address);
         std::memcpy(&r.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof r.address));
         r.length = socklen_t(from_len);
+        r.fd = fd;
         r.used = true;
         r.router_generation = r.table_generation = 0;
         r.target = no_route;
@@ -109,41 +121,35 @@ MediaRelay::~MediaRelay() { close(); }
 std::size_t MediaRelay::registered() const { return state_->by_user.size(); }
 
 Status MediaRelay::open() {
-    sockaddr_storage address{};
-    int length = sizeof address;
-    std::string where = config_.listen_address + " port " + std::to_string(config_.media_port);
-    if (evutil_parse_sockaddr_port(config_.listen_address.c_str(), reinterpret_cast<sockaddr*>(&address),
-                                   &length) != 0) {
-        return Error{"media: \"" + config_.listen_address + "\" is not an IPv4 or IPv6 address"};
+    auto plan = plan_listen_addresses(config_.listen_addresses);
+    if (!plan) return Error{plan.error()};
+    std::uint16_t port = config_.media_port;
+    for (const ListenAddress& address : *plan) {
+        auto fd = open_bound_socket(address, port, SOCK_DGRAM, 0, "media");
+        if (!fd) {
+            close();
+            return Error{fd.error()};
+        }
+        if (port == 0) port = bound_port(*fd);  // the same port on every address
+        // Voice comes in bursts; a roomy buffer keeps them (best effort: the
+        // kernel caps it at net.core.rmem_max).
+        int buffer_size = 8 * 1024 * 1024;
+        setsockopt(*fd, SOL_SOCKET, SO_RCVBUF, &buffer_size, sizeof buffer_size);
+        auto socket = std::make_unique<State::Socket>(State::Socket{this, *fd, nullptr});
+        socket->ev = event_new(base_, *fd, EV_READ | EV_PERSIST, &MediaRelay::on_readable, socket.get());
+        event_add(socket->ev, nullptr);
+        state_->sockets.push_back(std::move(socket));
     }
-    if (address.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&address)->sin_port = htons(config_.media_port);
-    else reinterpret_cast<sockaddr_in6*>(&address)->sin6_port = htons(config_.media_port);
-
-    fd_ = ::socket(address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return Error{"media: cannot create a UDP socket: " + std::string(std::strerror(errno))};
-    // Voice comes in bursts; a roomy buffer keeps them (best effort: the
-    // kernel caps it at net.core.rmem_max).
-    int buffer_size = 8 * 1024 * 1024;
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buffer_size, sizeof buffer_size);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), socklen_t(length)) != 0) {
-        int err = errno;
-        close();
-        return Error{"media: cannot bind UDP " + where + ": " + std::strerror(err)};
-    }
-    socklen_t bound_length = sizeof address;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &bound_length);
-    port_ = ntohs(address.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&address)->sin_port
-                                               : reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
-    read_event_ = event_new(base_, fd_, EV_READ | EV_PERSIST, &MediaRelay::on_readable, this);
-    event_add(read_event_, nullptr);
+    port_ = port;
     return Done{};
 }
 
 void MediaRelay::close() {
-    if (read_event_) event_free(read_event_);
-    read_event_ = nullptr;
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
+    for (auto& socket : state_->sockets) {
+        event_free(socket->ev);
+        ::close(socket->fd);
+    }
+    state_->sockets.clear();
 }
 
 void MediaRelay::release(const std::string& user) {
@@ -171,9 +177,11 @@ std::uint32_t MediaRelay::forward_target(const sockaddr* from) {
     return route.target;
 }
 
-void MediaRelay::on_readable(int, short, void* self) { static_cast<MediaRelay*>(self)->read_batch(); }
+void MediaRelay::on_readable(int fd, short, void* arg) {
+    static_cast<State::Socket*>(arg)->relay->read_batch(fd);
+}
 
-void MediaRelay::read_batch() {
+void MediaRelay::read_batch(int fd) {
     State& s = *state_;
     for (int round = 0; round < batches_per_wakeup; ++round) {
         for (unsigned i = 0; i < batch_size; ++i) {
@@ -184,7 +192,7 @@ void MediaRelay::read_batch() {
             s.in[i].msg_hdr.msg_iov = &s.in_iov[i];
             s.in[i].msg_hdr.msg_iovlen = 1;
         }
-        int received = ::recvmmsg(fd_, s.in, batch_size, MSG_DONTWAIT, nullptr);
+        int received = ::recvmmsg(fd, s.in, batch_size, MSG_DONTWAIT, nullptr);
         if (received <= 0) return;  // EAGAIN, or a transient error: the next event retries
         unsigned outgoing = 0;
         for (int i = 0; i < received; ++i) {
@@ -197,7 +205,7 @@ void MediaRelay::read_batch() {
             }
             std::uint32_t target = forward_target(from);
             if (target == no_route) {
-                registration_attempt(data, size, from, int(s.in[i].msg_hdr.msg_namelen));
+                registration_attempt(data, size, from, int(s.in[i].msg_hdr.msg_namelen), fd);
                 continue;
             }
             State::Route& to = s.routes[target];
@@ -207,18 +215,26 @@ void MediaRelay::read_batch() {
             s.out[outgoing].msg_hdr.msg_namelen = to.length;
             s.out[outgoing].msg_hdr.msg_iov = &s.out_iov[outgoing];
             s.out[outgoing].msg_hdr.msg_iovlen = 1;
+            s.out_fd[outgoing] = to.fd;
             ++outgoing;
             ++stats_.relayed_packets;
             stats_.relayed_bytes += size;
         }
-        for (unsigned sent = 0; sent < outgoing;) {
-            int n = ::sendmmsg(fd_, s.out + sent, outgoing - sent, MSG_DONTWAIT);
-            if (n <= 0) {
-                // The kernel refused the rest (buffer full): UDP may lose them.
-                stats_.dropped_packets += outgoing - sent;
-                break;
+        // One sendmmsg per run of datagrams leaving through the same socket
+        // (one run unless IPv4 and IPv6 sockets are both in play).
+        for (unsigned run = 0; run < outgoing;) {
+            unsigned end = run + 1;
+            while (end < outgoing && s.out_fd[end] == s.out_fd[run]) ++end;
+            for (unsigned sent = run; sent < end;) {
+                int n = ::sendmmsg(s.out_fd[run], s.out + sent, end - sent, MSG_DONTWAIT);
+                if (n <= 0) {
+                    // The kernel refused the rest (buffer full): UDP may lose them.
+                    stats_.dropped_packets += end - sent;
+                    break;
+                }
+                sent += unsigned(n);
             }
-            sent += unsigned(n);
+            run = end;
         }
         if (unsigned(received) < batch_size) return;
     }
@@ -226,17 +242,18 @@ void MediaRelay::read_batch() {
 
 void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                  int from_len) {
+    int fd = state_->sockets.empty() ? -1 : state_->sockets.front()->fd;
     if (size == 0 || size > config_.max_datagram) {
         ++stats_.dropped_packets;
         return;
     }
     std::uint32_t target = forward_target(from);
     if (target == no_route) {
-        registration_attempt(data, size, from, from_len);
+        registration_attempt(data, size, from, from_len, fd);
         return;
     }
     const State::Route& to = state_->routes[target];
-    ::sendto(fd_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to.address), to.length);
+    ::sendto(to.fd, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to.address), to.length);
     ++stats_.relayed_packets;
     stats_.relayed_bytes += size;
 }
@@ -246,7 +263,7 @@ void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, con
 // without allocating or logging (counted only); opening one costs an X25519
 // operation, so each source gets only so many attempts per second.
 void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from,
-                                      int from_len) {
+                                      int from_len, int fd) {
     AddressKey key;
     if (!make_address_key(from, key)) {
         ++stats_.dropped_packets;
@@ -257,11 +274,12 @@ void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size
         ++stats_.dropped_packets;
         return;
     }
-    if (size < min_registration || size > max_registration || !try_register(data, size, from, from_len))
+    if (size < min_registration || size > max_registration || !try_register(data, size, from, from_len, fd))
         ++stats_.dropped_packets;
 }
 
-bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len) {
+bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                              int fd) {
     auto plain = open_anonymous(config_.server_keys, data, size);
     if (!plain) return false;
     std::string text(plain->begin(), plain->end());
@@ -291,13 +309,13 @@ bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const 
     release(owner->user);
     std::uint32_t holder = state_->by_address.find(key);
     if (holder != no_route) state_->drop(holder);
-    state_->add(owner->user, key, from, from_len);
+    state_->add(owner->user, key, from, from_len, fd);
     if (!host_.media_registered(owner->user, format_address(from, from_len))) {
         release(owner->user);  // not in a call: dropped again, no ack
         return false;
     }
     Bytes ack = seal_secret_frame(owner->tcp_key, std::to_string(static_cast<long long>(host_.now())));
-    ::sendto(fd_, ack.data(), ack.size(), MSG_DONTWAIT, from, socklen_t(from_len));
+    ::sendto(fd, ack.data(), ack.size(), MSG_DONTWAIT, from, socklen_t(from_len));
     ++stats_.registrations;
     return true;
 }

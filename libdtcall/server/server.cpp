@@ -5,6 +5,8 @@
 #include <dtcall/rate_limiter.hpp>
 #include <dtcall/session.hpp>
 
+#include "bound_socket.hpp"
+
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -106,42 +108,47 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     // ---- lifecycle ----
     Status start() {
         if (!crypto_init()) return Error{"libsodium could not be initialised"};
-        if (listener_) return Error{"server already started"};
-        sockaddr_storage address{};
-        int length = sizeof address;
-        if (evutil_parse_sockaddr_port(cfg.listen_address.c_str(), reinterpret_cast<sockaddr*>(&address),
-                                       &length) != 0) {
-            return Error{"listen: \"" + cfg.listen_address + "\" is not an IPv4 or IPv6 address"};
+        if (!listeners_.empty()) return Error{"server already started"};
+        auto plan = plan_listen_addresses(cfg.listen_addresses);
+        if (!plan) return Error{plan.error()};
+        std::uint16_t port = cfg.command_port;
+        std::string where;
+        for (const ListenAddress& address : *plan) {
+            auto fd = open_bound_socket(address, port, SOCK_STREAM, 1024, "command");
+            if (!fd) {
+                close_listeners();
+                return Error{fd.error()};
+            }
+            if (port == 0) port = bound_port(*fd);  // the same port on every address
+            evconnlistener* listener = evconnlistener_new(base, &Impl::on_accept, this,
+                                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, *fd);
+            if (!listener) {
+                evutil_closesocket(*fd);
+                close_listeners();
+                return Error{"command: cannot listen on TCP " + address.text};
+            }
+            evconnlistener_set_error_cb(listener, &Impl::on_accept_error);
+            listeners_.push_back(listener);
+            where += (where.empty() ? "" : ", ") + address.text;
         }
-        if (address.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&address)->sin_port = htons(cfg.command_port);
-        else reinterpret_cast<sockaddr_in6*>(&address)->sin6_port = htons(cfg.command_port);
-        listener_ = evconnlistener_new_bind(base, &Impl::on_accept, this,
-                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-                                            reinterpret_cast<sockaddr*>(&address), length);
-        if (!listener_) {
-            return Error{"command: cannot listen on TCP " + cfg.listen_address + " port " +
-                         std::to_string(cfg.command_port) + ": " + std::strerror(errno)};
-        }
-        evconnlistener_set_error_cb(listener_, &Impl::on_accept_error);
+        command_port_ = port;
         auto opened = relay.open();
         if (!opened) {
-            evconnlistener_free(listener_);
-            listener_ = nullptr;
+            close_listeners();
             return opened;
         }
-        sockaddr_storage bound{};
-        socklen_t bound_length = sizeof bound;
-        getsockname(evconnlistener_get_fd(listener_), reinterpret_cast<sockaddr*>(&bound), &bound_length);
-        command_port_ = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                                         : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
-        log(LogLevel::info, "listening on " + cfg.listen_address + ": TCP " + std::to_string(command_port_) +
-                                ", UDP " + std::to_string(relay.port()));
+        log(LogLevel::info, "listening on " + where + ": TCP " + std::to_string(command_port_) + ", UDP " +
+                                std::to_string(relay.port()));
         return Done{};
     }
 
+    void close_listeners() {
+        for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
+        listeners_.clear();
+    }
+
     void shut_down() {
-        if (listener_) evconnlistener_free(listener_);
-        listener_ = nullptr;
+        close_listeners();
         if (resume_accepting_) event_free(resume_accepting_);
         resume_accepting_ = nullptr;
         relay.close();
@@ -191,8 +198,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         evconnlistener_disable(listener);
         if (!impl->resume_accepting_)
             impl->resume_accepting_ = evtimer_new(impl->base, [](int, short, void* arg) {
-                auto* i = static_cast<Impl*>(arg);
-                if (i->listener_) evconnlistener_enable(i->listener_);
+                for (evconnlistener* l : static_cast<Impl*>(arg)->listeners_) evconnlistener_enable(l);
             }, impl);
         timeval second{1, 0};
         evtimer_add(impl->resume_accepting_, &second);
@@ -379,7 +385,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     LogSink sink_;
 
 private:
-    evconnlistener* listener_ = nullptr;
+    std::vector<evconnlistener*> listeners_;
     event* resume_accepting_ = nullptr;
     event* reaper_ = nullptr;
     std::uint16_t command_port_ = 0;

@@ -34,7 +34,7 @@ struct World {
     World() {
         dtcall::crypto_init();
         config.server_keys = dtcall::KeyPair::generate();
-        config.listen_address = "127.0.0.1";
+        config.listen_addresses = {"127.0.0.1"};
         config.media_port = 0;
         (void)relay.open();
     }

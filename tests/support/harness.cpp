@@ -45,7 +45,7 @@ TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall
         user_keys[name] = dtcall::KeyPair::generate();
         users.add(name, user_keys[name].public_key);
     }
-    config.listen_address = address;
+    config.listen_addresses = {address};
     config.command_port = 0;
     config.media_port = 0;
     config.server_keys = keys;
