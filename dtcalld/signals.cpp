@@ -52,10 +52,8 @@ void SignalHandlers::handle(int signal_number) {
         log_.write(LogLevel::info, std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") +
                                        ": stopping; closing " + std::to_string(stats.connections) +
                                        " connections, " + std::to_string(stats.calls) + " calls");
+        // Ends calls politely, flushes, then ends the (owned) loop by itself.
         server_.stop();
-        // stop() already ends an owned base's loop; this also covers a base
-        // that still has our signal events pending.
-        event_base_loopexit(server_.base(), nullptr);
         break;
     }
     default:

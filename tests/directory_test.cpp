@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace dtcall;
@@ -91,6 +92,27 @@ TEST_CASE("UsersFile loads keys, warns on a bad one, reloads without losing the 
     CHECK_FALSE(failed);
     CHECK(failed.error().find(dir.path + "/users") != std::string::npos);
     CHECK(users.find("alice"));  // previous table kept
+}
+
+TEST_CASE("UsersFile refuses what is not a small regular file, and keeps its table") {
+    TempDir dir;
+    KeyPair alice = KeyPair::generate();
+    dir.write("alice_public.na", public_key_file_text(alice.public_key));
+    dir.write("users", "alice > alice_public.na\n");
+    UsersFile users(dir.path + "/users");
+    std::vector<std::string> warnings;
+    REQUIRE(users.reload(warnings));
+    for (std::string path : {std::string("/dev/zero"), dir.path, std::string("/nonexistent/users")}) {
+        UsersFile odd(path);
+        auto r = odd.reload(warnings);
+        CHECK_FALSE(r);
+        CHECK(r.error().find(path) == 0);
+    }
+    std::string fifo = dir.path + "/fifo";
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    UsersFile from_fifo(fifo);
+    CHECK_FALSE(from_fifo.reload(warnings));  // does not wait for a writer
+    CHECK(users.find("alice"));
 }
 
 TEST_CASE("InMemoryUserDirectory") {

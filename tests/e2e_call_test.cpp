@@ -13,6 +13,8 @@
 
 #include <event2/event.h>
 
+#include <algorithm>
+
 using namespace test_support;
 using namespace dtcall;
 
@@ -311,4 +313,27 @@ TEST_CASE("start errors name the address") {
     auto r2 = clash.start();
     CHECK_FALSE(r2);
     CHECK(r2.error().find(std::to_string(s.server->command_port())) != std::string::npos);
+}
+
+TEST_CASE("stop(): calls end politely for both parties, connections close, nothing is left") {
+    TestServer s;
+    Events events;
+    s.server->set_observer(&events);
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawPeer idle(s);
+    REQUIRE_FALSE(idle.login("carol").empty());
+    s.server->stop();
+    CHECK(call.alice.next_body() == "end|bob");
+    CHECK(call.bob.next_body() == "end|alice");
+    CHECK(call.alice.closed());
+    CHECK(call.bob.closed());
+    CHECK(idle.closed());
+    s.pump(50ms);
+    CHECK(s.server->stats().connections == 0);
+    CHECK(s.server->stats().calls == 0);
+    CHECK(std::count(events.seen.begin(), events.seen.end(), "ended alice bob server stopping") == 1);
+    s.server->stop();  // twice is fine
+    RawPeer late(s);
+    CHECK(late.closed(500ms));  // nobody listens any more
 }

@@ -28,7 +28,7 @@ enum class CallPhase { idle, ringing, accepted, in_call };
 enum class CallRole { caller, callee };
 
 // Why a call ended, for observers and logs.
-enum class EndReason { hangup, declined, cancelled, relogin, peer_vanished, busy, refused };
+enum class EndReason { hangup, declined, cancelled, relogin, peer_vanished, busy, refused, server_stopping };
 const char* to_string(EndReason reason);
 
 class CallRouter {
@@ -73,6 +73,8 @@ public:
     void logged_in(const std::string& user, bool keepudp);
     // The user is gone for good (grace period over, or removed): end its call.
     void vanished(const std::string& user);
+    // The server is stopping: every call ends, both parties are told.
+    void end_all();
 
     // The media path of `user` registered. False when the user has no call (the
     // registration is then dropped and not acked).

@@ -66,7 +66,9 @@ public:
     Status start();
     // Runs the owned event_base until stop(). Not for an embedder's base.
     void run();
-    // Closes the listeners and every connection; safe to call twice.
+    // Stops politely: closes the listeners, sends `end` to both parties of
+    // every call, flushes and closes every connection (at most ~2 s), then
+    // ends the loop of a base the Server owns. Safe to call twice.
     void stop();
     // Re-reads the user directory; logged-in users stay connected.
     Status reload_users();

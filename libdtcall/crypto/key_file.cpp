@@ -1,5 +1,7 @@
 #include <dtcall/crypto.hpp>
 
+#include "io/read_bounded.hpp"
+
 #include <sodium.h>
 
 #include <cerrno>
@@ -39,37 +41,6 @@ Status parse_key_text(std::string_view text, std::string_view header, std::uint8
     std::memcpy(out, bytes->data(), key_size);
     wipe(*bytes);
     return Done{};
-}
-
-Result<std::string> read_small_file(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return Error{path + ": cannot open: " + std::strerror(errno)};
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        return Error{path + ": not a regular file"};
-    }
-    std::string text;
-    char buffer[1024];
-    for (;;) {
-        ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            return Error{path + ": cannot read: " + std::strerror(err)};
-        }
-        if (n == 0) break;
-        text.append(buffer, std::size_t(n));
-        if (text.size() > max_key_file) {
-            ::close(fd);
-            wipe(text);
-            return Error{path + ": too large for a key file"};
-        }
-    }
-    sodium_memzero(buffer, sizeof buffer);
-    ::close(fd);
-    return text;
 }
 
 Status write_new_file(const std::string& path, const std::string& text, mode_t mode) {
@@ -121,7 +92,7 @@ Result<SecretKey> parse_private_key_file(std::string_view text) {
 }
 
 Result<PublicKey> read_public_key_file(const std::string& path) {
-    auto text = read_small_file(path);
+    auto text = read_bounded(path, max_key_file, "key file");
     if (!text) return Error{text.error()};
     auto key = parse_public_key_file(*text);
     if (!key) return Error{path + ": " + key.error()};
@@ -129,7 +100,7 @@ Result<PublicKey> read_public_key_file(const std::string& path) {
 }
 
 Result<SecretKey> read_private_key_file(const std::string& path) {
-    auto text = read_small_file(path);
+    auto text = read_bounded(path, max_key_file, "key file");
     if (!text) return Error{text.error()};
     auto key = parse_private_key_file(*text);
     wipe(*text);

@@ -1,10 +1,8 @@
 #include <dtcall/user_directory.hpp>
 #include <dtcall/wire.hpp>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include "io/read_bounded.hpp"
+
 
 namespace dtcall {
 namespace {
@@ -68,13 +66,9 @@ std::optional<PublicKey> UsersFile::find(std::string_view user) const {
 }
 
 Status UsersFile::reload(std::vector<std::string>& warnings) {
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) return Error{path_ + ": cannot open users file: " + std::strerror(errno)};
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    std::string text = buffer.str();
-    if (text.size() > max_users_file) return Error{path_ + ": users file larger than 64 MiB"};
-    UsersFileParse parsed = parse_users_file(text, path_);
+    auto text = read_bounded(path_, max_users_file, "users file");
+    if (!text) return Error{text.error()};
+    UsersFileParse parsed = parse_users_file(*text, path_);
     warnings.insert(warnings.end(), parsed.warnings.begin(), parsed.warnings.end());
 
     std::string dir;

@@ -11,6 +11,7 @@ const char* to_string(EndReason reason) {
     case EndReason::peer_vanished: return "peer vanished";
     case EndReason::busy: return "busy";
     case EndReason::refused: return "refused";
+    case EndReason::server_stopping: return "server stopping";
     }
     return "unknown";
 }
@@ -100,6 +101,16 @@ void CallRouter::logged_in(const std::string& user, bool keepudp) {
 
 void CallRouter::vanished(const std::string& user) {
     if (legs_.count(user)) clear(user, EndReason::peer_vanished, true);
+}
+
+void CallRouter::end_all() {
+    while (!legs_.empty()) {
+        auto it = legs_.begin();
+        std::string user = it->first;
+        std::string other = it->second.peer;
+        outbox_.deliver(user, {Notice::Kind::end, other, {}});
+        clear(user, EndReason::server_stopping, true);
+    }
 }
 
 void CallRouter::clear(const std::string& user, EndReason reason, bool notify_peer) {

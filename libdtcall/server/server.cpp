@@ -96,6 +96,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     }
 
     ~Impl() override {
+        if (stop_deadline_) event_free(stop_deadline_);
         shut_down();
         held_direct.clear();
         grace.clear();
@@ -145,6 +146,30 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     void close_listeners() {
         for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
         listeners_.clear();
+    }
+
+    void stop_politely() {
+        if (stopping_) return;
+        stopping_ = true;
+        close_listeners();
+        router.end_all();
+        std::vector<Session*> open;
+        for (auto& [id, session] : sessions_) open.push_back(session.get());
+        for (Session* session : open) session->close("server stopping");
+        // Finishing frees every session, so it never runs inside a caller's
+        // callback: it is an event, due when the last connection has flushed
+        // and closed, or after 2 s (peers that do not read cannot hold it up).
+        stop_deadline_ = evtimer_new(base, [](int, short, void* self) { static_cast<Impl*>(self)->finish_stop(); }, this);
+        timeval limit{2, 0};
+        evtimer_add(stop_deadline_, &limit);
+        if (sessions_.empty()) event_active(stop_deadline_, EV_TIMEOUT, 0);
+    }
+
+    void finish_stop() {
+        if (stop_deadline_) event_free(stop_deadline_);
+        stop_deadline_ = nullptr;
+        shut_down();
+        if (own_base) event_base_loopexit(base, nullptr);
     }
 
     void shut_down() {
@@ -290,6 +315,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
             sessions_.erase(it);
             event_active(reaper_, EV_TIMEOUT, 0);
         }
+        if (stopping_ && sessions_.empty() && stop_deadline_) event_active(stop_deadline_, EV_TIMEOUT, 0);
     }
 
     void log(LogLevel level, const std::string& line) override {
@@ -388,6 +414,8 @@ private:
     std::vector<evconnlistener*> listeners_;
     event* resume_accepting_ = nullptr;
     event* reaper_ = nullptr;
+    event* stop_deadline_ = nullptr;
+    bool stopping_ = false;
     std::uint16_t command_port_ = 0;
     std::uint64_t next_id_ = 0;
     bool at_capacity_logged_ = false;
@@ -413,10 +441,7 @@ void Server::set_policy(CallRouter::Policy policy) { impl_->router.set_policy(st
 Status Server::start() { return impl_->start(); }
 void Server::run() { event_base_dispatch(impl_->base); }
 
-void Server::stop() {
-    impl_->shut_down();
-    if (impl_->own_base) event_base_loopexit(impl_->base, nullptr);
-}
+void Server::stop() { impl_->stop_politely(); }
 
 Status Server::reload_users() {
     std::vector<std::string> warnings;
