@@ -15,7 +15,7 @@ namespace {
 
 Bytes random_bytes(std::size_t n) {
     Bytes b(n);
-    randombytes_buf(b.data(), n);
+    if (n > 0) randombytes_buf(b.data(), n);
     return b;
 }
 

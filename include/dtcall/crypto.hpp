@@ -109,7 +109,7 @@ std::string random_token(std::size_t length);
 
 // Constant-time equality of two strings (lengths compared first: they are public).
 bool secure_equal(std::string_view a, std::string_view b);
-// sodium_memzero over a string's buffer, then clear it.
+// sodium_memzero over a buffer, then release it (the capacity too).
 void wipe(std::string& s);
 void wipe(Bytes& b);
 

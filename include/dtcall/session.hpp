@@ -16,7 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -107,7 +107,9 @@ private:
     wire::FrameDecoder decoder_;
     ReplayGuard replays_;  // sized from Config::replay_memory
     ReplayGuard registration_replays_{16};
-    std::deque<Bytes> outbox_;
+    // Frames waiting for their turn (pacing). A vector, not a deque: an empty
+    // deque already holds ~600 bytes, and most sessions have nothing queued.
+    std::vector<Bytes> outbox_;
     std::size_t outbox_bytes_ = 0;
     bool peer_wrote_since_send_ = true;
     std::chrono::steady_clock::time_point last_send_{};

@@ -30,14 +30,16 @@ bool secure_equal(std::string_view a, std::string_view b) {
     return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// Zero, then release the buffer too: a cleared string keeps its capacity,
+// and an idle session should not carry its old challenge's 200 bytes.
 void wipe(std::string& s) {
     if (!s.empty()) sodium_memzero(s.data(), s.size());
-    s.clear();
+    std::string().swap(s);
 }
 
 void wipe(Bytes& b) {
     if (!b.empty()) sodium_memzero(b.data(), b.size());
-    b.clear();
+    Bytes().swap(b);
 }
 
 }  // namespace dtcall

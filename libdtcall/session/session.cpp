@@ -251,10 +251,11 @@ void Session::flush_paced() {
         Bytes& frame = outbox_.front();
         bufferevent_write(bev_, frame.data(), frame.size());
         outbox_bytes_ -= frame.size();
-        outbox_.pop_front();
+        outbox_.erase(outbox_.begin());
         last_send_ = now;
         peer_wrote_since_send_ = false;
     }
+    std::vector<Bytes>().swap(outbox_);  // idle sessions keep no queue capacity
 }
 
 void Session::on_pace(int, short, void* self) { static_cast<Session*>(self)->flush_paced(); }

@@ -28,7 +28,9 @@ FrameDecoder::Status FrameDecoder::next(Bytes& frame) {
     frame.assign(head, head + total);
     start_ += total;
     if (start_ == buffer_.size()) {
-        buffer_.clear();
+        // Nothing partial left: give the memory back. A hundred thousand idle
+        // connections must not each keep a read buffer.
+        Bytes().swap(buffer_);
         start_ = 0;
     }
     return Status::frame;
