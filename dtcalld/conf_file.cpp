@@ -85,7 +85,10 @@ const KeySpec key_specs[] = {
     {"call_grace", Kind::seconds, 0, 86400,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.call_grace = seconds(n); }},
     {"max_connections", Kind::count, 1, 10000000,
-     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_connections = std::size_t(n); }},
+     [](ConfValues& o, std::uint64_t n, const Line& l) {
+         o.config.max_connections = std::size_t(n);
+         o.max_connections_line = l.number;
+     }},
     {"max_output_bytes", Kind::bytes, 4096, 1u << 30,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_output_bytes = std::size_t(n); }},
     {"max_frame_before_login", Kind::bytes, 300, 65536,

@@ -22,6 +22,7 @@ struct ConfValues {
     std::string private_key_path;
     int public_key_line = 0;       // where they were set, for error messages
     int private_key_line = 0;
+    int max_connections_line = 0;  // 0: not set (for the open-files warning)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
     // we do not know, and that must not stop an upgrade.

@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include "log_file.hpp"
+#include "open_files.hpp"
 #include "settings.hpp"
 #include "signals.hpp"
 
@@ -27,6 +28,28 @@ int fail(LogFile* log, const std::string& reason) {
     return 1;
 }
 
+// Before any socket exists: raise the soft open-files limit to the hard one
+// and say whether max_connections fits. A shortfall is a warning, not fatal:
+// a small server never gets near its max_connections.
+void check_open_files(const Settings& settings, LogFile& log) {
+    auto limit = raise_open_files_limit();
+    if (!limit) {
+        log.write(LogLevel::warning, limit.error());
+        return;
+    }
+    if (limit->unlimited) {
+        log.write(LogLevel::info, "open files limit: unlimited");
+        return;
+    }
+    std::string raised = limit->now != limit->before ? " (raised from " + std::to_string(limit->before) + ")" : "";
+    log.write(LogLevel::info, "open files limit: " + std::to_string(limit->now) + raised);
+    std::string where = settings.max_connections_line > 0
+                            ? settings.conf_path + ":" + std::to_string(settings.max_connections_line) + ": "
+                            : settings.conf_path + ": (default) ";
+    std::string warning = connection_limit_warning(settings.config.max_connections, limit->now, where);
+    if (!warning.empty()) log.write(LogLevel::warning, warning);
+}
+
 }  // namespace
 
 int run_daemon(const Options& options) {
@@ -43,6 +66,7 @@ int run_daemon(const Options& options) {
     log.write(LogLevel::info, std::string("dtcalld ") + dtcall::version() + " starting (pid " +
                                   std::to_string(::getpid()) + "), settings from " + settings->conf_path);
     for (const std::string& warning : settings->warnings) log.write(LogLevel::warning, warning);
+    check_open_files(*settings, log);
 
     dtcall::UsersFile users(settings->users_path);
     std::vector<std::string> warnings;

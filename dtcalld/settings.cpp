@@ -66,16 +66,21 @@ dtcall::Result<std::string> choose_conf_file(const std::string& dir, std::vector
     return dtcall::Error{dir + ": has neither dtcalld.conf nor dtoperator.conf"};
 }
 
-// Anyone who can read the private key can impersonate the server.
-void warn_if_exposed(const std::string& path, std::vector<std::string>& warnings) {
+// Anyone who can read the private key can impersonate the server, and anyone
+// who can write it can swap in their own: refuse to run on such a key rather
+// than warn into a log nobody reads. Execute bits are odd but harmless. A file
+// that cannot be stat()ed is left to the reader to report ("cannot open").
+dtcall::Status check_private_key_mode(const std::string& path) {
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return;
-    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-        warnings.push_back(path + ": private key file has mode " + mode +
-                           "; other users can read it (chmod 600 it)");
-    }
+    if (::stat(path.c_str(), &st) != 0) return dtcall::Done{};
+    const mode_t readable = S_IRGRP | S_IROTH, writable = S_IWGRP | S_IWOTH;
+    if ((st.st_mode & (readable | writable)) == 0) return dtcall::Done{};
+    const char* what = (st.st_mode & readable) == 0   ? "writable"
+                       : (st.st_mode & writable) == 0 ? "readable"
+                                                      : "readable and writable";
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+    return dtcall::Error{path + ": " + what + " by group or others (mode " + mode + "); run: chmod 600 " + path};
 }
 
 }  // namespace
@@ -99,6 +104,7 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     auto conf = parse_conf(*text, out.conf_path);
     if (!conf) return dtcall::Error{conf.error()};
     out.config = conf->config;
+    out.max_connections_line = conf->max_connections_line;
     out.log_level = conf->log_level;
     out.warnings.insert(out.warnings.end(), conf->warnings.begin(), conf->warnings.end());
 
@@ -107,9 +113,10 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     std::string private_path = resolve_path(dir, conf->private_key_path);
     std::string public_path = resolve_path(dir, conf->public_key_path);
 
+    // Mode first: an exposed key is refused before its secret is even read.
+    if (auto safe = check_private_key_mode(private_path); !safe) return dtcall::Error{at_private + safe.error()};
     auto secret = dtcall::read_private_key_file(private_path);
     if (!secret) return dtcall::Error{at_private + secret.error()};
-    warn_if_exposed(private_path, out.warnings);
     auto pub = dtcall::read_public_key_file(public_path);
     if (!pub) return dtcall::Error{at_public + pub.error()};
     dtcall::KeyPair pair = dtcall::KeyPair::from_secret(*secret);

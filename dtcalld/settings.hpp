@@ -20,12 +20,14 @@ struct Settings {
     dtcall::Config config;  // server_keys filled in and checked
     std::string conf_path;
     std::string users_path;
+    int max_connections_line = 0;  // 0: not in the conf file (the default)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     std::vector<std::string> warnings;  // one line each, naming file and line
 };
 
 // Reads the conf file and both key files. The error is one line naming the
-// file, the line and the key at fault.
+// file, the line and the key at fault. A private key file readable or
+// writable by group or others is an error, not a warning.
 dtcall::Result<Settings> load_settings(const std::string& dir);
 
 // `path` as seen from `dir`: absolute paths stay, relative ones are joined.

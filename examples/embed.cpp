@@ -5,6 +5,9 @@
 // in-memory one; a database in real life), and a ServerObserver tells you
 // what happens. To be runnable as a test, the same loop also carries two
 // dtcall::Clients through one call; the program exits 0 once the call ended.
+//
+// Against an installed libdtcall (tested by tests/install):
+//   c++ -std=c++17 embed.cpp $(pkg-config --cflags --libs dtcall) -o embed
 #include <dtcall/dtcall.hpp>
 
 #include <event2/event.h>

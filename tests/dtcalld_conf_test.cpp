@@ -1,6 +1,7 @@
 // dtcalld's conf file (dtcalld.conf(5)) and settings directory: every key,
 // the defaults, the comment syntax, and errors that name file, line and key.
 #include "conf_file.hpp"
+#include "open_files.hpp"
 #include "settings.hpp"
 
 #include <dtcall/crypto.hpp>
@@ -272,15 +273,94 @@ TEST_CASE("settings: a missing directory or conf is an error naming it") {
     CHECK(contains(settings.error(), "neither dtcalld.conf nor dtoperator.conf"));
 }
 
-TEST_CASE("settings: a private key others can read is a warning") {
+TEST_CASE("settings: a private key group or others can read or write is refused, naming the fix") {
     TempDir dir;
     make_server_keys(dir);
-    REQUIRE(chmod((dir / "priv.na").c_str(), 0644) == 0);
     write_file(dir / "dtcalld.conf", keys_lines);
-    auto settings = dtcalld::load_settings(dir.path);
-    REQUIRE(settings.ok());
-    REQUIRE(settings->warnings.size() == 1);
-    CHECK(contains(settings->warnings[0], "mode 0644"));
+    const std::string key = dir / "priv.na";
+    const std::string at = dir / "dtcalld.conf:2: private_sodium: " + key + ": ";
+    struct Case {
+        mode_t mode;
+        const char* says;
+    };
+    for (Case c : {Case{0644, "readable by group or others (mode 0644)"}, Case{0640, "readable by group or others (mode 0640)"},
+                   Case{0604, "readable by group or others (mode 0604)"}, Case{0620, "writable by group or others (mode 0620)"},
+                   Case{0602, "writable by group or others (mode 0602)"},
+                   Case{0666, "readable and writable by group or others (mode 0666)"}}) {
+        CAPTURE(c.says);
+        REQUIRE(chmod(key.c_str(), c.mode) == 0);
+        auto settings = dtcalld::load_settings(dir.path);
+        REQUIRE_FALSE(settings.ok());
+        CHECK(settings.error() == at + c.says + "; run: chmod 600 " + key);
+    }
+    // Owner-only modes are fine, read-only included; so is a stray execute bit.
+    for (mode_t mode : {0600, 0400, 0700, 0610}) {
+        CAPTURE(mode);
+        REQUIRE(chmod(key.c_str(), mode) == 0);
+        auto settings = dtcalld::load_settings(dir.path);
+        REQUIRE_MESSAGE(settings.ok(), settings.error());
+        CHECK(settings->warnings.empty());
+    }
+}
+
+TEST_CASE("open files: max_connections must fit under the limit with 64 descriptors to spare") {
+    CHECK(dtcalld::reserved_descriptors == 64);
+    CHECK(dtcalld::connection_limit_warning(19000, 1048576, "c:3: ").empty());
+    CHECK(dtcalld::connection_limit_warning(19000, 19064, "c:3: ").empty());
+    CHECK(dtcalld::connection_limit_warning(1, 65, "c: ").empty());
+    CHECK(dtcalld::connection_limit_warning(19000, 19063, "c:3: ") ==
+          "c:3: max_connections: 19000 connections need 19064 open files, but the limit is 19063, room for 18999 "
+          "connections; raise LimitNOFILE= (systemd) or ulimit -Hn, or lower max_connections");
+    // A limit below the reserve leaves room for none (no unsigned wrap-around).
+    CHECK(contains(dtcalld::connection_limit_warning(1, 20, "c: "), "the limit is 20, room for 0 connections"));
+    // Raising is idempotent and never lowers the limit.
+    auto first = dtcalld::raise_open_files_limit();
+    REQUIRE_MESSAGE(first.ok(), first.error());
+    CHECK(first->now >= first->before);
+    auto second = dtcalld::raise_open_files_limit();
+    REQUIRE(second.ok());
+    CHECK(second->before == first->now);
+    CHECK(second->now == first->now);
+}
+
+TEST_CASE("the sample dtcalld.conf (dtcalld/dist) parses cleanly and mentions every key") {
+    const char* root = std::getenv("DTCALL_SOURCE_ROOT");
+    REQUIRE_MESSAGE(root != nullptr, "DTCALL_SOURCE_ROOT is not set (run through meson test)");
+    std::ifstream in(std::string(root) + "/dtcalld/dist/dtcalld.conf");
+    REQUIRE(in.good());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto parsed = parse_conf(text, "dtcalld.conf");
+    REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+    CHECK(parsed->warnings.empty());
+    CHECK(parsed->public_key_path == "server_public.na");
+    CHECK(parsed->private_key_path == "server_private.na");
+    // What it sets, and what it shows commented out, are the defaults.
+    const dtcall::Config defaults;
+    CHECK(parsed->config.command_port == defaults.command_port);
+    CHECK(parsed->config.media_port == defaults.media_port);
+    for (const std::string& key : dtcalld::conf_key_names()) {
+        CAPTURE(key);
+        CHECK((contains(text, "\n" + key + " = ") || contains(text, "\n#" + key + " = ")));
+    }
+    // Uncommenting every "#key = value" line must still parse, to the defaults.
+    std::string uncommented;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        std::size_t eol = text.find('\n', at);
+        if (eol == std::string::npos) eol = text.size();
+        std::string line = text.substr(at, eol - at);
+        if (line.size() > 1 && line[0] == '#' && line[1] != ' ' && line.find(" = ") != std::string::npos) line.erase(0, 1);
+        uncommented += line + "\n";
+        at = eol + 1;
+    }
+    auto all = parse_conf(uncommented, "dtcalld.conf");
+    REQUIRE_MESSAGE(all.ok(), all.error());
+    CHECK(all->warnings.empty());
+    CHECK(all->config.max_connections == defaults.max_connections);
+    CHECK(all->config.call_grace == defaults.call_grace);
+    CHECK(all->config.frame_gap == defaults.frame_gap);
+    CHECK(all->config.max_datagram == defaults.max_datagram);
+    CHECK(all->config.idle_timeout == defaults.idle_timeout);
 }
 
 TEST_CASE("resolve_path") {

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -128,7 +129,9 @@ bool tcp_connects(std::uint16_t port) {
 // when it goes out of scope.
 class Child {
 public:
-    Child(const std::vector<std::string>& argv, const std::string& out_dir)
+    // `open_files`: the child's RLIMIT_NOFILE (soft, hard), set before exec.
+    Child(const std::vector<std::string>& argv, const std::string& out_dir,
+          std::optional<rlimit> open_files = std::nullopt)
         : stdout_path_(out_dir + "/stdout.txt"), stderr_path_(out_dir + "/stderr.txt") {
         std::vector<char*> args;
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -144,6 +147,7 @@ public:
             // Under systemd the test runner has it; dtcalld would then echo
             // its log to stderr and the "one stderr line" checks would be moot.
             ::unsetenv("JOURNAL_STREAM");
+            if (open_files && ::setrlimit(RLIMIT_NOFILE, &*open_files) != 0) ::_exit(125);
             ::execv(args[0], args.data());
             ::_exit(127);
         }
@@ -299,6 +303,7 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
     CHECK_MESSAGE(contains(log, " warn  " + s.settings + "/users:2: "), log);
     CHECK_MESSAGE(contains(log, s.settings + "/users: 2 users"), log);
     CHECK(dtcalld.err().empty());  // stderr is not a terminal: everything went to the log
+    CHECK_MESSAGE(contains(log, " info  open files limit: "), log);
 
     // The users file in the original format really lets its users in.
     CHECK(try_login(s, "alice") == "logged in");
@@ -369,6 +374,12 @@ TEST_CASE("a bad conf stops dtcalld with one stderr line naming file and line") 
     SUBCASE("a malformed key file") {
         write_file(s.settings + "/server_private.na", "SODIUM PRIVATE KEY\n12345");
         expect_refusal(s, conf + ":5: private_sodium: " + s.settings + "/server_private.na: ");
+    }
+    SUBCASE("a private key group or others can read") {
+        std::string key = s.settings + "/server_private.na";
+        REQUIRE(::chmod(key.c_str(), 0644) == 0);
+        expect_refusal(s, conf + ":5: private_sodium: " + key +
+                              ": readable by group or others (mode 0644); run: chmod 600 " + key);
     }
     SUBCASE("a public key that does not match the private one") {
         REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), s.settings + "/x_public.na",
@@ -482,4 +493,51 @@ TEST_CASE("dtcall-keygen writes a canonical key pair, private 0600, and never ov
         Child usage({keygen}, dir.path);
         REQUIRE(usage.wait_exit() == std::optional<int>(2));
     }
+}
+
+TEST_CASE("dtcalld raises its open-files limit to the hard one and warns when max_connections does not fit") {
+    Settings s;
+    std::string conf = read_file(s.settings + "/dtcalld.conf");
+    // Each SUBCASE runs on fresh Settings (doctest re-enters the test case).
+    auto start = [&](rlim_t soft, rlim_t hard) {
+        Child dtcalld(s.argv(), s.dir.path, rlimit{soft, hard});
+        REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
+                        dtcalld.err());
+        dtcalld.signal(SIGTERM);
+        CHECK(dtcalld.wait_exit() == std::optional<int>(0));
+        return read_logs(s.logs);
+    };
+
+    SUBCASE("the default max_connections (19000) under a hard limit of 300") {
+        std::string log = start(100, 300);
+        CHECK_MESSAGE(contains(log, " info  open files limit: 300 (raised from 100)"), log);
+        CHECK_MESSAGE(contains(log, " warn  " + s.settings + "/dtcalld.conf: (default) max_connections: 19000 "
+                                    "connections need 19064 open files, but the limit is 300, room for 236 connections"),
+                      log);
+    }
+    SUBCASE("max_connections from the conf, named by its line") {
+        s.write_conf("dtcalld.conf", conf + "max_connections = 500\n");
+        std::string log = start(300, 300);
+        CHECK_MESSAGE(contains(log, " info  open files limit: 300\n"), log);
+        CHECK_MESSAGE(contains(log, " warn  " + s.settings + "/dtcalld.conf:7: max_connections: 500 connections"), log);
+    }
+    SUBCASE("a max_connections that fits: no warning") {
+        s.write_conf("dtcalld.conf", conf + "max_connections = 236\n");
+        std::string log = start(300, 300);
+        CHECK_MESSAGE(contains(log, " info  open files limit: 300\n"), log);
+        CHECK_FALSE_MESSAGE(contains(log, "max_connections"), log);
+    }
+}
+
+TEST_CASE("dtcall-keygen under umask 0 still writes the private key 0600 and the public one 0644") {
+    TempDir dir;
+    mode_t old = ::umask(0);  // inherited by the child; this test process is single-threaded
+    Child run({env_or_fail("DTCALL_KEYGEN"), "carol", dir.path}, dir.path);
+    ::umask(old);
+    REQUIRE(run.wait_exit() == std::optional<int>(0));
+    struct stat st {};
+    REQUIRE(::stat((dir / "carol_private.na").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0600);
+    REQUIRE(::stat((dir / "carol_public.na").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0644);
 }

@@ -121,6 +121,7 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         {"--rate", double_into(o.rate, 0, 1000000)},
         {"--hold", unsigned_into(o.hold_ms, 0, 3600000)},
         {"--heartbeat", double_into(o.heartbeat, 0, 86400)},
+        {"--tick", unsigned_into(o.tick_us, 1, 100000)},
         {"--frame-gap",
          [&](const std::string& flag, const std::string& value) -> std::optional<Error> {
              auto n = whole(flag, value, 0, 10000);
@@ -255,6 +256,7 @@ Load:
   --pairs P             calls (16), relay/baseline (100): caller/callee pairs
   --size B              bytes per media datagram, 20-65000 (100)
   --rate R              media packets/s per party (50); 0 = open loop
+  --tick US             relay: least time between two paced send bursts (50)
   --hold MS             calls: keep each call up MS ms, with media at --rate
   --heartbeat S         seconds between heartbeats (300, like the clients)
   --frame-gap MS        in-process server's frame_gap (default: dtcalld's 100)

@@ -37,6 +37,7 @@ struct Options {
     double rate = 50;     // packets/s per party; 0 = open loop
     unsigned hold_ms = 0; // calls: how long each call stays up
     double heartbeat = 300;  // seconds between `D`, like the real clients
+    unsigned tick_us = 50;  // relay: least time between two paced send bursts
     std::optional<unsigned> frame_gap_ms;  // in-process server only
     bool baseline = true;  // relay: also run the baseline forwarder
 

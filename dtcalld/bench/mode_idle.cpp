@@ -1,0 +1,181 @@
+// idle: log in K connections (at most --concurrency logins in flight), keep
+// them with heartbeats, and read the server's resident memory before and
+// after. K beyond what the open-files limit lets one process hold is
+// projected from the measured bytes per session, and says so.
+#include "event_loop.hpp"
+#include "key_material.hpp"
+#include "modes.hpp"
+#include "phone.hpp"
+#include "target.hpp"
+
+#include <algorithm>
+#include <map>
+#include <unistd.h>
+#include <memory>
+
+namespace dtbench {
+namespace {
+
+// File descriptors kept back for the loop, pipes, listeners, /proc reads.
+constexpr std::uint64_t reserved_files = 64;
+
+class IdleHolder final : public PhoneListener {
+public:
+    IdleHolder(PhoneContext& context, const std::vector<BenchUser>& users, std::size_t count, unsigned in_flight)
+        : ever_logged_in_(count, false), in_flight_limit_(in_flight) {
+        for (std::size_t i = 0; i < count; ++i)
+            phones_.push_back(std::make_unique<Phone>(context, users[i], *this, i));
+    }
+
+    void start() { launch(); }
+    // Every phone has logged in or failed (a drop after login does not count twice).
+    bool settled() const { return next_ == phones_.size() && in_flight_ == 0; }
+    std::size_t holding() const {
+        std::size_t n = 0;
+        for (auto& p : phones_) n += p->logged_in();
+        return n;
+    }
+
+    void logged_in(Phone& phone) override {
+        ever_logged_in_[phone.index()] = true;
+        ++held;
+        --in_flight_;
+        launch();
+    }
+    void failed(Phone& phone, const std::string& why) override {
+        ++reasons[why];
+        if (ever_logged_in_[phone.index()]) {
+            ++dropped;
+            return;
+        }
+        ++failed_logins;
+        --in_flight_;
+        launch();
+    }
+
+    std::uint64_t held = 0, failed_logins = 0, dropped = 0;
+    std::map<std::string, std::uint64_t> reasons;
+
+private:
+    void launch() {
+        while (in_flight_ < in_flight_limit_ && next_ < phones_.size()) {
+            ++in_flight_;
+            phones_[next_++]->connect();
+        }
+    }
+
+    std::vector<std::unique_ptr<Phone>> phones_;
+    std::vector<bool> ever_logged_in_;
+    unsigned in_flight_limit_;
+    unsigned in_flight_ = 0;
+    std::size_t next_ = 0;
+};
+
+}  // namespace
+
+dtcall::Result<Report> run_idle(const RunContext& run) {
+    const Options& o = run.options;
+    std::uint64_t fit = run.open_files > reserved_files ? run.open_files - reserved_files : 0;
+    std::size_t count = std::size_t(std::min<std::uint64_t>(o.count, fit));
+    if (count == 0) return dtcall::Error{"the open-files limit (" + std::to_string(run.open_files) + ") leaves no room for connections"};
+
+    auto target = open_target(o, count, true, run.server_cpu);
+    if (!target) return dtcall::Error{target.error()};
+    Loop loop;
+    if (!loop.ok()) return dtcall::Error{"cannot create an event loop"};
+    HelloPool hellos((*target)->server_key, 256);
+    PhoneContext context;
+    context.base = loop.base();
+    context.server_key = (*target)->server_key;
+    context.hellos = &hellos;
+    context.heartbeat = std::chrono::milliseconds(std::int64_t(o.heartbeat * 1000));
+    if (auto set = set_addresses(context, (*target)->host, (*target)->port, (*target)->media_port, "--host"); !set)
+        return dtcall::Error{set.error()};
+
+    ServerProbe server((*target)->pid);
+    auto rss_before = server.rss();
+    auto slab_before = slab_bytes();
+    auto own_rss_before = resident_bytes(getpid());
+
+    IdleHolder holder(context, (*target)->users, count, o.concurrency);
+    Progress progress(!o.quiet, "idle");
+    auto start = Clock::now();
+    holder.start();
+    // Generous: even a slow server logs in a few hundred users a second.
+    auto login_limit = start + std::chrono::seconds(30) + std::chrono::milliseconds(count * 20);
+    loop.run_until([&] { return holder.settled(); }, login_limit, [&] {
+        progress.update("logging in: " + std::to_string(holder.held) + "/" + std::to_string(count) + " held, " +
+                        std::to_string(holder.failed_logins) + " failed");
+    });
+    double login_seconds = seconds_since(start);
+    // Let the server finish what the logins left (frees, pacing timers):
+    // a second for big runs, less for a handful of sessions.
+    loop.run_until([] { return false; },
+                   Clock::now() + std::chrono::milliseconds(std::clamp<std::size_t>(count, 200, 1000)));
+    std::size_t held = holder.holding();
+    auto rss_after = server.rss();
+    auto slab_after = slab_bytes();
+    auto own_rss_after = resident_bytes(getpid());
+
+    auto hold_start = Clock::now();
+    loop.run_until([] { return false; }, hold_start + std::chrono::microseconds(std::int64_t(o.duration * 1e6)), [&] {
+        progress.update("holding " + std::to_string(holder.holding()) + " sessions, " +
+                        format_number(seconds_since(hold_start), 0) + "/" + format_number(o.duration, 0) + " s");
+    });
+    std::size_t held_at_end = holder.holding();
+    progress.finish();
+
+    Report report;
+    report.mode = "idle";
+    report.title = "dtcall-bench idle: " + std::to_string(o.count) + " logged-in connections held for " +
+                   format_number(o.duration, 1) + " s against the " + (*target)->description + run.placement;
+    report.parameter("count", o.count);
+    report.parameter("duration_s", o.duration);
+    report.parameter("heartbeat_s", o.heartbeat);
+    report.add("requested", "sessions requested", "", double(o.count), 0);
+    report.add("attempted", "sessions attempted (fit in the open-files limit)", "", double(count), 0);
+    report.add("held", "sessions held after logging in", "", double(held), 0);
+    report.add("held_at_end", "sessions still held at the end", "", double(held_at_end), 0);
+    report.add("failed_logins", "logins failed", "", double(holder.failed_logins), 0);
+    report.add("login_seconds", "time to log them in", "s", login_seconds, 2);
+    if (rss_before && rss_after) {
+        double per_session = held ? (double(*rss_after) - double(*rss_before)) / double(held) : 0;
+        report.add("server_rss_before_bytes", "server RSS before", "B", double(*rss_before), 0);
+        report.add("server_rss_after_bytes", "server RSS with the sessions", "B", double(*rss_after), 0);
+        report.add("server_bytes_per_session", "server RSS per session", "B", per_session, 0);
+        if (o.count > count) {
+            report.add("projected_rss_bytes_for_count", "PROJECTION: server RSS for " + std::to_string(o.count) + " sessions",
+                       "B", double(*rss_before) + per_session * double(o.count), 0);
+            report.notes.push_back("only " + std::to_string(count) + " of " + std::to_string(o.count) +
+                                   " sessions fit in the open-files limit of " + std::to_string(run.open_files) +
+                                   " per process; the PROJECTION row is RSS before + measured bytes/session x " +
+                                   std::to_string(o.count) + ", not a measurement");
+        }
+        report.add("projected_rss_bytes_100k", "PROJECTION: server RSS for 100000 sessions", "B",
+                   double(*rss_before) + per_session * 100000.0, 0);
+    } else {
+        report.notes.push_back("no server memory figures: give --server-pid PID for an external server");
+    }
+    if (slab_before && slab_after && held) {
+        report.add("kernel_slab_bytes_per_session", "kernel slab per session (both ends, whole machine)", "B",
+                   (double(*slab_after) - double(*slab_before)) / double(held), 0);
+    }
+    if (own_rss_before && own_rss_after && held) {
+        report.add("generator_bytes_per_session", "generator RSS per session", "B",
+                   (double(*own_rss_after) - double(*own_rss_before)) / double(held), 0);
+    }
+    if (o.in_process)
+        report.notes.push_back("the in-process server is a child process: its RSS holds only server memory "
+                               "(plus pages shared with this process since fork, the same before and after)");
+    report.notes.push_back("RSS is user-space memory; socket buffers and TCP state live in the kernel (slab row)");
+    for (auto& note : (*target)->notes) report.notes.push_back(note);
+    for (auto& [why, n] : holder.reasons) report.failures.push_back(std::to_string(n) + " x " + why);
+    if (held == 0) {
+        report.failures.push_back("no session was held");
+        report.measured_nothing = true;
+    }
+    (*target)->stop();
+    return report;
+}
+
+}  // namespace dtbench

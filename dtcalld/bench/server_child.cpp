@@ -1,0 +1,107 @@
+#include "server_child.hpp"
+
+#include <dtcall/server.hpp>
+#include <dtcall/user_directory.hpp>
+
+#include <event2/event.h>
+
+#include <cstdio>
+#include <string>
+#include <unistd.h>
+
+namespace dtbench {
+namespace {
+
+void write_line(int fd, const std::string& line) {
+    std::string text = line + "\n";
+    (void)!::write(fd, text.data(), text.size());
+}
+
+struct Control {
+    dtcall::Server* server;
+    event_base* base;
+    int answers;
+    std::string pending;
+};
+
+void on_request(evutil_socket_t fd, short, void* arg) {
+    auto& control = *static_cast<Control*>(arg);
+    char chunk[256];
+    ssize_t got = ::read(fd, chunk, sizeof chunk);
+    if (got <= 0) {
+        // The parent closed its end (or died): time to go.
+        event_base_loopbreak(control.base);
+        return;
+    }
+    control.pending.append(chunk, std::size_t(got));
+    for (auto newline = control.pending.find('\n'); newline != std::string::npos;
+         newline = control.pending.find('\n')) {
+        std::string request = control.pending.substr(0, newline);
+        control.pending.erase(0, newline + 1);
+        if (request == "stats") {
+            dtcall::ServerStats s = control.server->stats();
+            char line[256];
+            std::snprintf(line, sizeof line, "stats %llu %llu %llu %llu %zu %zu %zu",
+                          static_cast<unsigned long long>(s.media_packets_relayed),
+                          static_cast<unsigned long long>(s.media_bytes_relayed),
+                          static_cast<unsigned long long>(s.media_packets_dropped),
+                          static_cast<unsigned long long>(s.registrations_acked), s.connections, s.logged_in,
+                          s.calls);
+            write_line(control.answers, line);
+        } else {
+            write_line(control.answers, "error unknown request");
+        }
+    }
+    if (control.pending.size() > 4096) control.pending.clear();  // junk without newlines
+}
+
+}  // namespace
+
+int run_server_child(const ServerChildSetup& setup, int requests, int answers) {
+    event_base* base = event_base_new();
+    if (!base) {
+        write_line(answers, "error cannot create an event loop");
+        return 1;
+    }
+    int status = 0;
+    {
+        dtcall::InMemoryUserDirectory users;
+        for (const auto& [name, key] : setup.users) users.add(name, key);
+        dtcall::Server server(setup.config, users, base);
+        auto started = server.start();
+        if (!started) {
+            write_line(answers, "error " + started.error());
+            status = 1;
+        } else {
+            Control control{&server, base, answers, {}};
+            event* request_event = event_new(base, requests, EV_READ | EV_PERSIST, on_request, &control);
+            event_add(request_event, nullptr);
+            write_line(answers, "ready " + std::to_string(server.command_port()) + " " +
+                                    std::to_string(server.media_port()));
+            event_base_dispatch(base);
+            event_free(request_event);
+            // No polite stop: the parent is done measuring, and the
+            // destructor closes every socket at once.
+        }
+    }
+    event_base_free(base);
+    return status;
+}
+
+std::optional<ServerCounters> parse_server_counters(const std::string& line) {
+    ServerCounters c;
+    unsigned long long v[7];
+    if (std::sscanf(line.c_str(), "stats %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                    &v[5], &v[6]) != 7)
+        return std::nullopt;
+    c.relayed_packets = v[0];
+    c.relayed_bytes = v[1];
+    c.dropped_packets = v[2];
+    c.registrations = v[3];
+    c.connections = v[4];
+    c.logged_in = v[5];
+    c.calls = v[6];
+    return c;
+}
+
+}  // namespace dtbench

@@ -1,0 +1,243 @@
+// dtcall-bench smoke test: every mode runs in-process with tiny parameters
+// and its figures are checked for sanity (things happened, percentages are
+// percentages, the JSON has the keys a script would read) — never for speed:
+// timings depend on the machine and on whatever else runs beside the test.
+#include "bench.hpp"
+#include "histogram.hpp"
+#include "options.hpp"
+#include "report.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cctype>
+#include <string>
+#include <vector>
+
+namespace {
+
+dtbench::Report run_ok(const std::vector<std::string>& args) {
+    auto options = dtbench::parse_options(args);
+    REQUIRE_MESSAGE(options.ok(), options.error());
+    auto report = dtbench::run(*options);
+    REQUIRE_MESSAGE(report.ok(), report.error());
+    return *report;
+}
+
+double value(const dtbench::Report& report, const std::string& key) {
+    const dtbench::Metric* m = report.find(key);
+    REQUIRE_MESSAGE(m != nullptr, "no metric " << key);
+    return m->value;
+}
+
+// A strict little JSON reader: true when `text` is one well-formed value.
+class JsonChecker {
+public:
+    explicit JsonChecker(const std::string& text) : s_(text) {}
+    bool valid() {
+        skip();
+        if (!value(0)) return false;
+        skip();
+        return i_ == s_.size();
+    }
+
+private:
+    bool value(int depth) {
+        if (depth > 32 || i_ >= s_.size()) return false;
+        char c = s_[i_];
+        if (c == '{') return object(depth);
+        if (c == '[') return array(depth);
+        if (c == '"') return string();
+        if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) return number();
+        for (const char* word : {"true", "false", "null"})
+            if (s_.compare(i_, std::char_traits<char>::length(word), word) == 0) {
+                i_ += std::char_traits<char>::length(word);
+                return true;
+            }
+        return false;
+    }
+    bool object(int depth) {
+        ++i_;
+        skip();
+        if (peek('}')) return ++i_, true;
+        for (;;) {
+            skip();
+            if (!string()) return false;
+            skip();
+            if (!peek(':')) return false;
+            ++i_;
+            skip();
+            if (!value(depth + 1)) return false;
+            skip();
+            if (peek('}')) return ++i_, true;
+            if (!peek(',')) return false;
+            ++i_;
+        }
+    }
+    bool array(int depth) {
+        ++i_;
+        skip();
+        if (peek(']')) return ++i_, true;
+        for (;;) {
+            skip();
+            if (!value(depth + 1)) return false;
+            skip();
+            if (peek(']')) return ++i_, true;
+            if (!peek(',')) return false;
+            ++i_;
+        }
+    }
+    bool string() {
+        if (!peek('"')) return false;
+        for (++i_; i_ < s_.size(); ++i_) {
+            if (s_[i_] == '\\') {
+                ++i_;
+                continue;
+            }
+            if (static_cast<unsigned char>(s_[i_]) < 0x20) return false;
+            if (s_[i_] == '"') return ++i_, true;
+        }
+        return false;
+    }
+    bool number() {
+        std::size_t start = i_;
+        if (peek('-')) ++i_;
+        while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' || s_[i_] == 'e' ||
+                                  s_[i_] == 'E' || s_[i_] == '+' || s_[i_] == '-'))
+            ++i_;
+        return i_ > start;
+    }
+    bool peek(char c) const { return i_ < s_.size() && s_[i_] == c; }
+    void skip() {
+        while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+    }
+
+    const std::string& s_;
+    std::size_t i_ = 0;
+};
+
+bool has_key(const std::string& json, const std::string& key) {
+    return json.find("\"" + key + "\":") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("options: modes, defaults, and errors that name the flag") {
+    auto o = dtbench::parse_options({"relay", "--pairs=3", "--rate", "0", "--size", "200"});
+    REQUIRE(o.ok());
+    CHECK(o->mode == dtbench::Mode::relay);
+    CHECK(o->pairs == 3);
+    CHECK(o->rate == 0);
+    CHECK(o->in_process);
+    CHECK(dtbench::with_mode_defaults(*o).duration == 10);
+
+    struct Bad {
+        std::vector<std::string> args;
+        const char* names;
+    };
+    for (const Bad& bad : std::vector<Bad>{
+             {{}, "no mode"},
+             {{"dance"}, "dance"},
+             {{"login", "--pairs", "x"}, "--pairs"},
+             {{"login", "--pairs"}, "--pairs"},
+             {{"relay", "--size", "19"}, "--size"},
+             {{"login", "--duration", "0"}, "--duration"},
+             {{"login", "--frobnicate"}, "--frobnicate"},
+             {{"login", "--host", "127.0.0.1"}, "--server-key"},
+             {{"login", "--users", "/tmp"}, "--users"},
+             {{"login", "--server-cpu", "1", "--generator-cpu", "1"}, "--server-cpu"},
+             {{"login", "--json=yes"}, "--json"},
+         }) {
+        auto parsed = dtbench::parse_options(bad.args);
+        REQUIRE_FALSE(parsed.ok());
+        CHECK_MESSAGE(parsed.error().find(bad.names) != std::string::npos, parsed.error());
+    }
+    CHECK(dtbench::parse_options({"--help"})->help);
+    CHECK(dtbench::usage_text().find("--pairs") != std::string::npos);
+}
+
+TEST_CASE("histogram percentiles are within a bucket of the truth") {
+    dtbench::Histogram h;
+    CHECK(h.percentile(0.5) == 0);
+    for (int i = 1; i <= 1000; ++i) h.record(std::int64_t(i) * 1000);
+    CHECK(h.count() == 1000);
+    CHECK(h.max() == 1000000);
+    CHECK(h.percentile(0.5) == doctest::Approx(500000).epsilon(0.02));
+    CHECK(h.percentile(0.99) == doctest::Approx(990000).epsilon(0.02));
+    CHECK(h.percentile(1.0) <= h.max());
+    h.record(-5);  // a clock oddity is clamped, not a crash
+    CHECK(h.count() == 1001);
+    CHECK(h.cumulative().back().second == doctest::Approx(1.0));
+}
+
+TEST_CASE("login: logins happen and the libsodium bound is measured") {
+    auto r = run_ok({"login", "--duration", "1", "--concurrency", "2", "--quiet"});
+    CHECK(value(r, "logins") > 0);
+    CHECK(value(r, "logins_per_s") > 0);
+    CHECK(value(r, "failed_logins") == 0);
+    CHECK(value(r, "latency_p50_ms") > 0);
+    CHECK(value(r, "latency_p99_ms") >= value(r, "latency_p50_ms"));
+    CHECK(value(r, "sodium_us_per_login") > 0);
+    CHECK(value(r, "percent_of_bound") > 0);
+    CHECK(value(r, "server_cpu_us_per_login") > 0);
+    CHECK(r.failures.empty());
+    std::string json = dtbench::render_json(r);
+    CHECK(JsonChecker(json).valid());
+    for (const char* key : {"mode", "metrics", "logins_per_s", "latency_p99_ms", "sodium_bound_logins_per_s"})
+        CHECK_MESSAGE(has_key(json, key), key);
+}
+
+TEST_CASE("idle: sessions are held and memory per session is measured") {
+    auto r = run_ok({"idle", "--count", "40", "--duration", "0.2", "--quiet"});
+    CHECK(value(r, "held") == 40);
+    CHECK(value(r, "held_at_end") == 40);
+    CHECK(value(r, "server_rss_after_bytes") > 0);
+    CHECK(r.find("server_bytes_per_session") != nullptr);
+    CHECK(r.failures.empty());
+    CHECK(JsonChecker(dtbench::render_json(r)).valid());
+}
+
+TEST_CASE("calls: calls come up with a measured set-up latency") {
+    auto r = run_ok({"calls", "--pairs", "2", "--duration", "1", "--quiet"});
+    CHECK(value(r, "calls_up") > 0);
+    CHECK(value(r, "calls_failed") == 0);
+    CHECK(value(r, "setup_p50_ms") > 0);
+    CHECK(r.failures.empty());
+}
+
+TEST_CASE("calls with --hold carry media both ways") {
+    auto r = run_ok({"calls", "--pairs", "1", "--duration", "1", "--hold", "300", "--rate", "50",
+                     "--quiet"});
+    CHECK(value(r, "calls_up") > 0);
+    CHECK(value(r, "media_received") > 0);
+    CHECK(value(r, "media_loss_percent") <= 100);
+}
+
+TEST_CASE("relay: media goes through, and the baseline is beside it") {
+    auto r = run_ok({"relay", "--pairs", "2", "--duration", "0.5", "--quiet"});
+    CHECK(value(r, "pairs") == 2);
+    CHECK(value(r, "delivered") > 0);
+    CHECK(value(r, "sent") >= value(r, "delivered"));
+    CHECK(value(r, "loss_percent") >= 0);
+    CHECK(value(r, "loss_percent") <= 100);
+    CHECK(value(r, "latency_p50_us") > 0);
+    CHECK(value(r, "server_cpu_us_per_packet") > 0);
+    REQUIRE(r.find("delivered")->baseline);
+    CHECK(*r.find("delivered")->baseline > 0);
+    CHECK(r.failures.empty());
+    std::string json = dtbench::render_json(r);
+    CHECK(JsonChecker(json).valid());
+    for (const char* key : {"offered_pps", "delivered_pps", "loss_percent", "latency_p99_us", "latency_max_us",
+                            "server_cpu_us_per_packet", "generator_cpu_percent", "baseline", "ratio"})
+        CHECK_MESSAGE(has_key(json, key), key);
+    std::string table = dtbench::render_table(r);
+    CHECK(table.find("baseline") != std::string::npos);
+}
+
+TEST_CASE("relay open loop and baseline alone") {
+    auto r = run_ok({"relay", "--pairs", "1", "--rate", "0", "--duration", "0.3", "--no-baseline", "--quiet"});
+    CHECK(value(r, "delivered") > 0);
+    CHECK(r.find("delivered")->baseline == std::nullopt);
+    auto b = run_ok({"baseline", "--pairs", "1", "--duration", "0.3", "--quiet"});
+    CHECK(b.subject == "baseline");
+    CHECK(value(b, "delivered") > 0);
+}
