@@ -30,9 +30,12 @@ struct Config {
     // Logged-in connections that send nothing (not even `D`) for this long are
     // closed; 0 = never. Clients heartbeat every 5 minutes.
     std::chrono::milliseconds idle_timeout{0};
-    // Least time between two frames to one client unless it has written to us
-    // since the last one (clients cannot reassemble two pending frames).
-    std::chrono::milliseconds frame_gap{100};
+    // Least time between two frames to one client (clients cannot reassemble
+    // two pending frames), unless the client's last message needed our last
+    // frame (login2 after login1resp...). Above TCP's 200 ms minimum
+    // retransmission delay, so one lost segment does not merge two frames.
+    // 0 turns pacing off (benchmarks only).
+    std::chrono::milliseconds frame_gap{300};
     // How long `direct` waits for the callee's media registration.
     std::chrono::milliseconds direct_hold{1000};
     // After a client in a call drops, how long its peer waits for it to log

@@ -86,6 +86,20 @@ private:
     void handle_text(const std::string& text, const std::uint8_t* nonce);
     void handle_login1(const wire::Command& command);
     void handle_login2(const wire::Command& command);
+    // What would show that the client has read a frame we sent: only frames
+    // whose content the client needs for its next message can be proven read.
+    enum class ReadProof {
+        none,         // only time (frame_gap) tells
+        any_frame,    // the handshake reply: any frame under the TCP key
+        challenge,    // login1resp: a login2 with the right challenge
+        session_key,  // login2resp: a command carrying the new session key
+    };
+    struct Outgoing {
+        Bytes frame;
+        ReadProof proof;
+    };
+    void queue(Bytes frame, ReadProof proof);
+    void proven(ReadProof proof);
     void flush_paced();
     void finish(const char* reason);
     void arm_timer(std::chrono::milliseconds after);
@@ -109,9 +123,10 @@ private:
     ReplayGuard registration_replays_{16};
     // Frames waiting for their turn (pacing). A vector, not a deque: an empty
     // deque already holds ~600 bytes, and most sessions have nothing queued.
-    std::vector<Bytes> outbox_;
+    std::vector<Outgoing> outbox_;
     std::size_t outbox_bytes_ = 0;
-    bool peer_wrote_since_send_ = true;
+    bool last_frame_read_ = true;  // the client has surely read our last frame
+    ReadProof last_frame_proof_ = ReadProof::none;
     std::chrono::steady_clock::time_point last_send_{};
     bool closed_ = false;
 };

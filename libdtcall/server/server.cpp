@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unordered_map>
 #include <vector>
@@ -210,6 +211,10 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         // bound notice a client that stopped reading in kilobytes, not megabytes.
         int send_buffer = 64 * 1024;
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+        // Each frame is written whole and should leave at once; Nagle would
+        // hold it for the client's delayed ack (~40 ms).
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         std::uint64_t id = ++impl->next_id_;
         impl->sessions_[id] = std::make_unique<Session>(impl->base, fd, address, length, *impl, id);
     }

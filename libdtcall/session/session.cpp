@@ -102,10 +102,8 @@ void Session::read_handshake() {
         close("handshake key is unusable");
         return;
     }
-    outbox_bytes_ += reply.size();
-    outbox_.push_back(std::move(reply));
     enter(State::awaiting_login);
-    flush_paced();
+    queue(std::move(reply), ReadProof::any_frame);
 }
 
 void Session::read_frames() {
@@ -126,7 +124,7 @@ void Session::read_frames() {
             }
             auto text = open_secret_frame(tcp_key_.data(), frame.data(), frame.size());
             if (!text) continue;  // PROTOCOL.md 3: frames that do not authenticate are dropped
-            peer_wrote_since_send_ = true;
+            proven(ReadProof::any_frame);
             handle_text(*text, frame.data());
             wipe(*text);
             if (closed_ || state_ == State::closing) return;
@@ -167,6 +165,7 @@ void Session::handle_text(const std::string& text, const std::uint8_t* nonce) {
         send({"invalid"});
         return;
     }
+    proven(ReadProof::session_key);
     if (!host_.session_command(*this, verb, command)) send({"invalid"});
 }
 
@@ -204,6 +203,7 @@ void Session::handle_login2(const wire::Command& command) {
         close("failed login");
         return;
     }
+    proven(ReadProof::challenge);
     user_ = user;
     pending_user_.clear();
     session_key_ = random_token(59);
@@ -220,9 +220,26 @@ void Session::send(std::initializer_list<std::string_view> fields) {
     std::string text = wire::format_message(std::time(nullptr), fields);
     Bytes frame = seal_secret_frame(tcp_key_.data(), text);
     wipe(text);
+    std::string_view name = *fields.begin();
+    ReadProof proof = name == "login1resp"   ? ReadProof::challenge
+                      : name == "login2resp" ? ReadProof::session_key
+                                             : ReadProof::none;
+    queue(std::move(frame), proof);
+}
+
+void Session::queue(Bytes frame, ReadProof proof) {
     outbox_bytes_ += frame.size();
-    outbox_.push_back(std::move(frame));
+    outbox_.push_back({std::move(frame), proof});
     flush_paced();
+}
+
+// A client that wrote to us has not necessarily read what we sent (it may have
+// written first, or sent a heartbeat): only a message that needed our last
+// frame's content counts as proof. Everything else waits for frame_gap.
+void Session::proven(ReadProof proof) {
+    if (last_frame_read_ || proof != last_frame_proof_) return;
+    last_frame_read_ = true;
+    if (!outbox_.empty()) flush_paced();
 }
 
 void Session::flush_paced() {
@@ -241,21 +258,22 @@ void Session::flush_paced() {
         auto since = now - last_send_;
         // Clients read one frame per read(): a second frame may only follow once
         // the client has shown it read the first (it wrote to us) or after a gap.
-        if (!peer_wrote_since_send_ && since < gap) {
+        if (!last_frame_read_ && since < gap) {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(gap - since) +
                         std::chrono::milliseconds(1);
             timeval tv = to_timeval(wait);
             evtimer_add(pace_, &tv);
             return;
         }
-        Bytes& frame = outbox_.front();
-        bufferevent_write(bev_, frame.data(), frame.size());
-        outbox_bytes_ -= frame.size();
+        Outgoing& next = outbox_.front();
+        bufferevent_write(bev_, next.frame.data(), next.frame.size());
+        outbox_bytes_ -= next.frame.size();
+        last_frame_proof_ = next.proof;
         outbox_.erase(outbox_.begin());
         last_send_ = now;
-        peer_wrote_since_send_ = false;
+        last_frame_read_ = false;
     }
-    std::vector<Bytes>().swap(outbox_);  // idle sessions keep no queue capacity
+    std::vector<Outgoing>().swap(outbox_);  // idle sessions keep no queue capacity
 }
 
 void Session::on_pace(int, short, void* self) { static_cast<Session*>(self)->flush_paced(); }
