@@ -44,6 +44,21 @@ TEST_CASE("registration: 118 bytes in, a 54-byte ack under the TCP key out") {
     CHECK(s.server->stats().registrations_acked == 1);
 }
 
+TEST_CASE("a retransmitted registration (same bytes, same address) is acked again; elsewhere it is refused") {
+    TestServer s;
+    Accepted call(s);
+    RawMedia media(s), other(s);
+    REQUIRE(media.register_with(call.alice));
+    Bytes registration = media.last_sent();
+    media.send(registration);  // the ack was lost; the client sends the same datagram again
+    auto ack = media.receive();
+    REQUIRE(ack);
+    CHECK(open_secret_frame(call.alice.tcp_key.data(), ack->data(), ack->size()));
+    other.send(registration);
+    CHECK(other.receive(quiet) == std::nullopt);
+    CHECK(s.server->stats().registrations_acked == 2);
+}
+
 TEST_CASE("registrations that get no ack: no call, unknown key, stale key (D8), bad time, junk") {
     TestServer s;
     RawPeer carol(s);

@@ -39,6 +39,8 @@ public:
         };
         // The logged-in user whose live connection holds session key `sk`.
         virtual std::optional<KeyOwner> owner_of_session_key(const std::string& sk) = 0;
+        // Has the user a call (ringing, accepted or in call)?
+        virtual bool has_call(const std::string& user) = 0;
         // The user registered media from `address`; false if it has no call.
         virtual bool media_registered(const std::string& user, const std::string& address) = 0;
         // Whom media from `user` goes to, or null when `user` is not in call.

@@ -292,27 +292,39 @@ bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const 
         wipe(text);
         return false;
     }
-    auto owner = host_.owner_of_session_key(text.substr(bar + 1));
+    std::string session_key = text.substr(bar + 1);
+    auto owner = host_.owner_of_session_key(session_key);
+    wipe(session_key);
     long long timestamp = std::stoll(text.substr(0, bar));
     wipe(text);
     if (!owner) return false;
-    // A sealed box starts with its one-time public key: it names the datagram.
-    // The same registration again (a replay, maybe from elsewhere) is refused.
-    if (!owner->registrations->fresh(data, timestamp, config_.timestamp_window)) {
-        ++stats_.replayed_registrations;
-        return false;
-    }
+    // Not in a call: dropped, no ack, and nothing in the table changes.
+    if (!host_.has_call(owner->user)) return false;
     AddressKey key;
     make_address_key(from, key);
-    // NAT rebinding and reconnects: a new address replaces the old one, and
-    // an address now used by this user is no longer anyone else's.
-    release(owner->user);
-    std::uint32_t holder = state_->by_address.find(key);
-    if (holder != no_route) state_->drop(holder);
-    state_->add(owner->user, key, from, from_len, fd);
-    if (!host_.media_registered(owner->user, format_address(from, from_len))) {
-        release(owner->user);  // not in a call: dropped again, no ack
-        return false;
+    auto current = state_->by_user.find(owner->user);
+    bool same_address = current != state_->by_user.end() && state_->routes[current->second].key == key;
+    // A sealed box starts with its one-time public key: it names the datagram.
+    // The same registration again is a replay, unless it comes from where the
+    // user is registered already: then it is a retransmission whose ack was
+    // lost, and it gets its ack again with nothing changed.
+    if (!owner->registrations->fresh(data, timestamp, config_.timestamp_window)) {
+        if (!same_address) {
+            ++stats_.replayed_registrations;
+            return false;
+        }
+    } else if (!same_address) {
+        // An address in use by someone else's call is not taken over.
+        std::uint32_t holder = state_->by_address.find(key);
+        if (holder != no_route && host_.has_call(state_->routes[holder].user)) return false;
+        if (holder != no_route) state_->drop(holder);
+        // NAT rebinding and reconnects: a new address replaces the old one.
+        release(owner->user);
+        state_->add(owner->user, key, from, from_len, fd);
+        if (!host_.media_registered(owner->user, format_address(from, from_len))) {
+            release(owner->user);
+            return false;
+        }
     }
     Bytes ack = seal_secret_frame(owner->tcp_key, std::to_string(static_cast<long long>(host_.now())));
     ::sendto(fd, ack.data(), ack.size(), MSG_DONTWAIT, from, socklen_t(from_len));

@@ -352,6 +352,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         return true;
     }
     const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
+    bool has_call(const std::string& user) override { return router.phase(user) != CallPhase::idle; }
     std::uint64_t routing_generation() override { return router.generation(); }
     std::time_t now() override { return std::time(nullptr); }
     std::int64_t now_ms() override {

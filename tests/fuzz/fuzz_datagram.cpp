@@ -19,6 +19,7 @@ struct FakeHost : dtcall::MediaRelay::Host {
         return KeyOwner{sk.size() == 59 ? "bob" : "alice", tcp_key, &guard};
     }
     bool media_registered(const std::string&, const std::string&) override { return in_call; }
+    bool has_call(const std::string&) override { return in_call; }
     const std::string* relay_peer(const std::string& user) override { return user == "alice" ? &peer : nullptr; }
     std::uint64_t routing_generation() override { return in_call ? 1 : 2; }
     std::time_t now() override { return 1700000000; }
