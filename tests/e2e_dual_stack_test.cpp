@@ -93,6 +93,9 @@ TEST_CASE("IPv4-mapped addresses are written as IPv4") {
     in6.sin6_port = htons(4242);
     CHECK(format_address(reinterpret_cast<sockaddr*>(&in6), sizeof in6) == "127.0.0.1:4242");
     CHECK(format_ip(reinterpret_cast<sockaddr*>(&in6), sizeof in6) == "127.0.0.1");
+    CHECK(source_network(reinterpret_cast<sockaddr*>(&in6), sizeof in6) == "127.0.0.1");
+    inet_pton(AF_INET6, "2001:db8:1:2:aaaa:bbbb:cccc:dddd", &in6.sin6_addr);
+    CHECK(source_network(reinterpret_cast<sockaddr*>(&in6), sizeof in6) == "2001:db8:1:2::/64");
     inet_pton(AF_INET6, "::1", &in6.sin6_addr);
     CHECK(format_address(reinterpret_cast<sockaddr*>(&in6), sizeof in6) == "[::1]:4242");
     CHECK(format_ip(reinterpret_cast<sockaddr*>(&in6), sizeof in6) == "::1");

@@ -68,6 +68,7 @@ public:
     std::uint64_t id() const { return id_; }
     const std::string& user() const { return user_; }
     const std::string& address() const { return address_; }
+    // The source network per-source limits count by (see source_network()).
     const std::string& ip() const { return ip_; }
     // UDP registrations made with this connection's session key, for replay checks.
     ReplayGuard& registration_replays() { return registration_replays_; }

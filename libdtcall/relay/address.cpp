@@ -31,6 +31,17 @@ std::string format_ip(const sockaddr* address, int length) {
     return text;
 }
 
+std::string source_network(const sockaddr* address, int length) {
+    in_addr mapped;
+    if (address->sa_family != AF_INET6 || length < int(sizeof(sockaddr_in6)) || v4_mapped(address, length, mapped))
+        return format_ip(address, length);
+    in6_addr prefix = reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr;
+    std::memset(prefix.s6_addr + 8, 0, 8);
+    char text[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET6, &prefix, text, sizeof text);
+    return std::string(text) + "/64";
+}
+
 std::string format_address(const sockaddr* address, int length) {
     char text[INET6_ADDRSTRLEN] = "?";
     in_addr mapped;

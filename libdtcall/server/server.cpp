@@ -20,6 +20,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace dtcall {
@@ -92,6 +93,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         double refill = cfg.failed_logins_per_minute / 60.0;
         failed_by_ip_ = std::make_unique<RateLimiter>(cfg.failed_login_burst, refill);
         failed_by_user_ = std::make_unique<RateLimiter>(cfg.failed_login_burst, refill);
+        failed_by_user_source_ = std::make_unique<RateLimiter>(1, refill);
         randombytes_buf(session_key_hash_key_, sizeof session_key_hash_key_);
         reaper_ = event_new(base, -1, 0, &Impl::on_reap, this);
     }
@@ -196,13 +198,13 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
             return;
         }
         impl->at_capacity_logged_ = false;
-        std::string ip = format_ip(address, length);
+        std::string ip = source_network(address, length);
         std::size_t& unauthenticated = impl->unauthenticated_by_ip_[ip];
         if (unauthenticated >= impl->cfg.max_unauthenticated_per_ip) {
             evutil_closesocket(fd);
-            if (unauthenticated++ == impl->cfg.max_unauthenticated_per_ip)
+            // One line while the source stays at its cap, not one per refusal.
+            if (impl->at_cap_logged_.insert(ip).second)
                 impl->log(LogLevel::warning, ip + " has too many connections that are not logged in; refusing more");
-            --unauthenticated;
             return;
         }
         ++unauthenticated;
@@ -277,7 +279,9 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
 
     void release_unauthenticated(const std::string& ip) {
         auto it = unauthenticated_by_ip_.find(ip);
-        if (it != unauthenticated_by_ip_.end() && --it->second == 0) unauthenticated_by_ip_.erase(it);
+        if (it == unauthenticated_by_ip_.end()) return;
+        if (--it->second < cfg.max_unauthenticated_per_ip) at_cap_logged_.erase(ip);
+        if (it->second == 0) unauthenticated_by_ip_.erase(it);
     }
 
     double seconds_now() { return double(now_ms()) / 1000.0; }
@@ -285,20 +289,32 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     bool login_allowed(Session& session, const std::string& user) override {
         double now = seconds_now();
         bool ip_ok = failed_by_ip_->has_token(session.ip(), now);
-        bool user_ok = failed_by_user_->has_token(user, now);
+        // A user name out of failures refuses only the sources that failed for
+        // it themselves: the real user, who never fails, is never locked out.
+        bool user_ok = failed_by_user_->has_token(user, now) ||
+                       failed_by_user_source_->has_token(user_key(session, user), now);
         if (ip_ok && user_ok) return true;
         // One line per key per window, not one per attempt.
         if (!ip_ok && failed_by_ip_->first_refusal(session.ip(), now))
             log(LogLevel::warning, "too many failed logins from " + session.ip() + "; refusing for a while");
         if (!user_ok && failed_by_user_->first_refusal(user, now))
-            log(LogLevel::warning, "too many failed logins for user " + user + "; refusing for a while");
+            log(LogLevel::warning, "too many failed logins for user " + user +
+                                       "; refusing sources that failed for it, for a while");
         return false;
+    }
+
+    // Which source failed for which user lately: refused by name alone,
+    // anyone could lock any user out by failing on purpose (the harm of the
+    // original's D4).
+    static std::string user_key(const Session& session, const std::string& user) {
+        return user + "@" + session.ip();
     }
 
     void login_failed(Session& session, const std::string& user) override {
         double now = seconds_now();
         failed_by_ip_->take(session.ip(), now);
         failed_by_user_->take(user, now);
+        failed_by_user_source_->take(user_key(session, user), now);
     }
 
     void session_closed(Session& session) override {
@@ -431,8 +447,10 @@ private:
     std::unordered_map<std::string, Session*> online_;
     std::unordered_map<std::uint64_t, Session*> by_key_;
     std::unordered_map<std::string, std::size_t> unauthenticated_by_ip_;
+    std::unordered_set<std::string> at_cap_logged_;
     std::unique_ptr<RateLimiter> failed_by_ip_;
     std::unique_ptr<RateLimiter> failed_by_user_;
+    std::unique_ptr<RateLimiter> failed_by_user_source_;
 
     friend class Server;
 };

@@ -46,7 +46,7 @@ const char* Session::state_name(State state) {
 
 Session::Session(event_base* base, int fd, const sockaddr* address, int address_len, Host& host,
                  std::uint64_t id)
-    : host_(host), id_(id), address_(format_address(address, address_len)), ip_(format_ip(address, address_len)),
+    : host_(host), id_(id), address_(format_address(address, address_len)), ip_(source_network(address, address_len)),
       decoder_(host.config().max_frame_before_login), replays_(host.config().replay_memory) {
     bev_ = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     timer_ = evtimer_new(base, &Session::on_timer, this);
