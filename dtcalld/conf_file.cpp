@@ -97,6 +97,16 @@ const KeySpec key_specs[] = {
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_frame_after_login = std::size_t(n); }},
     {"max_datagram", Kind::bytes, 1400, 65536,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_datagram = std::size_t(n); }},
+    {"max_unauthenticated_per_ip", Kind::count, 1, 10000000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_unauthenticated_per_ip = std::size_t(n); }},
+    {"failed_login_burst", Kind::count, 1, 1000000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.failed_login_burst = double(n); }},
+    {"failed_logins_per_minute", Kind::count, 1, 1000000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.failed_logins_per_minute = double(n); }},
+    {"replay_memory", Kind::count, 8, 100000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.replay_memory = std::size_t(n); }},
+    {"unregistered_packets_per_second", Kind::count, 10, 1000000,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.unregistered_packets_per_second = double(n); }},
     {"log_level", Kind::level, 0, 0, nullptr},
 };
 

@@ -88,6 +88,11 @@ TEST_CASE("every new key, in its documented unit") {
                                  "max_frame_before_login = 600\n"
                                  "max_frame_after_login = 4096\n"
                                  "max_datagram = 2000\n"
+                                 "max_unauthenticated_per_ip = 8\n"
+                                 "failed_login_burst = 3\n"
+                                 "failed_logins_per_minute = 2\n"
+                                 "replay_memory = 128\n"
+                                 "unregistered_packets_per_second = 20\n"
                                  "log_level = debug\n",
                              "c");
     REQUIRE(parsed.ok());
@@ -104,6 +109,11 @@ TEST_CASE("every new key, in its documented unit") {
     CHECK(c.max_frame_before_login == 600);
     CHECK(c.max_frame_after_login == 4096);
     CHECK(c.max_datagram == 2000);
+    CHECK(c.max_unauthenticated_per_ip == 8);
+    CHECK(c.failed_login_burst == 3);
+    CHECK(c.failed_logins_per_minute == 2);
+    CHECK(c.replay_memory == 128);
+    CHECK(c.unregistered_packets_per_second == 20);
     CHECK(parsed->log_level == dtcall::LogLevel::debug);
     CHECK(parsed->warnings.empty());
 }
@@ -125,6 +135,7 @@ TEST_CASE("bad numbers say the unit and the range") {
           "/etc/x/dtcalld.conf:3: frame_gap: \"1.5\" is not a whole number of milliseconds");
     CHECK(error_of(keys_lines + "login_timeout = 15000\n") ==
           "/etc/x/dtcalld.conf:3: login_timeout: 15000 is out of range (1-3600 seconds)");
+    CHECK(contains(error_of("replay_memory = 2\n"), ":1: replay_memory: 2 is out of range"));
     CHECK(contains(error_of("max_datagram = 1200\n"), ":1: max_datagram: 1200 is out of range (1400-65536 bytes)"));
     CHECK(contains(error_of("max_frame_before_login = 100\n"), ":1: max_frame_before_login: 100 is out of range"));
     CHECK(contains(error_of("max_connections = 0\n"), ":1: max_connections: 0 is out of range"));
