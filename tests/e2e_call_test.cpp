@@ -91,7 +91,7 @@ TEST_CASE("the whole call, message by message") {
 }
 
 TEST_CASE("direct goes out after the hold even if the callee never registers") {
-    TestServer s({"alice", "bob"}, [](Config& c) { c.direct_hold = 200ms; });
+    TestServer s({"alice", "bob"}, [](Config& c) { c.direct_hold = 800ms; });
     RawPeer alice(s), bob(s);
     REQUIRE_FALSE(alice.login("alice").empty());
     REQUIRE_FALSE(bob.login("bob").empty());
@@ -100,7 +100,7 @@ TEST_CASE("direct goes out after the hold even if the callee never registers") {
     bob.command("accept|alice|" + bob.sk);
     bob.next_body();
     alice.command("passthrough|bob|777|" + alice.sk);
-    CHECK(bob.next(100ms) == std::nullopt);
+    CHECK(bob.next(300ms) == std::nullopt);
     CHECK(bob.next_body() == "direct|777|alice");
 }
 
@@ -245,7 +245,7 @@ TEST_CASE("re-login without keepudp during a call ends it for the peer; with kee
 }
 
 TEST_CASE("a client that drops during a call and is back within the grace period keeps it") {
-    TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 400ms; });
+    TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 1500ms; });
     CallPair call(s);
     REQUIRE(call.established);
     call.alice.drop();  // the phone loses its connection
@@ -253,7 +253,7 @@ TEST_CASE("a client that drops during a call and is back within the grace period
     CHECK(s.server->router().phase("alice") == CallPhase::in_call);
     RawPeer back(s);
     REQUIRE_FALSE(back.login("alice", true).empty());
-    CHECK(call.bob.next(700ms) == std::nullopt);  // grace cancelled by the keepudp login
+    CHECK(call.bob.next(2000ms) == std::nullopt);  // grace cancelled by the keepudp login
     CHECK(s.server->router().phase("alice") == CallPhase::in_call);
     call.alice_media.send(Bytes(60, 9));
     CHECK(call.bob_media.receive() == Bytes(60, 9));

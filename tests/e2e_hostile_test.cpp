@@ -111,7 +111,9 @@ TEST_CASE("a login storm with wrong challenges is rate limited per IP, logged on
         p.command("login2|carol|" + random_token(200));
         CHECK(p.next_body() == "invalid");
     }
-    CHECK(refused == 20);  // a burst of 10 failures, then refusals
+    // A burst of 10 failures, then refusals (a slow run may earn a token back).
+    CHECK(refused >= 18);
+    CHECK(refused <= 20);
     int lines = 0;
     for (const auto& line : s.log) lines += line.find("too many failed logins from 127.0.0.2") != std::string::npos;
     CHECK(lines == 1);

@@ -235,15 +235,15 @@ TEST_CASE("a connection that does not finish logging in is closed at the deadlin
 }
 
 TEST_CASE("idle timeout closes a logged-in connection that sends nothing, D keeps it") {
-    TestServer s({"alice", "bob"}, [](Config& c) { c.idle_timeout = 300ms; });
+    TestServer s({"alice", "bob"}, [](Config& c) { c.idle_timeout = 800ms; });
     RawPeer quiet_one(s), chatty(s);
     REQUIRE_FALSE(quiet_one.login("alice").empty());
     REQUIRE_FALSE(chatty.login("bob").empty());
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 7; ++i) {
         chatty.send_text("D");
         s.pump(150ms);
     }
-    CHECK(quiet_one.closed(1000ms));
+    CHECK(quiet_one.closed(2000ms));
     CHECK_FALSE(chatty.closed(100ms));
 }
 

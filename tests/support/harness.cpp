@@ -50,7 +50,7 @@ TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall
     config.media_port = 0;
     config.server_keys = keys;
     config.frame_gap = 20ms;
-    config.direct_hold = 300ms;
+    config.direct_hold = 2000ms;  // far above any `quiet` wait: no race on a slow CI
     if (tweak) tweak(config);
     server = std::make_unique<dtcall::Server>(config, users, base);
     server->set_log([this](dtcall::LogLevel, const std::string& line) { log.push_back(line); });
