@@ -10,11 +10,16 @@
 #include <array>
 #include <cstdint>
 
+#include <sodium.h>
+
 namespace dtcall {
 
 class SourceLimiter {
 public:
-    explicit SourceLimiter(double per_second) : per_second_(per_second) {}
+    explicit SourceLimiter(double per_second) : per_second_(per_second) {
+        (void)sodium_init();  // idempotent; the relay may be built before the Server calls it
+        randombytes_buf(hash_key_, sizeof hash_key_);
+    }
 
     bool take(const AddressKey& source, std::int64_t now_ms) {
         Bucket& b = buckets_[index(source)];
@@ -32,14 +37,17 @@ private:
         double tokens = 0;
         std::int64_t updated_ms = 0;
     };
-    static std::size_t index(const AddressKey& key) {
-        std::uint64_t h = 1469598103934665603ull;
-        for (std::uint8_t b : key.bytes) h = (h ^ b) * 1099511628211ull;
-        return std::size_t(h ^ (h >> 32)) % bucket_count;
+    // Keyed (SipHash with a per-relay secret), so an attacker cannot aim
+    // sources at the bucket a victim's address falls into.
+    std::size_t index(const AddressKey& key) const {
+        std::uint64_t h = 0;
+        crypto_shorthash(reinterpret_cast<unsigned char*>(&h), key.bytes.data(), key.bytes.size(), hash_key_);
+        return std::size_t(h % bucket_count);
     }
     static constexpr std::size_t bucket_count = 4096;
 
     double per_second_;
+    unsigned char hash_key_[crypto_shorthash_KEYBYTES];
     std::array<Bucket, bucket_count> buckets_{};
 };
 
