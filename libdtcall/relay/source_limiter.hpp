@@ -17,7 +17,7 @@ namespace dtcall {
 class SourceLimiter {
 public:
     explicit SourceLimiter(double per_second) : per_second_(per_second) {
-        (void)sodium_init();  // idempotent; the relay may be built before the Server calls it
+        if (sodium_init() < 0) per_second_ = 0;  // idempotent; no RNG: refuse rather than guess.; the relay may be built before the Server calls it
         randombytes_buf(hash_key_, sizeof hash_key_);
     }
 
