@@ -17,7 +17,9 @@ namespace dtcall {
 class SourceLimiter {
 public:
     explicit SourceLimiter(double per_second) : per_second_(per_second) {
-        if (sodium_init() < 0) per_second_ = 0;  // idempotent; no RNG: refuse rather than guess.; the relay may be built before the Server calls it
+        // Idempotent; the relay may be built before its Server calls it. With
+        // no random source, refuse every unregistered packet rather than guess.
+        if (sodium_init() < 0) per_second_ = 0;
         randombytes_buf(hash_key_, sizeof hash_key_);
     }
 
