@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sum test cases over meson test logs: doctest executables report their own
 case counts; any other test counts as one case. --extra FILE adds lines of
-the form 'fuzz NAME: ok' / 'fuzz NAME: FAILED'. Prints 'N passed, N failed'."""
+the form 'fuzz NAME: ok' / 'fuzz NAME: FAILED' and 'soak: ok' / 'soak: FAILED'. Prints 'N passed, N failed'."""
 import json
 import re
 import sys
@@ -38,7 +38,7 @@ for path in args:
 for path in extra:
     with open(path) as lines:
         for line in lines:
-            if line.startswith("fuzz "):
+            if line.startswith(("fuzz ", "soak:")):
                 if line.rstrip().endswith("FAILED"):
                     failed += 1
                 else:
