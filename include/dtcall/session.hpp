@@ -43,6 +43,9 @@ public:
         // An authenticated call/accept/passthrough/ready/end whose session key
         // matched. Return false to answer `invalid`.
         virtual bool session_command(Session& session, wire::Verb verb, const wire::Command& command) = 0;
+        // The connection starts closing (it may still flush): its user is
+        // offline from now on. Called again, harmlessly, before session_closed.
+        virtual void session_closing(Session& session) = 0;
         // The connection is gone; the host may free the Session (not from inside
         // this call: defer it).
         virtual void session_closed(Session& session) = 0;

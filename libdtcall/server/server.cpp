@@ -317,19 +317,23 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         failed_by_user_source_->take(user_key(session, user), now);
     }
 
+    // From the moment a connection starts closing, its user is offline and
+    // its session key dead (not only once the last bytes are flushed).
+    void session_closing(Session& session) override {
+        if (session.user().empty()) return;
+        auto it = online_.find(session.user());
+        if (it == online_.end() || it->second != &session) return;
+        online_.erase(it);
+        forget_key(session);
+        log(LogLevel::info, session.user() + " logged out");
+        if (observer_) observer_->logged_out(session.user());
+        // PROTOCOL.md 7.3: the call stays for a keepudp reconnect, but not forever.
+        if (router.phase(session.user()) != CallPhase::idle) grace.arm(session.user(), cfg.call_grace);
+    }
+
     void session_closed(Session& session) override {
         if (session.user().empty()) release_unauthenticated(session.ip());
-        if (session.state() == Session::State::closing && !session.user().empty()) {
-            auto it = online_.find(session.user());
-            if (it != online_.end() && it->second == &session) {
-                online_.erase(it);
-                forget_key(session);
-                log(LogLevel::info, session.user() + " logged out");
-                if (observer_) observer_->logged_out(session.user());
-                // PROTOCOL.md 7.3: the call stays for a keepudp reconnect, but not forever.
-                if (router.phase(session.user()) != CallPhase::idle) grace.arm(session.user(), cfg.call_grace);
-            }
-        }
+        session_closing(session);
         auto it = sessions_.find(session.id());
         if (it != sessions_.end()) {
             graveyard_.push_back(std::move(it->second));

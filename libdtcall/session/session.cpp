@@ -136,6 +136,13 @@ void Session::handle_text(const std::string& text, const std::uint8_t* nonce) {
     const Config& config = host_.config();
     if (state_ == State::logged_in) arm_timer(config.idle_timeout);
     wire::Parsed parsed = wire::parse_command(text, std::time(nullptr), config.timestamp_window);
+    // The fields hold the session key or a challenge: zero them on every way out.
+    struct WipeFields {
+        std::vector<std::string>& fields;
+        ~WipeFields() {
+            for (std::string& f : fields) wipe(f);
+        }
+    } wipe_fields{parsed.command.fields};
     if (parsed.status != wire::ParseStatus::ok) return;  // heartbeat, or dropped silently
     const wire::Command& command = parsed.command;
     // A replayed frame (same nonce) or one from too far back is dropped silently.
@@ -303,6 +310,7 @@ void Session::close(const char* reason) {
     if (closed_ || state_ == State::closing) return;
     host_.log(LogLevel::debug, "session " + std::to_string(id_) + ": closing: " + reason);
     enter(State::closing);
+    host_.session_closing(*this);
     bufferevent_disable(bev_, EV_READ);
     evbuffer* out = bufferevent_get_output(bev_);
     if (outbox_.empty() && evbuffer_get_length(out) == 0) {

@@ -29,6 +29,7 @@ struct FakeHost : dtcall::Session::Host {
         if (!answer) s.send({"end", "bob"});
         return answer;
     }
+    void session_closing(dtcall::Session&) override {}
     void session_closed(dtcall::Session&) override { closed = true; }
     void log(dtcall::LogLevel, const std::string&) override {}
     bool login_allowed(dtcall::Session&, const std::string&) override { return true; }
