@@ -237,3 +237,10 @@ TEST_CASE("secure_equal and wipe") {
     wipe(s);
     CHECK(s.empty());
 }
+
+TEST_CASE("the vectors copied into tests/vectors match the ones in use") {
+    const char* copy = std::getenv("DTCALL_VECTORS_COPY");
+    REQUIRE(copy != nullptr);
+    for (std::string name : {"VECTORS.txt", "alice_public.na", "alice_private.na", "server_public.na", "server_private.na"})
+        CHECK(read_file(std::string(copy) + "/" + name) == read_file(vectors_dir() + "/" + name));
+}
