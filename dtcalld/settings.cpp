@@ -3,6 +3,7 @@
 #include "conf_file.hpp"
 
 #include <dtcall/crypto.hpp>
+#include <dtcall/read_bounded.hpp>
 
 #include <cerrno>
 #include <cstdio>
@@ -21,35 +22,6 @@ constexpr std::size_t max_conf_size = 1 << 20;
 bool exists(const std::string& path) {
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0;
-}
-
-dtcall::Result<std::string> read_conf_text(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return dtcall::Error{path + ": cannot open: " + std::strerror(errno)};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        return dtcall::Error{path + ": not a regular file"};
-    }
-    std::string text;
-    char buffer[4096];
-    for (;;) {
-        ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            return dtcall::Error{path + ": cannot read: " + std::strerror(err)};
-        }
-        if (n == 0) break;
-        text.append(buffer, std::size_t(n));
-        if (text.size() > max_conf_size) {
-            ::close(fd);
-            return dtcall::Error{path + ": larger than 1 MiB, not a conf file"};
-        }
-    }
-    ::close(fd);
-    return text;
 }
 
 dtcall::Result<std::string> choose_conf_file(const std::string& dir, std::vector<std::string>& warnings) {
@@ -99,7 +71,7 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     out.conf_path = *conf_path;
     out.users_path = resolve_path(dir, "users");
 
-    auto text = read_conf_text(out.conf_path);
+    auto text = dtcall::read_bounded(out.conf_path, max_conf_size, "conf file");
     if (!text) return dtcall::Error{text.error()};
     auto conf = parse_conf(*text, out.conf_path);
     if (!conf) return dtcall::Error{conf.error()};

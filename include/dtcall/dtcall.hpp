@@ -6,6 +6,7 @@
 #include <dtcall/config.hpp>
 #include <dtcall/crypto.hpp>
 #include <dtcall/media_relay.hpp>
+#include <dtcall/read_bounded.hpp>
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
 #include <dtcall/session.hpp>

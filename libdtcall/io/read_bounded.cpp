@@ -1,4 +1,4 @@
-#include "read_bounded.hpp"
+#include <dtcall/read_bounded.hpp>
 
 #include <dtcall/crypto.hpp>
 
