@@ -318,11 +318,51 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
                 .ok());
     CHECK(try_login(s, "carol") == "refused");
     write_file(s.settings + "/users", users + "carol > carol_public.na\n");
-    dtcalld.signal(SIGHUP);
-    CHECK_MESSAGE(eventually([&] { return contains(read_logs(s.logs), s.settings + "/users: 3 users"); }),
-                  read_logs(s.logs));
-    CHECK(contains(read_logs(s.logs), "SIGHUP: reloading"));
-    CHECK(try_login(s, "carol") == "logged in");
+
+    // alice stays connected across the reload: nobody is dropped.
+    event_base* held_base = event_base_new();
+    REQUIRE(held_base != nullptr);
+    bool held_closed = false;
+    {
+        dtcall::ClientConfig config;
+        config.command_port = s.command_port;
+        config.media_port = s.media_port;
+        config.server_key = *dtcall::read_public_key_file(s.settings + "/server_public.na");
+        config.user = "alice";
+        config.user_key = *dtcall::read_private_key_file(s.settings + "/alice_private.na");
+        dtcall::ClientEvents events;
+        events.logged_in = [&] { event_base_loopbreak(held_base); };
+        events.closed = [&](const std::string&) { held_closed = true; };
+        dtcall::Client held(held_base, config, events);
+        REQUIRE(held.connect());
+        timeval limit{5, 0};
+        event_base_loopexit(held_base, &limit);
+        event_base_dispatch(held_base);
+        REQUIRE(held.is_logged_in());
+        auto logouts = [&] {
+            std::string log = read_logs(s.logs);
+            std::size_t n = 0;
+            for (std::size_t at = log.find("alice logged out"); at != std::string::npos;
+                 at = log.find("alice logged out", at + 1))
+                ++n;
+            return n;
+        };
+        std::size_t logouts_before = logouts();
+
+        dtcalld.signal(SIGHUP);
+        CHECK_MESSAGE(eventually([&] { return contains(read_logs(s.logs), s.settings + "/users: 3 users"); }),
+                      read_logs(s.logs));
+        CHECK(contains(read_logs(s.logs), "SIGHUP: reloading"));
+        CHECK(try_login(s, "carol") == "logged in");
+        held.heartbeat();
+        timeval settle{0, 300000};
+        event_base_loopexit(held_base, &settle);
+        event_base_dispatch(held_base);
+        CHECK(held.is_logged_in());
+        CHECK_FALSE(held_closed);
+        CHECK(logouts() == logouts_before);
+    }
+    event_base_free(held_base);
 
     dtcalld.signal(SIGUSR1);
     CHECK(eventually([&] { return contains(read_logs(s.logs), "SIGUSR1: started a new log file"); }));
