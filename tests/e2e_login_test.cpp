@@ -220,6 +220,8 @@ TEST_CASE("a frame announcing more than the limit closes the connection") {
     REQUIRE(q.handshake());
     q.send_text(s.timestamp() + "|login1|" + std::string(600, 'a'));  // over the pre-login limit
     CHECK(q.closed());
+    RawPeer fresh(s);
+    CHECK_FALSE(fresh.login("alice").empty());
 }
 
 TEST_CASE("a connection that does not finish logging in is closed at the deadline") {

@@ -173,3 +173,13 @@ TEST_CASE("media between two calls never crosses") {
     CHECK(dm.receive() == Bytes(10, 2));
     CHECK(one.bob_media.receive(quiet) == std::nullopt);
 }
+
+TEST_CASE("datagrams over max_datagram are dropped, the call goes on") {
+    TestServer s({"alice", "bob"}, [](Config& c) { c.max_datagram = 1400; });
+    CallPair call(s);
+    REQUIRE(call.established);
+    call.alice_media.send(Bytes(1401, 1));
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    call.alice_media.send(Bytes(1400, 2));
+    CHECK(call.bob_media.receive() == Bytes(1400, 2));
+}
