@@ -49,8 +49,6 @@ Session::Session(event_base* base, int fd, const sockaddr* address, int address_
     : host_(host), id_(id), address_(format_address(address, address_len)), ip_(source_network(address, address_len)),
       decoder_(host.config().max_frame_before_login), replays_(host.config().replay_memory) {
     bev_ = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    timer_ = evtimer_new(base, &Session::on_timer, this);
-    pace_ = evtimer_new(base, &Session::on_pace, this);
     bufferevent_setcb(bev_, &Session::on_read, &Session::on_write, &Session::on_event, this);
     bufferevent_setwatermark(bev_, EV_READ, 0, input_high_water);
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
@@ -68,10 +66,14 @@ Session::~Session() {
 void Session::enter(State next) { state_ = next; }
 
 void Session::arm_timer(std::chrono::milliseconds after) {
+    // Timers exist only while needed: an idle logged-in session without an
+    // idle timeout holds none (each costs ~150 bytes, times 100 000 sessions).
     if (after.count() <= 0) {
-        evtimer_del(timer_);
+        if (timer_) event_free(timer_);
+        timer_ = nullptr;
         return;
     }
+    if (!timer_) timer_ = evtimer_new(bufferevent_get_base(bev_), &Session::on_timer, this);
     timeval tv = to_timeval(after);
     evtimer_add(timer_, &tv);
 }
@@ -269,6 +271,7 @@ void Session::flush_paced() {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(gap - since) +
                         std::chrono::milliseconds(1);
             timeval tv = to_timeval(wait);
+            if (!pace_) pace_ = evtimer_new(bufferevent_get_base(bev_), &Session::on_pace, this);
             evtimer_add(pace_, &tv);
             return;
         }
@@ -326,8 +329,8 @@ void Session::finish(const char* reason) {
     enter(State::closing);
     host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ +
                                   (user_.empty() ? "" : " (" + user_ + ")") + " closed: " + reason);
-    evtimer_del(timer_);
-    evtimer_del(pace_);
+    if (timer_) evtimer_del(timer_);
+    if (pace_) evtimer_del(pace_);
     bufferevent_disable(bev_, EV_READ | EV_WRITE);
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     host_.session_closed(*this);
