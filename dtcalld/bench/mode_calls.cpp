@@ -20,12 +20,8 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
     if (!loop.ok()) return dtcall::Error{"cannot create an event loop"};
     HelloPool hellos((*target)->server_key, 256);
     PhoneContext context;
-    context.base = loop.base();
-    context.server_key = (*target)->server_key;
-    context.hellos = &hellos;
-    context.heartbeat = std::chrono::milliseconds(std::int64_t(o.heartbeat * 1000));
-    if (auto set = set_addresses(context, (*target)->host, (*target)->port, (*target)->media_port, "--host"); !set)
-        return dtcall::Error{set.error()};
+    if (auto aimed = aim_phones(context, loop.base(), **target, hellos, o); !aimed)
+        return dtcall::Error{aimed.error()};
 
     CallSettings settings;
     settings.repeat = true;

@@ -85,4 +85,13 @@ dtcall::Result<std::unique_ptr<Target>> open_target(const Options& options, std:
     return target;
 }
 
+dtcall::Status aim_phones(PhoneContext& context, event_base* base, const Target& target, HelloPool& hellos,
+                          const Options& options) {
+    context.base = base;
+    context.server_key = target.server_key;
+    context.hellos = &hellos;
+    context.heartbeat = std::chrono::milliseconds(std::int64_t(options.heartbeat * 1000));
+    return set_addresses(context, target.host, target.port, target.media_port, "--host");
+}
+
 }  // namespace dtbench

@@ -9,6 +9,7 @@
 #include "child_process.hpp"
 #include "key_material.hpp"
 #include "options.hpp"
+#include "phone.hpp"
 #include "server_child.hpp"
 
 #include <dtcall/crypto.hpp>
@@ -43,5 +44,10 @@ struct Target {
 // per user); login cycles may reuse users.
 dtcall::Result<std::unique_ptr<Target>> open_target(const Options& options, std::size_t users_needed,
                                                     bool distinct_users, std::optional<int> server_cpu);
+
+// Points the phones' shared context at `target`: its addresses and key, the
+// loop and hello pool they use, and the heartbeat interval from the options.
+dtcall::Status aim_phones(PhoneContext& context, event_base* base, const Target& target, HelloPool& hellos,
+                          const Options& options);
 
 }  // namespace dtbench
