@@ -1,6 +1,8 @@
 // Crypto helpers against the independent vectors in ../shared/vectors.
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <dtcall/crypto.hpp>
 
 #include "vectors.hpp"
@@ -13,6 +15,9 @@ using namespace dtcall;
 using namespace test_support;
 
 namespace {
+
+using test_support::TempDir;
+using test_support::write_file;
 
 const auto& V() {
     static const auto v = load_vectors();
@@ -32,15 +37,6 @@ Nonce nonce(const std::string& name) {
     std::memcpy(n.data(), b.data(), nonce_size);
     return n;
 }
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/dtcall-test-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { (void)!system(("rm -rf " + path).c_str()); }
-};
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // The users file (name > /path/to/key) and the in-memory directory.
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <dtcall/user_directory.hpp>
 
 #include <cstdio>
@@ -13,17 +15,8 @@ using namespace dtcall;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/dtcall-dir-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { (void)!system(("rm -rf " + path).c_str()); }
-    void write(const std::string& name, const std::string& text) const {
-        std::ofstream(path + "/" + name, std::ios::binary) << text;
-    }
-};
+using test_support::TempDir;
+using test_support::write_file;
 
 }  // namespace
 
@@ -62,10 +55,10 @@ TEST_CASE("users file: garbage never crashes the parser") {
 TEST_CASE("UsersFile loads keys, warns on a bad one, reloads without losing the table on error") {
     TempDir dir;
     KeyPair alice = KeyPair::generate(), bob = KeyPair::generate();
-    dir.write("alice_public.na", public_key_file_text(alice.public_key));
-    dir.write("bob_public.na", public_key_file_text(bob.public_key));
-    dir.write("broken_public.na", "SODIUM PUBLIC KEY\n123");
-    dir.write("users", "alice > " + dir.path + "/alice_public.na\n"
+    write_file(dir / "alice_public.na", public_key_file_text(alice.public_key));
+    write_file(dir / "bob_public.na", public_key_file_text(bob.public_key));
+    write_file(dir / "broken_public.na", "SODIUM PUBLIC KEY\n123");
+    write_file(dir / "users", "alice > " + dir.path + "/alice_public.na\n"
                        "bob > bob_public.na\n"
                        "broken > broken_public.na\n"
                        "ghost > /nonexistent/ghost_public.na\n");
@@ -81,7 +74,7 @@ TEST_CASE("UsersFile loads keys, warns on a bad one, reloads without losing the 
     CHECK(warnings[0].find("users:3: user broken skipped") != std::string::npos);
     CHECK(warnings[1].find("users:4: user ghost skipped") != std::string::npos);
 
-    dir.write("users", "alice > alice_public.na\n");
+    write_file(dir / "users", "alice > alice_public.na\n");
     warnings.clear();
     REQUIRE(users.reload(warnings));
     CHECK(users.size() == 1);
@@ -97,8 +90,8 @@ TEST_CASE("UsersFile loads keys, warns on a bad one, reloads without losing the 
 TEST_CASE("UsersFile refuses what is not a small regular file, and keeps its table") {
     TempDir dir;
     KeyPair alice = KeyPair::generate();
-    dir.write("alice_public.na", public_key_file_text(alice.public_key));
-    dir.write("users", "alice > alice_public.na\n");
+    write_file(dir / "alice_public.na", public_key_file_text(alice.public_key));
+    write_file(dir / "users", "alice > alice_public.na\n");
     UsersFile users(dir.path + "/users");
     std::vector<std::string> warnings;
     REQUIRE(users.reload(warnings));

@@ -8,6 +8,8 @@
 
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -18,6 +20,9 @@ using dtcalld::parse_conf;
 using namespace std::chrono_literals;
 
 namespace {
+
+using test_support::TempDir;
+using test_support::write_file;
 
 const std::string keys_lines = "public_sodium = pub.na\nprivate_sodium = priv.na\n";
 
@@ -190,26 +195,6 @@ TEST_CASE("the parser survives hostile text") {
 // ---- the settings directory -------------------------------------------------
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        const char* tmp = std::getenv("TMPDIR");
-        std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/dtcalld-conf-XXXXXX";
-        path = mkdtemp(pattern.data()) ? pattern : std::string();
-        REQUIRE_FALSE(path.empty());
-    }
-    ~TempDir() {
-        std::string command = "rm -rf '" + path + "'";
-        (void)std::system(command.c_str());
-    }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
-
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-}
 
 void make_server_keys(const TempDir& dir) {
     REQUIRE(dtcall::crypto_init());

@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <cstdlib>
@@ -24,19 +26,7 @@ namespace {
 // 2026-11-24 05:00:00 UTC
 const dtcalld::TimePoint t0 = std::chrono::system_clock::from_time_t(1795496400);
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        const char* tmp = std::getenv("TMPDIR");
-        std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/dtcalld-log-XXXXXX";
-        path = mkdtemp(pattern.data()) ? pattern : std::string();
-        REQUIRE_FALSE(path.empty());
-    }
-    ~TempDir() {
-        std::string command = "rm -rf '" + path + "'";
-        (void)std::system(command.c_str());
-    }
-};
+using test_support::TempDir;
 
 std::set<std::string> files_in(const std::string& dir) {
     std::set<std::string> names;

@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <event2/event.h>
 
 #include <arpa/inet.h>
@@ -37,33 +39,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using test_support::TempDir;
+using test_support::write_file;
+
 constexpr auto patience = 5s;
 
 std::string env_or_fail(const char* name) {
     const char* value = std::getenv(name);
     REQUIRE_MESSAGE(value != nullptr, name << " is not set (run through meson test)");
     return value;
-}
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        const char* tmp = std::getenv("TMPDIR");
-        std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/dtcalld-proc-XXXXXX";
-        path = mkdtemp(pattern.data()) ? pattern : std::string();
-        REQUIRE_FALSE(path.empty());
-    }
-    ~TempDir() {
-        std::string command = "rm -rf '" + path + "'";
-        (void)std::system(command.c_str());
-    }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
-
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    REQUIRE(out.good());
 }
 
 std::string read_file(const std::string& path) {
