@@ -7,6 +7,7 @@
 
 #include "vectors.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -170,6 +171,25 @@ TEST_CASE("login1resp challenge blob matches the vector") {
     auto challenge = open_box_frame(secret("alice_secret"), pub("server_public"), back->data(), back->size());
     REQUIRE(challenge);
     CHECK(*challenge == V().at("challenge_text"));
+}
+
+TEST_CASE("a precomputed shared key seals the same challenge blob, byte for byte") {
+    auto shared = SharedKey::derive(secret("server_secret"), pub("alice_public"));
+    REQUIRE(shared);
+    CHECK(seal_box_frame(*shared, V().at("challenge_text"), nonce("n4")) == hex(V().at("challenge_frame")));
+    // Both ends derive the same key: alice's side opens what the server's sealed.
+    auto reverse = SharedKey::derive(secret("alice_secret"), pub("server_public"));
+    REQUIRE(reverse);
+    CHECK(std::equal(shared->data(), shared->data() + key_size, reverse->data()));
+    Bytes frame = seal_box_frame(*shared, "hello");
+    auto opened = open_box_frame(secret("alice_secret"), pub("server_public"), frame.data(), frame.size());
+    REQUIRE(opened);
+    CHECK(*opened == "hello");
+}
+
+TEST_CASE("no shared key with a low-order public key") {
+    PublicKey zero;  // all-zero: X25519 gives the identity, which libsodium refuses
+    CHECK_FALSE(SharedKey::derive(KeyPair::generate().secret_key, zero));
 }
 
 TEST_CASE("frames that are forged, short or inconsistent do not open") {

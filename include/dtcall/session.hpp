@@ -37,6 +37,9 @@ public:
         virtual ~Host() = default;
         virtual const Config& config() const = 0;
         virtual std::optional<PublicKey> find_user(const std::string& user) const = 0;
+        // The crypto_box key between the server's secret key and `user_key`
+        // (precomputed, see SharedKeyCache), or nullptr when the key is unusable.
+        virtual const SharedKey* user_box_key(const PublicKey& user_key) = 0;
         // login2 succeeded on `session` (its user() is set): close the user's
         // previous connection and tell the router.
         virtual void session_logged_in(Session& session, bool keepudp) = 0;

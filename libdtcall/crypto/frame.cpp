@@ -60,6 +60,19 @@ Bytes seal_box_frame(const SecretKey& sender, const PublicKey& recipient, std::s
     return frame;
 }
 
+Bytes seal_box_frame(const SharedKey& key, std::string_view plaintext) {
+    return seal_box_frame(key, plaintext, random_nonce());
+}
+
+Bytes seal_box_frame(const SharedKey& key, std::string_view plaintext, const Nonce& nonce) {
+    Bytes frame(frame_overhead + plaintext.size());
+    put_header(frame, nonce, plaintext.size());
+    crypto_box_easy_afternm(frame.data() + frame_header_size,
+                            reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
+                            nonce.data(), key.data());
+    return frame;
+}
+
 std::optional<std::string> open_secret_frame(const std::uint8_t* key, const std::uint8_t* frame,
                                              std::size_t size) {
     if (!frame_shape_ok(frame, size)) return std::nullopt;

@@ -29,4 +29,16 @@ KeyPair KeyPair::from_secret(const SecretKey& secret) {
     return pair;
 }
 
+std::optional<SharedKey> SharedKey::derive(const SecretKey& ours, const PublicKey& theirs) {
+    SharedKey key;
+    if (crypto_box_beforenm(key.bytes_.data(), theirs.bytes.data(), ours.data()) != 0) return std::nullopt;
+    return key;
+}
+SharedKey::SharedKey(const SharedKey& o) : bytes_(o.bytes_) {}
+SharedKey& SharedKey::operator=(const SharedKey& o) {
+    bytes_ = o.bytes_;
+    return *this;
+}
+SharedKey::~SharedKey() { sodium_memzero(bytes_.data(), bytes_.size()); }
+
 }  // namespace dtcall

@@ -6,6 +6,7 @@
 #include <dtcall/session.hpp>
 
 #include "bound_socket.hpp"
+#include "../crypto/shared_key_cache.hpp"
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -242,6 +243,9 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     // ---- Session::Host ----
     const Config& config() const override { return cfg; }
     std::optional<PublicKey> find_user(const std::string& user) const override { return users.find(user); }
+    const SharedKey* user_box_key(const PublicKey& user_key) override {
+        return user_box_keys_.get(cfg.server_keys.secret_key, user_key);
+    }
 
     void session_logged_in(Session& session, bool keepudp) override {
         const std::string& user = session.user();
@@ -448,6 +452,7 @@ private:
     unsigned char session_key_hash_key_[crypto_shorthash_KEYBYTES];
     std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
     std::vector<std::unique_ptr<Session>> graveyard_;
+    SharedKeyCache user_box_keys_;
     std::unordered_map<std::string, Session*> online_;
     std::unordered_map<std::uint64_t, Session*> by_key_;
     std::unordered_map<std::string, std::size_t> unauthenticated_by_ip_;
@@ -474,6 +479,7 @@ void Server::stop() { impl_->stop_politely(); }
 Status Server::reload_users() {
     std::vector<std::string> warnings;
     Status status = impl_->users.reload(warnings);
+    if (status) impl_->user_box_keys_.clear();
     for (const std::string& w : warnings) impl_->log(LogLevel::warning, w);
     if (status) impl_->log(LogLevel::info, "users reloaded");
     else impl_->log(LogLevel::error, "users not reloaded: " + status.error());

@@ -193,10 +193,17 @@ void Session::handle_login1(const wire::Command& command) {
         close("unknown user");
         return;
     }
+    const SharedKey* box_key = host_.user_box_key(*key);
+    if (!box_key) {
+        host_.log(LogLevel::warning, "user " + user + " has a public key X25519 refuses; refusing the login");
+        send({"invalid"});
+        close("unusable user key");
+        return;
+    }
     wipe(challenge_);
     challenge_ = random_token(200);
     pending_user_ = user;
-    Bytes sealed = seal_box_frame(host_.config().server_keys.secret_key, *key, challenge_);
+    Bytes sealed = seal_box_frame(*box_key, challenge_);
     std::string blob = stringify(sealed);
     send({"login1resp", blob});
 }

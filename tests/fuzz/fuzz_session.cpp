@@ -24,6 +24,11 @@ struct FakeHost : dtcall::Session::Host {
         if (user == "alice") return alice.public_key;
         return std::nullopt;
     }
+    const dtcall::SharedKey* user_box_key(const dtcall::PublicKey& key) override {
+        box_key = dtcall::SharedKey::derive(cfg.server_keys.secret_key, key);
+        return box_key ? &*box_key : nullptr;
+    }
+    std::optional<dtcall::SharedKey> box_key;
     void session_logged_in(dtcall::Session&, bool) override {}
     bool session_command(dtcall::Session& s, dtcall::wire::Verb, const dtcall::wire::Command&) override {
         if (!answer) s.send({"end", "bob"});
