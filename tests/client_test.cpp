@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -115,7 +116,7 @@ struct World {
 
 // A Client and everything it has been told, as "event:argument" strings.
 struct Phone {
-    Phone(event_base* base, dtcall::ClientConfig config) {
+    Phone(event_base* base, dtcall::ClientConfig config) : name(config.user) {
         dtcall::ClientEvents e;
         e.logged_in = [this] { note("logged_in"); };
         e.login_failed = [this] { note("login_failed"); };
@@ -157,6 +158,7 @@ struct Phone {
     }
     dtcall::Client* operator->() { return client.get(); }
 
+    std::string name;  // the user it logs in as
     std::unique_ptr<dtcall::Client> client;
     std::vector<std::string> events;
     std::vector<std::uint32_t> sequences;
@@ -170,18 +172,27 @@ void log_in(event_base* base, Phone& phone, bool keepudp = false) {
     REQUIRE(run_until(base, [&] { return phone.count("logged_in") > before; }));
 }
 
-// alice calls bob and bob accepts; returns when both have `started`.
-void set_up_call(event_base* base, Phone& caller, const std::string& caller_name, Phone& callee,
-                 const std::string& callee_name) {
-    caller->call(callee_name);
-    REQUIRE(run_until(base, [&] { return callee.saw("incoming:" + caller_name); }));
-    CHECK(caller.saw("available:" + callee_name));
-    callee->accept(caller_name);
+// Logs each phone in, one after the other.
+void log_in_all(event_base* base, std::initializer_list<Phone*> phones) {
+    for (Phone* p : phones) log_in(base, *p);
+}
+
+// The caller calls the callee; returns when the callee hears it ring.
+void ring(event_base* base, Phone& caller, Phone& callee) {
+    caller->call(callee.name);
+    REQUIRE(run_until(base, [&] { return callee.saw("incoming:" + caller.name); }));
+}
+
+// The caller rings the callee, who accepts; returns when both have `started`.
+void set_up_call(event_base* base, Phone& caller, Phone& callee) {
+    ring(base, caller, callee);
+    CHECK(caller.saw("available:" + callee.name));
+    callee->accept(caller.name);
     REQUIRE(run_until(base, [&] {
-        return caller.saw("started:" + callee_name) && callee.saw("started:" + caller_name);
+        return caller.saw("started:" + callee.name) && callee.saw("started:" + caller.name);
     }));
-    CHECK(caller.saw("media_registered:" + callee_name));
-    CHECK(callee.saw("media_registered:" + caller_name));
+    CHECK(caller.saw("media_registered:" + callee.name));
+    CHECK(callee.saw("media_registered:" + caller.name));
 }
 
 // Sends `n` numbered payloads each way and waits for all of them.
@@ -276,10 +287,9 @@ TEST_CASE("a full call carries media both ways with sequence numbers intact") {
     World w(b.base);
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
+    log_in_all(b.base, {&alice, &bob});
 
-    set_up_call(b.base, alice, "alice", bob, "bob");
+    set_up_call(b.base, alice, bob);
     CHECK(alice.peer_key == w.keys["bob"].public_key);
     CHECK(bob.peer_key == w.keys["alice"].public_key);
     CHECK(alice->peer() == "bob");
@@ -308,9 +318,8 @@ TEST_CASE("a call at the server's default pacing (what the real clients get)") {
     World w(b.base, {"alice", "bob"}, "127.0.0.1", false);
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    set_up_call(b.base, alice, "alice", bob, "bob");
+    log_in_all(b.base, {&alice, &bob});
+    set_up_call(b.base, alice, bob);
     exchange_media(b.base, alice, bob, 25);
     // The caller's frames are sequence-numbered from 1 for each call.
     CHECK(bob.sequences.front() == 1);
@@ -324,10 +333,8 @@ TEST_CASE("the callee declines a ringing call") {
     World w(b.base);
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    alice->call("bob");
-    REQUIRE(run_until(b.base, [&] { return bob.saw("incoming:alice"); }));
+    log_in_all(b.base, {&alice, &bob});
+    ring(b.base, alice, bob);
     bob->end("alice");
     REQUIRE(run_until(b.base, [&] { return alice.saw("ended:bob"); }));
     CHECK_FALSE(alice.saw_prefix("prepare:"));
@@ -340,10 +347,8 @@ TEST_CASE("the caller cancels before the callee answers") {
     World w(b.base);
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    alice->call("bob");
-    REQUIRE(run_until(b.base, [&] { return bob.saw("incoming:alice"); }));
+    log_in_all(b.base, {&alice, &bob});
+    ring(b.base, alice, bob);
     alice->end("bob");
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
     CHECK(bob->peer().empty());
@@ -358,20 +363,17 @@ TEST_CASE("calling a busy, offline or unknown user ends at once") {
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob")),
         carol(b.base, w.client_config("carol"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    log_in(b.base, carol);
+    log_in_all(b.base, {&alice, &bob, &carol});
 
     SUBCASE("busy in a call") {
-        set_up_call(b.base, alice, "alice", bob, "bob");
+        set_up_call(b.base, alice, bob);
         carol->call("bob");
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
         CHECK_FALSE(bob.saw("incoming:carol"));
         exchange_media(b.base, alice, bob, 3);  // the running call is untouched
     }
     SUBCASE("busy ringing") {
-        alice->call("bob");
-        REQUIRE(run_until(b.base, [&] { return bob.saw("incoming:alice"); }));
+        ring(b.base, alice, bob);
         carol->call("bob");
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
     }
@@ -408,9 +410,8 @@ TEST_CASE("a reconnect with keepudp during a call keeps the call and its media")
     World w(b.base);
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    set_up_call(b.base, alice, "alice", bob, "bob");
+    log_in_all(b.base, {&alice, &bob});
+    set_up_call(b.base, alice, bob);
     exchange_media(b.base, alice, bob, 5);
 
     SUBCASE("reconnect over a live connection") { log_in(b.base, alice, true); }
@@ -433,9 +434,8 @@ TEST_CASE("a login without keepudp ends the call for the peer") {
     World w(b.base);
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    set_up_call(b.base, alice, "alice", bob, "bob");
+    log_in_all(b.base, {&alice, &bob});
+    set_up_call(b.base, alice, bob);
     log_in(b.base, alice, false);
     CHECK(alice->peer().empty());
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
@@ -448,7 +448,7 @@ TEST_CASE("two Servers in one process carry a call each at the same time") {
     REQUIRE(w2.started.ok());
     Phone a1(b.base, w1.client_config("alice")), b1(b.base, w1.client_config("bob"));
     Phone a2(b.base, w2.client_config("alice")), b2(b.base, w2.client_config("bob"));
-    for (Phone* p : {&a1, &b1, &a2, &b2}) log_in(b.base, *p);
+    log_in_all(b.base, {&a1, &b1, &a2, &b2});
     a1->call("bob");
     a2->call("bob");
     REQUIRE(run_until(b.base, [&] { return b1.saw("incoming:alice") && b2.saw("incoming:alice"); }));
@@ -486,9 +486,8 @@ TEST_CASE("a call over IPv6 loopback") {
         return;
     }
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
-    log_in(b.base, alice);
-    log_in(b.base, bob);
-    set_up_call(b.base, alice, "alice", bob, "bob");
+    log_in_all(b.base, {&alice, &bob});
+    set_up_call(b.base, alice, bob);
     exchange_media(b.base, alice, bob, 5);
 }
 
