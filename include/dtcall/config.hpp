@@ -52,6 +52,11 @@ struct Config {
     std::size_t max_connections = 19000;
     // Largest UDP datagram read and relayed.
     std::size_t max_datagram = 65536;
+    // Threads that relay media besides the event-loop thread, each with its
+    // own SO_REUSEPORT socket per listen address (the kernel spreads peers
+    // over them by address). 0: the event-loop thread relays everything.
+    // Registrations are always handled by the event-loop thread.
+    unsigned media_threads = 0;
 
     // Connections from one IP address that have not logged in yet.
     std::size_t max_unauthenticated_per_ip = 64;

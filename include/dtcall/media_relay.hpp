@@ -6,7 +6,9 @@
 //
 // Per relayed packet: one lookup of a binary address key in a flat hash
 // table, no allocation, no string; datagrams are read with recvmmsg and sent
-// with sendmmsg in batches.
+// with sendmmsg in batches. With Config::media_threads > 0, that many
+// threads relay too, each from its own SO_REUSEPORT sockets, reading a
+// snapshot of the routes this class publishes from the event-loop thread.
 #pragma once
 
 #include <dtcall/address.hpp>
@@ -19,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <sys/socket.h>
 
@@ -55,6 +58,7 @@ public:
 
     struct Stats {
         std::uint64_t relayed_packets = 0;
+        std::uint64_t relayed_by_threads = 0;  // of relayed_packets (Config::media_threads)
         std::uint64_t relayed_bytes = 0;
         std::uint64_t dropped_packets = 0;
         std::uint64_t registrations = 0;
@@ -72,30 +76,43 @@ public:
     std::uint16_t port() const { return port_; }
     // Forget the user's media address (call over, logged out).
     void release(const std::string& user);
+    // Call after anything that may change Host::relay_peer()'s answers (a
+    // `ready`): relay threads then get a fresh table, once per loop iteration.
+    void routes_changed();
     // One datagram as if it had arrived from `from` (tests and fuzzers; the
     // socket path batches with recvmmsg/sendmmsg instead).
     void handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
-    const Stats& stats() const { return stats_; }
+    const Stats& stats() const;  // the relay threads' counts included
     std::size_t registered() const;
 
     struct State;
 
 private:
     static void on_readable(int, short, void*);
+    static void on_publish(int, short, void*);
+    static void on_handoff(int, short, void*);
+    Status start_threads(std::vector<std::vector<int>> thread_sockets);
+    void publish();
     void read_batch(int fd);
+    // A datagram that is not relayed by a batch: forward it or treat it as a
+    // registration attempt. `socket_index`: the listen address it came in on.
+    void dispatch(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                  unsigned socket_index);
     // Index of the route media from `from` goes to; ~0u when there is none
     // (the datagram is then a registration attempt).
     std::uint32_t forward_target(const sockaddr* from);
-    // `fd`: the socket it came in on (answers and later media leave from it).
+    // `socket_index`: the listen address it came in on (answers and later media leave from there).
     void registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
-                              int fd);
-    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len, int fd);
+                              unsigned socket_index);
+    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                      unsigned socket_index);
 
     event_base* base_;
     const Config& config_;
     Host& host_;
     std::uint16_t port_ = 0;
     Stats stats_;
+    mutable Stats reported_;
     std::unique_ptr<State> state_;
 };
 

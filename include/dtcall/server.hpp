@@ -44,6 +44,7 @@ struct ServerStats {
     std::size_t logged_in = 0;
     std::size_t calls = 0;
     std::uint64_t media_packets_relayed = 0;
+    std::uint64_t media_packets_relayed_by_threads = 0;  // of those (Config::media_threads)
     std::uint64_t media_bytes_relayed = 0;
     std::uint64_t media_packets_dropped = 0;
     std::uint64_t registrations_acked = 0;

@@ -4,6 +4,9 @@
 #include <dtcall/wire.hpp>
 
 #include "address_table.hpp"
+#include "datagram_batch.hpp"
+#include "forward_table.hpp"
+#include "relay_thread.hpp"
 #include "server/bound_socket.hpp"
 #include "source_limiter.hpp"
 
@@ -13,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
@@ -24,12 +28,10 @@ namespace {
 // bytes sealed; anything far off that cannot be one.
 constexpr std::size_t min_registration = seal_overhead + 3;
 constexpr std::size_t max_registration = seal_overhead + 128;
+static_assert(max_registration <= Handoff::max_size, "relay threads must hand every registration over");
 constexpr std::uint32_t no_route = AddressTable::none;
-// Datagrams per recvmmsg, and recvmmsg calls per readiness event before
-// yielding to the rest of the loop.
-constexpr unsigned batch_size = 32;
+// recvmmsg calls per readiness event before yielding to the rest of the loop.
 constexpr int batches_per_wakeup = 8;
-constexpr std::size_t slot_size = 65536;  // whole datagrams, up to 64 KiB
 
 }  // namespace
 
@@ -40,7 +42,7 @@ struct MediaRelay::State {
         AddressKey key;
         sockaddr_storage address;
         socklen_t length;
-        int fd;  // the socket it registered on: its media is sent from there
+        unsigned socket_index;  // the listen address it registered on: its media is sent from there
         bool used;
         // Cached answer of "where does media from here go", valid while both
         // generations are unchanged.
@@ -58,15 +60,7 @@ struct MediaRelay::State {
 
     explicit State(double unregistered_per_second) : unregistered(unregistered_per_second) {}
 
-    // recvmmsg/sendmmsg buffers. 2 MiB of address space, but only the pages
-    // that datagrams touch become resident.
-    std::unique_ptr<std::uint8_t[]> buffers{new std::uint8_t[batch_size * slot_size]};
-    mmsghdr in[batch_size];
-    iovec in_iov[batch_size];
-    sockaddr_storage in_from[batch_size];
-    mmsghdr out[batch_size];
-    iovec out_iov[batch_size];
-    int out_fd[batch_size];
+    DatagramBatch batch;
 
     // One UDP socket per listen address.
     struct Socket {
@@ -75,6 +69,16 @@ struct MediaRelay::State {
         event* ev;
     };
     std::vector<std::unique_ptr<Socket>> sockets;
+
+    // Relay threads (Config::media_threads) and what they read. Declared in
+    // this order so the threads stop before the table they read goes away.
+    ForwardTablePublication publication;
+    bool publish_pending = false;
+    event* publish_ev = nullptr;
+    int handoff_fd = -1;  // eventfd: a thread queued datagrams for this thread
+    event* handoff_ev = nullptr;
+    std::vector<Handoff> handed_off;
+    std::vector<std::unique_ptr<RelayThread>> threads;
 
     void drop(std::uint32_t index) {
         Route& r = routes[index];
@@ -86,7 +90,8 @@ struct MediaRelay::State {
         ++table_generation;
     }
 
-    std::uint32_t add(const std::string& user, const AddressKey& key, const sockaddr* from, int from_len, int fd) {
+    std::uint32_t add(const std::string& user, const AddressKey& key, const sockaddr* from, int from_len,
+                      unsigned socket_index) {
         std::uint32_t index;
         if (!free_routes.empty()) {
             index = free_routes.back();
@@ -101,7 +106,7 @@ struct MediaRelay::State {
         std::memset(&r.address, 0, sizeof r.address);
         std::memcpy(&r.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof r.address));
         r.length = socklen_t(from_len);
-        r.fd = fd;
+        r.socket_index = socket_index;
         r.used = true;
         r.router_generation = r.table_generation = 0;
         r.target = no_route;
@@ -123,38 +128,135 @@ std::size_t MediaRelay::registered() const { return state_->by_user.size(); }
 Status MediaRelay::open() {
     auto plan = plan_listen_addresses(config_.listen_addresses);
     if (!plan) return Error{plan.error()};
+    bool threaded = config_.media_threads > 0;
     std::uint16_t port = config_.media_port;
-    for (const ListenAddress& address : *plan) {
-        auto fd = open_bound_socket(address, port, SOCK_DGRAM, 0, "media");
-        if (!fd) {
-            close();
-            return Error{fd.error()};
-        }
+    auto open_socket = [&](const ListenAddress& address) -> Result<int> {
+        auto fd = open_bound_socket(address, port, SOCK_DGRAM, 0, "media", threaded);
+        if (!fd) return fd;
         if (port == 0) port = bound_port(*fd);  // the same port on every address
         // Voice comes in bursts; a roomy buffer keeps them (best effort: the
         // kernel caps it at net.core.rmem_max).
         int buffer_size = 8 * 1024 * 1024;
         setsockopt(*fd, SOL_SOCKET, SO_RCVBUF, &buffer_size, sizeof buffer_size);
+        return fd;
+    };
+    for (const ListenAddress& address : *plan) {
+        auto fd = open_socket(address);
+        if (!fd) {
+            close();
+            return Error{fd.error()};
+        }
         auto socket = std::make_unique<State::Socket>(State::Socket{this, *fd, nullptr});
         socket->ev = event_new(base_, *fd, EV_READ | EV_PERSIST, &MediaRelay::on_readable, socket.get());
         event_add(socket->ev, nullptr);
         state_->sockets.push_back(std::move(socket));
     }
     port_ = port;
+    if (!threaded) return Done{};
+    // Each thread's sockets join the same SO_REUSEPORT groups, one per listen address.
+    std::vector<std::vector<int>> thread_sockets;
+    for (unsigned t = 0; t < config_.media_threads; ++t) {
+        thread_sockets.emplace_back();
+        for (const ListenAddress& address : *plan) {
+            auto fd = open_socket(address);
+            if (!fd) {
+                for (auto& fds : thread_sockets)
+                    for (int open_fd : fds) ::close(open_fd);
+                close();
+                return Error{fd.error()};
+            }
+            thread_sockets.back().push_back(*fd);
+        }
+    }
+    Status started = start_threads(std::move(thread_sockets));
+    if (!started) close();
+    return started;
+}
+
+Status MediaRelay::start_threads(std::vector<std::vector<int>> thread_sockets) {
+    State& s = *state_;
+    s.handoff_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s.handoff_fd < 0) {
+        for (auto& fds : thread_sockets)
+            for (int fd : fds) ::close(fd);
+        return Error{std::string("media: cannot create an eventfd: ") + std::strerror(errno)};
+    }
+    s.handoff_ev = event_new(base_, s.handoff_fd, EV_READ | EV_PERSIST, &MediaRelay::on_handoff, this);
+    s.publish_ev = event_new(base_, -1, 0, &MediaRelay::on_publish, this);
+    event_add(s.handoff_ev, nullptr);
+    publish();  // the threads start with an empty table, never none
+    for (auto& fds : thread_sockets) {
+        // The thread owns its sockets from here, started or not.
+        auto thread = std::make_unique<RelayThread>(std::move(fds), s.publication, config_.max_datagram,
+                                                    s.handoff_fd);
+        bool started = thread->start();
+        s.threads.push_back(std::move(thread));
+        if (!started) return Error{"media: cannot start relay thread " + std::to_string(s.threads.size())};
+    }
     return Done{};
 }
 
 void MediaRelay::close() {
-    for (auto& socket : state_->sockets) {
+    State& s = *state_;
+    s.threads.clear();  // joins them
+    for (event* ev : {s.handoff_ev, s.publish_ev})
+        if (ev) event_free(ev);
+    s.handoff_ev = s.publish_ev = nullptr;
+    if (s.handoff_fd >= 0) ::close(s.handoff_fd);
+    s.handoff_fd = -1;
+    s.publish_pending = false;
+    for (auto& socket : s.sockets) {
         event_free(socket->ev);
         ::close(socket->fd);
     }
-    state_->sockets.clear();
+    s.sockets.clear();
 }
 
 void MediaRelay::release(const std::string& user) {
     auto it = state_->by_user.find(user);
-    if (it != state_->by_user.end()) state_->drop(it->second);
+    if (it == state_->by_user.end()) return;
+    state_->drop(it->second);
+    routes_changed();
+}
+
+void MediaRelay::routes_changed() {
+    State& s = *state_;
+    if (s.threads.empty() || s.publish_pending) return;
+    // Rebuilt once per loop iteration however many calls changed in it.
+    s.publish_pending = true;
+    event_active(s.publish_ev, EV_TIMEOUT, 0);
+}
+
+void MediaRelay::on_publish(int, short, void* self) { static_cast<MediaRelay*>(self)->publish(); }
+
+void MediaRelay::publish() {
+    State& s = *state_;
+    s.publish_pending = false;
+    auto table = std::make_shared<ForwardTable>();
+    for (const State::Route& route : s.routes) {
+        if (!route.used) continue;
+        const std::string* peer = host_.relay_peer(route.user);
+        if (!peer) continue;
+        auto target = s.by_user.find(*peer);
+        if (target == s.by_user.end()) continue;
+        const State::Route& to = s.routes[target->second];
+        table->by_source.insert(route.key, std::uint32_t(table->targets.size()));
+        table->targets.push_back({to.address, to.length, to.socket_index});
+    }
+    s.publication.publish(std::move(table));
+}
+
+void MediaRelay::on_handoff(int fd, short, void* self) {
+    std::uint64_t count;
+    [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
+    auto* relay = static_cast<MediaRelay*>(self);
+    State& s = *relay->state_;
+    for (auto& thread : s.threads) {
+        thread->handoffs().take(s.handed_off);
+        for (const Handoff& h : s.handed_off)
+            relay->dispatch(h.data, h.size, reinterpret_cast<const sockaddr*>(&h.from), int(h.from_length),
+                            h.socket_index);
+    }
 }
 
 std::uint32_t MediaRelay::forward_target(const sockaddr* from) {
@@ -183,79 +285,69 @@ void MediaRelay::on_readable(int fd, short, void* arg) {
 
 void MediaRelay::read_batch(int fd) {
     State& s = *state_;
+    unsigned socket_index = 0;
+    while (s.sockets[socket_index]->fd != fd) ++socket_index;
+    DatagramBatch& batch = s.batch;
     for (int round = 0; round < batches_per_wakeup; ++round) {
-        for (unsigned i = 0; i < batch_size; ++i) {
-            s.in_iov[i] = {s.buffers.get() + i * slot_size, slot_size};
-            s.in[i].msg_hdr = {};
-            s.in[i].msg_hdr.msg_name = &s.in_from[i];
-            s.in[i].msg_hdr.msg_namelen = sizeof s.in_from[i];
-            s.in[i].msg_hdr.msg_iov = &s.in_iov[i];
-            s.in[i].msg_hdr.msg_iovlen = 1;
-        }
-        int received = ::recvmmsg(fd, s.in, batch_size, MSG_DONTWAIT, nullptr);
-        if (received <= 0) return;  // EAGAIN, or a transient error: the next event retries
-        unsigned outgoing = 0;
-        for (int i = 0; i < received; ++i) {
-            std::uint8_t* data = s.buffers.get() + std::size_t(i) * slot_size;
-            std::size_t size = s.in[i].msg_len;
-            auto* from = reinterpret_cast<const sockaddr*>(&s.in_from[i]);
-            if (size == 0 || size > config_.max_datagram || (s.in[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+        unsigned received = batch.receive(fd);
+        for (unsigned i = 0; i < received; ++i) {
+            std::size_t size = batch.length(i);
+            if (size == 0 || size > config_.max_datagram || batch.truncated(i)) {
                 ++stats_.dropped_packets;
                 continue;
             }
-            std::uint32_t target = forward_target(from);
+            std::uint32_t target = forward_target(batch.from(i));
             if (target == no_route) {
-                registration_attempt(data, size, from, int(s.in[i].msg_hdr.msg_namelen), fd);
+                registration_attempt(batch.data(i), size, batch.from(i), batch.from_length(i), socket_index);
                 continue;
             }
-            State::Route& to = s.routes[target];
-            s.out_iov[outgoing] = {data, size};
-            s.out[outgoing].msg_hdr = {};
-            s.out[outgoing].msg_hdr.msg_name = &to.address;
-            s.out[outgoing].msg_hdr.msg_namelen = to.length;
-            s.out[outgoing].msg_hdr.msg_iov = &s.out_iov[outgoing];
-            s.out[outgoing].msg_hdr.msg_iovlen = 1;
-            s.out_fd[outgoing] = to.fd;
-            ++outgoing;
+            const State::Route& to = s.routes[target];
+            batch.forward(i, to.address, to.length, s.sockets[to.socket_index]->fd);
             ++stats_.relayed_packets;
             stats_.relayed_bytes += size;
         }
-        // One sendmmsg per run of datagrams leaving through the same socket
-        // (one run unless IPv4 and IPv6 sockets are both in play).
-        for (unsigned run = 0; run < outgoing;) {
-            unsigned end = run + 1;
-            while (end < outgoing && s.out_fd[end] == s.out_fd[run]) ++end;
-            for (unsigned sent = run; sent < end;) {
-                int n = ::sendmmsg(s.out_fd[run], s.out + sent, end - sent, MSG_DONTWAIT);
-                if (n <= 0) {
-                    // The kernel refused the rest (buffer full): UDP may lose them.
-                    stats_.dropped_packets += end - sent;
-                    break;
-                }
-                sent += unsigned(n);
-            }
-            run = end;
-        }
-        if (unsigned(received) < batch_size) return;
+        unsigned refused = batch.flush();
+        stats_.relayed_packets -= refused;
+        stats_.dropped_packets += refused;
+        if (received < DatagramBatch::size) return;
     }
 }
 
 void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                  int from_len) {
-    int fd = state_->sockets.empty() ? -1 : state_->sockets.front()->fd;
     if (size == 0 || size > config_.max_datagram) {
         ++stats_.dropped_packets;
         return;
     }
+    dispatch(data, size, from, from_len, 0);
+}
+
+void MediaRelay::dispatch(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                          unsigned socket_index) {
     std::uint32_t target = forward_target(from);
     if (target == no_route) {
-        registration_attempt(data, size, from, from_len, fd);
+        registration_attempt(data, size, from, from_len, socket_index);
         return;
     }
     const State::Route& to = state_->routes[target];
-    ::sendto(to.fd, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to.address), to.length);
+    if (to.socket_index < state_->sockets.size())
+        ::sendto(state_->sockets[to.socket_index]->fd, data, size, MSG_DONTWAIT,
+                 reinterpret_cast<const sockaddr*>(&to.address), to.length);
     ++stats_.relayed_packets;
     stats_.relayed_bytes += size;
+}
+
+const MediaRelay::Stats& MediaRelay::stats() const {
+    reported_ = stats_;
+    for (const auto& thread : state_->threads) {
+        const RelayThread::Counters& c = thread->counters();
+        std::uint64_t relayed = c.relayed_packets.load(std::memory_order_relaxed);
+        reported_.relayed_packets += relayed;
+        reported_.relayed_by_threads += relayed;
+        reported_.relayed_bytes += c.relayed_bytes.load(std::memory_order_relaxed);
+        reported_.dropped_packets += c.dropped_packets.load(std::memory_order_relaxed);
+    }
+    return reported_;
 }
 
 // PROTOCOL.md 9: from an unknown address or a user not yet in call, a
@@ -263,7 +355,7 @@ void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, con
 // without allocating or logging (counted only); opening one costs an X25519
 // operation, so each source gets only so many attempts per second.
 void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from,
-                                      int from_len, int fd) {
+                                      int from_len, unsigned socket_index) {
     AddressKey key;
     if (!make_address_key(from, key)) {
         ++stats_.dropped_packets;
@@ -274,12 +366,12 @@ void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size
         ++stats_.dropped_packets;
         return;
     }
-    if (size < min_registration || size > max_registration || !try_register(data, size, from, from_len, fd))
+    if (size < min_registration || size > max_registration || !try_register(data, size, from, from_len, socket_index))
         ++stats_.dropped_packets;
 }
 
 bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
-                              int fd) {
+                              unsigned socket_index) {
     auto plain = open_anonymous(config_.server_keys, data, size);
     if (!plain) return false;
     std::string text(plain->begin(), plain->end());
@@ -320,14 +412,17 @@ bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const 
         if (holder != no_route) state_->drop(holder);
         // NAT rebinding and reconnects: a new address replaces the old one.
         release(owner->user);
-        state_->add(owner->user, key, from, from_len, fd);
+        state_->add(owner->user, key, from, from_len, socket_index);
         if (!host_.media_registered(owner->user, format_address(from, from_len))) {
             release(owner->user);
             return false;
         }
+        routes_changed();
     }
     Bytes ack = seal_secret_frame(owner->tcp_key, std::to_string(static_cast<long long>(host_.now())));
-    ::sendto(fd, ack.data(), ack.size(), MSG_DONTWAIT, from, socklen_t(from_len));
+    if (socket_index < state_->sockets.size())
+        ::sendto(state_->sockets[socket_index]->fd, ack.data(), ack.size(), MSG_DONTWAIT, from,
+                 socklen_t(from_len));
     ++stats_.registrations;
     return true;
 }

@@ -72,7 +72,7 @@ Result<std::vector<ListenAddress>> plan_listen_addresses(const std::vector<std::
 }
 
 Result<int> open_bound_socket(const ListenAddress& where, std::uint16_t port, int type, int backlog,
-                              const char* what) {
+                              const char* what, bool reuse_port) {
     sockaddr_storage address = where.address;
     if (address.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&address)->sin_port = htons(port);
     else reinterpret_cast<sockaddr_in6*>(&address)->sin6_port = htons(port);
@@ -82,6 +82,11 @@ Result<int> open_bound_socket(const ListenAddress& where, std::uint16_t port, in
     if (fd < 0) return Error{name + ": cannot create a socket: " + std::strerror(errno)};
     int one = 1;
     if (type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        int err = errno;
+        ::close(fd);
+        return Error{name + ": cannot set SO_REUSEPORT: " + std::strerror(err)};
+    }
     if (address.ss_family == AF_INET6) {
         int v6_only = where.v6_only ? 1 : 0;
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6_only, sizeof v6_only);

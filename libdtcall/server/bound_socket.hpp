@@ -24,9 +24,11 @@ struct ListenAddress {
 Result<std::vector<ListenAddress>> plan_listen_addresses(const std::vector<std::string>& configured);
 
 // A bound socket (SOCK_STREAM listening with `backlog`, or SOCK_DGRAM),
-// non-blocking and close-on-exec. Errors name the address, port and reason.
+// non-blocking and close-on-exec. `reuse_port`: SO_REUSEPORT, so that
+// several sockets (relay threads) share the address. Errors name the
+// address, port and reason.
 Result<int> open_bound_socket(const ListenAddress& where, std::uint16_t port, int type, int backlog,
-                              const char* what);
+                              const char* what, bool reuse_port = false);
 
 std::uint16_t bound_port(int fd);
 

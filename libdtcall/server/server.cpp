@@ -275,7 +275,11 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
             if (!users.find(other) || !users.find(user)) return false;
             return router.accept(user, other);
         case wire::Verb::passthrough: return router.passthrough(user, other, command.fields[3]);
-        case wire::Verb::ready: return router.ready(user, other);
+        case wire::Verb::ready: {
+            bool ok = router.ready(user, other);
+            relay.routes_changed();  // media from `user` may flow now
+            return ok;
+        }
         case wire::Verb::end: return router.end(user, other);
         default: return false;
         }
@@ -498,6 +502,7 @@ ServerStats Server::stats() const {
     s.calls = impl_->router.calls();
     const auto& relay = impl_->relay.stats();
     s.media_packets_relayed = relay.relayed_packets;
+    s.media_packets_relayed_by_threads = relay.relayed_by_threads;
     s.media_bytes_relayed = relay.relayed_bytes;
     s.media_packets_dropped = relay.dropped_packets;
     s.registrations_acked = relay.registrations;

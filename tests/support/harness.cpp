@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdlib>
 #include <ctime>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -51,6 +52,8 @@ TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall
     config.server_keys = keys;
     config.frame_gap = 20ms;
     config.direct_hold = 2000ms;  // far above any `quiet` wait: no race on a slow CI
+    // The same end-to-end tests once more with relay threads (tests/meson.build).
+    if (const char* threads = std::getenv("DTCALL_TEST_MEDIA_THREADS")) config.media_threads = unsigned(std::atoi(threads));
     if (tweak) tweak(config);
     server = std::make_unique<dtcall::Server>(config, users, base);
     server->set_log([this](dtcall::LogLevel, const std::string& line) { log.push_back(line); });
@@ -272,19 +275,20 @@ std::optional<dtcall::Bytes> RawMedia::receive(Millis wait) {
     return std::nullopt;
 }
 
-CallPair::CallPair(TestServer& server) : alice(server), bob(server), alice_media(server), bob_media(server) {
-    if (alice.login("alice").empty() || bob.login("bob").empty()) return;
-    alice.command("call|bob|" + alice.sk);
-    if (alice.next_body() != "available|bob" || bob.next_body() != "incoming|alice") return;
-    bob.command("accept|alice|" + bob.sk);
+CallPair::CallPair(TestServer& server, const std::string& caller, const std::string& callee)
+    : alice(server), bob(server), alice_media(server), bob_media(server) {
+    if (alice.login(caller).empty() || bob.login(callee).empty()) return;
+    alice.command("call|" + callee + "|" + alice.sk);
+    if (alice.next_body() != "available|" + callee || bob.next_body() != "incoming|" + caller) return;
+    bob.command("accept|" + caller + "|" + bob.sk);
     if (alice.next_body().rfind("prepare|", 0) != 0 || bob.next_body().rfind("prepare|", 0) != 0) return;
     if (!bob_media.register_with(bob)) return;
-    alice.command("passthrough|bob|123456|" + alice.sk);
-    if (bob.next_body() != "direct|123456|alice") return;
+    alice.command("passthrough|" + callee + "|123456|" + alice.sk);
+    if (bob.next_body() != "direct|123456|" + caller) return;
     if (!alice_media.register_with(alice)) return;
-    alice.command("ready|bob|" + alice.sk);
-    bob.command("ready|alice|" + bob.sk);
-    if (alice.next_body() != "start|bob" || bob.next_body() != "start|alice") return;
+    alice.command("ready|" + callee + "|" + alice.sk);
+    bob.command("ready|" + caller + "|" + bob.sk);
+    if (alice.next_body() != "start|" + callee || bob.next_body() != "start|" + caller) return;
     established = true;
 }
 

@@ -109,10 +109,11 @@ private:
     dtcall::Bytes last_sent_;
 };
 
-// Two logged-in peers, alice calling bob, through to `start` on both, with
-// media registered. Used by tests that start from "in call".
+// Two logged-in peers, alice calling bob (or `caller` calling `callee`),
+// through to `start` on both, with media registered. Used by tests that
+// start from "in call".
 struct CallPair {
-    CallPair(TestServer& server);
+    explicit CallPair(TestServer& server, const std::string& caller = "alice", const std::string& callee = "bob");
     RawPeer alice, bob;
     RawMedia alice_media, bob_media;
     bool established = false;

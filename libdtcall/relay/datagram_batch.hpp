@@ -1,0 +1,84 @@
+// One recvmmsg's worth of datagrams in, one sendmmsg's worth out: the
+// buffers the relay's main loop and each relay thread own, one set each.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <sys/socket.h>
+
+namespace dtcall {
+
+class DatagramBatch {
+public:
+    static constexpr unsigned size = 32;
+    static constexpr std::size_t slot_size = 65536;  // whole datagrams, up to 64 KiB
+
+    // Fill the batch from `fd` (non-blocking); the count read, 0 when none.
+    unsigned receive(int fd) {
+        for (unsigned i = 0; i < size; ++i) {
+            in_iov_[i] = {buffers_.get() + i * slot_size, slot_size};
+            in_[i].msg_hdr = {};
+            in_[i].msg_hdr.msg_name = &from_[i];
+            in_[i].msg_hdr.msg_namelen = sizeof from_[i];
+            in_[i].msg_hdr.msg_iov = &in_iov_[i];
+            in_[i].msg_hdr.msg_iovlen = 1;
+        }
+        outgoing_ = 0;
+        int received = ::recvmmsg(fd, in_, size, MSG_DONTWAIT, nullptr);
+        return received > 0 ? unsigned(received) : 0;  // EAGAIN or transient: the next event retries
+    }
+
+    std::uint8_t* data(unsigned i) { return buffers_.get() + std::size_t(i) * slot_size; }
+    std::size_t length(unsigned i) const { return in_[i].msg_len; }
+    bool truncated(unsigned i) const { return (in_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0; }
+    const sockaddr* from(unsigned i) const { return reinterpret_cast<const sockaddr*>(&from_[i]); }
+    int from_length(unsigned i) const { return int(in_[i].msg_hdr.msg_namelen); }
+
+    // Send received datagram `i` to `to` through `fd` at the next flush().
+    void forward(unsigned i, const sockaddr_storage& to, socklen_t to_length, int fd) {
+        unsigned o = outgoing_++;
+        out_iov_[o] = {data(i), length(i)};
+        out_[o].msg_hdr = {};
+        out_[o].msg_hdr.msg_name = const_cast<sockaddr_storage*>(&to);
+        out_[o].msg_hdr.msg_namelen = to_length;
+        out_[o].msg_hdr.msg_iov = &out_iov_[o];
+        out_[o].msg_hdr.msg_iovlen = 1;
+        out_fd_[o] = fd;
+    }
+
+    // One sendmmsg per run of datagrams leaving through the same socket (one
+    // run unless IPv4 and IPv6 sockets are both in play). Returns how many
+    // the kernel refused (buffer full): UDP may lose them.
+    unsigned flush() {
+        unsigned refused = 0;
+        for (unsigned run = 0; run < outgoing_;) {
+            unsigned end = run + 1;
+            while (end < outgoing_ && out_fd_[end] == out_fd_[run]) ++end;
+            for (unsigned sent = run; sent < end;) {
+                int n = ::sendmmsg(out_fd_[run], out_ + sent, end - sent, MSG_DONTWAIT);
+                if (n <= 0) {
+                    refused += end - sent;
+                    break;
+                }
+                sent += unsigned(n);
+            }
+            run = end;
+        }
+        outgoing_ = 0;
+        return refused;
+    }
+
+private:
+    // 2 MiB of address space, but only the pages datagrams touch become resident.
+    std::unique_ptr<std::uint8_t[]> buffers_{new std::uint8_t[size * slot_size]};
+    mmsghdr in_[size];
+    iovec in_iov_[size];
+    sockaddr_storage from_[size];
+    mmsghdr out_[size];
+    iovec out_iov_[size];
+    int out_fd_[size];
+    unsigned outgoing_ = 0;
+};
+
+}  // namespace dtcall

@@ -1,0 +1,100 @@
+// One optional relay thread (Config::media_threads): its own event_base and
+// one SO_REUSEPORT socket per listen address, so the kernel spreads peers
+// over the event-loop thread's sockets and these by their address. It
+// forwards what the published ForwardTable knows; everything else
+// (registrations, media the table does not know yet) goes to the event-loop
+// thread through a bounded hand-off queue, since only that thread may touch
+// sessions and the router.
+#pragma once
+
+#include "datagram_batch.hpp"
+#include "forward_table.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <sys/socket.h>
+
+struct event;
+struct event_base;
+
+namespace dtcall {
+
+// A datagram the event-loop thread must look at. Only registration-sized
+// ones are handed over: a bigger datagram the table cannot route is no
+// registration, and media the table does not know yet is at most a moment old.
+struct Handoff {
+    static constexpr std::size_t max_size = 48 + 128;  // seal overhead + "ts|sk" with room
+    std::uint8_t data[max_size];
+    std::size_t size;
+    sockaddr_storage from;
+    socklen_t from_length;
+    unsigned socket_index;
+};
+
+class HandoffQueue {
+public:
+    static constexpr std::size_t capacity = 256;
+    HandoffQueue() { items_.reserve(capacity); }
+    // False when full (the datagram is dropped). `was_empty` tells the caller
+    // to wake the event-loop thread; later pushes ride on that wake-up.
+    bool push(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_length,
+              unsigned socket_index, bool& was_empty);
+    // Everything queued, swapped into `out` (whose old contents are dropped).
+    void take(std::vector<Handoff>& out);
+
+private:
+    std::mutex mutex_;
+    std::vector<Handoff> items_;
+};
+
+class RelayThread {
+public:
+    struct Counters {
+        std::atomic<std::uint64_t> relayed_packets{0};
+        std::atomic<std::uint64_t> relayed_bytes{0};
+        std::atomic<std::uint64_t> dropped_packets{0};
+    };
+
+    // Takes `fds` (one per listen address, in the same order as the
+    // event-loop thread's); `wake_fd` is an eventfd the event-loop thread
+    // watches for hand-offs.
+    RelayThread(std::vector<int> fds, const ForwardTablePublication& table, std::size_t max_datagram,
+                int wake_fd);
+    ~RelayThread();  // stops and joins the thread, closes the sockets
+    RelayThread(const RelayThread&) = delete;
+    RelayThread& operator=(const RelayThread&) = delete;
+
+    bool start();  // false when the thread or its event_base cannot be made
+    HandoffQueue& handoffs() { return handoffs_; }
+    const Counters& counters() const { return counters_; }
+
+private:
+    struct Watch {
+        RelayThread* thread;
+        int fd;
+        event* ev;
+    };
+    static void on_readable(int fd, short, void* arg);
+    static void on_stop(int fd, short, void* arg);
+    void read_batches(int fd);
+    void hand_off(unsigned i, unsigned socket_index);
+
+    std::vector<int> fds_;
+    ForwardTablePublication::Reader table_;
+    std::size_t max_datagram_;
+    int wake_fd_;
+    int stop_fd_ = -1;
+    event_base* base_ = nullptr;
+    std::vector<Watch> watches_;
+    event* stop_ev_ = nullptr;
+    DatagramBatch batch_;
+    HandoffQueue handoffs_;
+    Counters counters_;
+    std::thread thread_;
+};
+
+}  // namespace dtcall

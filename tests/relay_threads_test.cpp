@@ -1,0 +1,189 @@
+// Optional relay threads (Config::media_threads): the table they read, the
+// hand-off queue to the event-loop thread, and whole calls relayed by them.
+// Also built under ThreadSanitizer by .ci/run.
+#include <doctest/doctest.h>
+
+#include "harness.hpp"
+#include "relay/forward_table.hpp"
+#include "relay/relay_thread.hpp"
+
+#include <dtcall/crypto.hpp>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <thread>
+
+using namespace test_support;
+using namespace dtcall;
+
+namespace {
+
+AddressKey key_of_port(std::uint16_t port) {
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_port = htons(port);
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    AddressKey key;
+    make_address_key(reinterpret_cast<const sockaddr*>(&in), key);
+    return key;
+}
+
+// Table number n maps ports 1..n, each to a target whose socket_index is n.
+std::shared_ptr<const ForwardTable> numbered_table(unsigned n) {
+    auto table = std::make_shared<ForwardTable>();
+    for (unsigned port = 1; port <= n; ++port) {
+        table->by_source.insert(key_of_port(std::uint16_t(port)), std::uint32_t(table->targets.size()));
+        table->targets.push_back({sockaddr_storage{}, 0, n});
+    }
+    return table;
+}
+
+TestServer threaded_server(std::vector<std::string> names, unsigned threads) {
+    return TestServer(std::move(names), [threads](Config& c) { c.media_threads = threads; });
+}
+
+std::vector<std::string> user_names(int count) {
+    std::vector<std::string> names;
+    for (int i = 0; i < count; ++i) names.push_back("user" + std::to_string(i));
+    return names;
+}
+
+Bytes numbered_payload(int pair, int direction, int sequence) {
+    Bytes payload(60 + sequence);
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = std::uint8_t(pair * 7 + direction * 101 + sequence + i);
+    return payload;
+}
+
+}  // namespace
+
+TEST_CASE("readers see whole tables, newer and newer, while the publisher replaces them") {
+    ForwardTablePublication publication;
+    publication.publish(numbered_table(0));
+    constexpr unsigned last = 300;
+    std::atomic<int> inconsistent{0}, backwards{0};
+    auto read = [&] {
+        ForwardTablePublication::Reader reader(publication);
+        unsigned seen = 0;
+        // Bounded: the publisher finishes in well under this many rounds.
+        for (int round = 0; round < 50000000 && seen < last; ++round) {
+            reader.refresh();
+            const ForwardTable* table = reader.table();
+            unsigned n = unsigned(table->targets.size());
+            if (n < seen) ++backwards;
+            seen = n;
+            // Every entry of table n says n, and port n is in it.
+            for (const auto& target : table->targets)
+                if (target.socket_index != n) ++inconsistent;
+            if (n > 0 && table->find(key_of_port(std::uint16_t(n))) == nullptr) ++inconsistent;
+        }
+        return seen;
+    };
+    unsigned seen_a = 0, seen_b = 0;
+    std::thread a([&] { seen_a = read(); });
+    std::thread b([&] { seen_b = read(); });
+    for (unsigned n = 1; n <= last; ++n) publication.publish(numbered_table(n));
+    a.join();
+    b.join();
+    CHECK(inconsistent == 0);
+    CHECK(backwards == 0);
+    CHECK(seen_a == last);
+    CHECK(seen_b == last);
+}
+
+TEST_CASE("a reader keeps its table alive after the publisher replaced it") {
+    ForwardTablePublication publication;
+    publication.publish(numbered_table(3));
+    ForwardTablePublication::Reader reader(publication);
+    reader.refresh();
+    const ForwardTable* held = reader.table();
+    publication.publish(numbered_table(5));
+    CHECK(held->targets.size() == 3);  // still readable: the reader's shared_ptr holds it
+    reader.refresh();
+    CHECK(reader.table()->targets.size() == 5);
+}
+
+TEST_CASE("the hand-off queue is bounded, wakes once, and refuses what cannot be a registration") {
+    HandoffQueue queue;
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    std::uint8_t data[Handoff::max_size + 1] = {7};
+    bool was_empty = false;
+    CHECK(queue.push(data, 118, reinterpret_cast<sockaddr*>(&from), sizeof from, 0, was_empty));
+    CHECK(was_empty);
+    CHECK(queue.push(data, 118, reinterpret_cast<sockaddr*>(&from), sizeof from, 1, was_empty));
+    CHECK_FALSE(was_empty);  // the first push's wake-up covers this one
+    CHECK_FALSE(queue.push(data, Handoff::max_size + 1, reinterpret_cast<sockaddr*>(&from), sizeof from, 0,
+                           was_empty));
+    for (std::size_t i = 2; i < HandoffQueue::capacity; ++i)
+        REQUIRE(queue.push(data, 60, reinterpret_cast<sockaddr*>(&from), sizeof from, 0, was_empty));
+    CHECK_FALSE(queue.push(data, 60, reinterpret_cast<sockaddr*>(&from), sizeof from, 0, was_empty));
+    std::vector<Handoff> taken;
+    queue.take(taken);
+    REQUIRE(taken.size() == HandoffQueue::capacity);
+    CHECK(taken[0].size == 118);
+    CHECK(taken[0].data[0] == 7);
+    CHECK(taken[1].socket_index == 1);
+    CHECK(queue.push(data, 60, reinterpret_cast<sockaddr*>(&from), sizeof from, 0, was_empty));
+    CHECK(was_empty);
+}
+
+TEST_CASE("with two relay threads, eight calls relay every datagram to the right peer, unchanged") {
+    constexpr int pairs = 8, per_direction = 20;
+    TestServer s = threaded_server(user_names(2 * pairs), 2);
+    std::vector<std::unique_ptr<CallPair>> calls;
+    for (int p = 0; p < pairs; ++p) {
+        calls.push_back(std::make_unique<CallPair>(s, "user" + std::to_string(2 * p), "user" + std::to_string(2 * p + 1)));
+        REQUIRE(calls.back()->established);
+    }
+    for (int sequence = 0; sequence < per_direction; ++sequence) {
+        for (int p = 0; p < pairs; ++p) {
+            calls[p]->alice_media.send(numbered_payload(p, 0, sequence));
+            calls[p]->bob_media.send(numbered_payload(p, 1, sequence));
+        }
+        for (int p = 0; p < pairs; ++p) {
+            CHECK(calls[p]->bob_media.receive() == numbered_payload(p, 0, sequence));
+            CHECK(calls[p]->alice_media.receive() == numbered_payload(p, 1, sequence));
+        }
+    }
+    for (auto& call : calls) {
+        CHECK(call->alice_media.receive(quiet) == std::nullopt);
+        CHECK(call->bob_media.receive(quiet) == std::nullopt);
+    }
+    ServerStats stats = s.server->stats();
+    CHECK(stats.media_packets_relayed == 2 * pairs * per_direction);
+    // 16 peers spread by the kernel over 3 sockets: all on the event-loop
+    // thread's has a chance of (1/3)^16.
+    CHECK(stats.media_packets_relayed_by_threads > 0);
+    CHECK(stats.media_packets_dropped == 0);
+}
+
+TEST_CASE("with relay threads, media stops at the end of the call and never flows before ready") {
+    TestServer s = threaded_server({"alice", "bob"}, 2);
+    CallPair call(s);
+    REQUIRE(call.established);
+    call.alice_media.send(Bytes(40, 1));
+    REQUIRE(call.bob_media.receive() == Bytes(40, 1));
+    call.alice.command("end|bob|" + call.alice.sk);
+    REQUIRE(call.bob.next_body() == "end|alice");
+    for (int i = 0; i < 5; ++i) {
+        call.alice_media.send(Bytes(40, 2));
+        call.bob_media.send(Bytes(400, 3));
+    }
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    CHECK(call.alice_media.receive(quiet) == std::nullopt);
+    CHECK(s.server->stats().media_packets_relayed == 1);
+}
+
+TEST_CASE("two servers with relay threads in one process keep their calls apart") {
+    TestServer one = threaded_server({"alice", "bob"}, 1);
+    TestServer two = threaded_server({"alice", "bob"}, 1);
+    CallPair first(one), second(two);
+    REQUIRE(first.established);
+    REQUIRE(second.established);
+    first.alice_media.send(Bytes(30, 1));
+    second.alice_media.send(Bytes(30, 2));
+    CHECK(first.bob_media.receive() == Bytes(30, 1));
+    CHECK(second.bob_media.receive() == Bytes(30, 2));
+    CHECK(one.server->stats().media_packets_relayed == 1);
+    CHECK(two.server->stats().media_packets_relayed == 1);
+}
