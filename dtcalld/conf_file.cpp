@@ -97,6 +97,8 @@ const KeySpec key_specs[] = {
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_frame_after_login = std::size_t(n); }},
     {"max_datagram", Kind::bytes, 1400, 65536,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_datagram = std::size_t(n); }},
+    {"media_threads", Kind::count, 0, 64,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.media_threads = unsigned(n); }},
     {"max_unauthenticated_per_ip", Kind::count, 1, 10000000,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.max_unauthenticated_per_ip = std::size_t(n); }},
     {"failed_login_burst", Kind::count, 1, 1000000,
@@ -154,7 +156,7 @@ const char* unit_name(Kind kind) {
     case Kind::seconds: return " seconds";
     case Kind::milliseconds: return " milliseconds";
     case Kind::bytes: return " bytes";
-    case Kind::count: return " connections";
+    case Kind::count: return "";  // a count of what the key names
     default: return "";
     }
 }
@@ -170,7 +172,8 @@ dtcall::Status apply_number(const KeySpec& spec, const Line& line, ConfValues& o
         // Distinguish "too many digits" from "not a number at all".
         bool all_digits = line.value.find_first_not_of("0123456789") == std::string_view::npos;
         if (!all_digits) {
-            return line.error(quoted(line.value) + " is not a whole number of" + unit_name(spec.kind));
+            std::string unit = unit_name(spec.kind);
+            return line.error(quoted(line.value) + " is not a whole number" + (unit.empty() ? "" : " of" + unit));
         }
         return line.error(quoted(line.value) + " is out of range (" + range + unit_name(spec.kind) + ")");
     } else if (*number < spec.min || *number > spec.max) {

@@ -93,6 +93,7 @@ TEST_CASE("every new key, in its documented unit") {
                                  "max_frame_before_login = 600\n"
                                  "max_frame_after_login = 4096\n"
                                  "max_datagram = 2000\n"
+                                 "media_threads = 3\n"
                                  "max_unauthenticated_per_ip = 8\n"
                                  "failed_login_burst = 3\n"
                                  "failed_logins_per_minute = 2\n"
@@ -114,6 +115,7 @@ TEST_CASE("every new key, in its documented unit") {
     CHECK(c.max_frame_before_login == 600);
     CHECK(c.max_frame_after_login == 4096);
     CHECK(c.max_datagram == 2000);
+    CHECK(c.media_threads == 3);
     CHECK(c.max_unauthenticated_per_ip == 8);
     CHECK(c.failed_login_burst == 3);
     CHECK(c.failed_logins_per_minute == 2);
@@ -140,8 +142,10 @@ TEST_CASE("bad numbers say the unit and the range") {
           "/etc/x/dtcalld.conf:3: frame_gap: \"1.5\" is not a whole number of milliseconds");
     CHECK(error_of(keys_lines + "login_timeout = 15000\n") ==
           "/etc/x/dtcalld.conf:3: login_timeout: 15000 is out of range (1-3600 seconds)");
-    CHECK(contains(error_of("replay_memory = 2\n"), ":1: replay_memory: 2 is out of range"));
+    CHECK(contains(error_of("replay_memory = 2\n"), ":1: replay_memory: 2 is out of range (8-100000)"));
+    CHECK(contains(error_of("replay_memory = many\n"), ":1: replay_memory: \"many\" is not a whole number"));
     CHECK(contains(error_of("max_datagram = 1200\n"), ":1: max_datagram: 1200 is out of range (1400-65536 bytes)"));
+    CHECK(contains(error_of("media_threads = 65\n"), ":1: media_threads: 65 is out of range (0-64)"));
     CHECK(contains(error_of("max_frame_before_login = 100\n"), ":1: max_frame_before_login: 100 is out of range"));
     CHECK(contains(error_of("max_connections = 0\n"), ":1: max_connections: 0 is out of range"));
     CHECK(contains(error_of("timestamp_window = 123456789012345678901234\n"), ":1: timestamp_window: "));
@@ -372,7 +376,7 @@ TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
     REQUIRE(in.good());
     std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto names = dtcalld::conf_key_names();
-    CHECK(names.size() == 22);
+    CHECK(names.size() == 23);
     for (const std::string& key : names) {
         CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
         // ...and the full example uses it.

@@ -130,6 +130,13 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
              frame_gap_set = true;
              return std::nullopt;
          }},
+        {"--media-threads",
+         [&](const std::string& flag, const std::string& value) -> std::optional<Error> {
+             auto n = whole(flag, value, 0, 64);
+             if (!n) return Error{n.error()};
+             o.media_threads = unsigned(*n);
+             return std::nullopt;
+         }},
         {"--server-cpu", optional_int_into(o.server_cpu, 0, 4095)},
         {"--generator-cpu", optional_int_into(o.generator_cpu, 0, 4095)},
         {"--plot", text_into(o.plot_file)},
@@ -194,6 +201,7 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         if (o.server_key_file.empty()) return Error{"--host needs --server-key FILE (the server's public key file)"};
         if (o.users_dir.empty()) return Error{"--host needs --users DIR (NAME_private.na files of its users)"};
         if (o.frame_gap_ms) return Error{"--frame-gap only applies to the in-process server"};
+        if (o.media_threads) return Error{"--media-threads only applies to the in-process server"};
     }
     if (o.hold_ms > 0 && o.mode != Mode::calls) return Error{"--hold only applies to the calls mode"};
     return o;
@@ -259,7 +267,8 @@ Load:
   --tick US             relay: least time between two paced send bursts (50)
   --hold MS             calls: keep each call up MS ms, with media at --rate
   --heartbeat S         seconds between heartbeats (300, like the clients)
-  --frame-gap MS        in-process server's frame_gap (default: dtcalld's 100)
+  --frame-gap MS        in-process server's frame_gap (default: dtcalld's 300)
+  --media-threads N     in-process server's media_threads (default 0)
   --no-baseline         relay: skip the baseline run
 
 CPU placement:

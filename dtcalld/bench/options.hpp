@@ -39,6 +39,7 @@ struct Options {
     double heartbeat = 300;  // seconds between `D`, like the real clients
     unsigned tick_us = 50;  // relay: least time between two paced send bursts
     std::optional<unsigned> frame_gap_ms;  // in-process server only
+    std::optional<unsigned> media_threads;  // in-process server only
     bool baseline = true;  // relay: also run the baseline forwarder
 
     // CPU placement: server (or forwarder) and generator on separate CPUs.

@@ -55,12 +55,17 @@ dtcall::Result<std::unique_ptr<Target>> open_target(const Options& options, std:
     // otherwise refuse the load itself.
     config.max_unauthenticated_per_ip = 1000000;
     config.max_connections = std::max<std::size_t>(config.max_connections, users_needed + 1024);
-    if (options.frame_gap_ms) config.frame_gap = std::chrono::milliseconds(*options.frame_gap_ms);
+    std::string changed;
+    if (options.frame_gap_ms) {
+        config.frame_gap = std::chrono::milliseconds(*options.frame_gap_ms);
+        changed += ", frame_gap = " + std::to_string(*options.frame_gap_ms) + " ms";
+    }
+    if (options.media_threads) {
+        config.media_threads = *options.media_threads;
+        changed += ", media_threads = " + std::to_string(*options.media_threads);
+    }
     target->notes.push_back("in-process server: dtcalld defaults, except max_unauthenticated_per_ip = 1000000 "
-                            "(all load comes from 127.0.0.1)" +
-                            std::string(options.frame_gap_ms ? " and frame_gap = " +
-                                                                   std::to_string(*options.frame_gap_ms) + " ms"
-                                                             : ""));
+                            "(all load comes from 127.0.0.1)" + changed);
     target->server_key = config.server_keys.public_key;
     target->users = make_users(std::max<std::size_t>(users_needed, 1), target->server_key, "u");
     setup.users.reserve(target->users.size());
