@@ -146,6 +146,9 @@ TEST_CASE("options: modes, defaults, and errors that name the flag") {
              {{"login", "--users", "/tmp"}, "--users"},
              {{"login", "--server-cpu", "1", "--generator-cpu", "1"}, "--server-cpu"},
              {{"login", "--json=yes"}, "--json"},
+             {{"summary", "--pairs", "3"}, "--pairs"},
+             {{"login", "--host", "127.0.0.1", "--server-key", "k", "--users", "u", "--media-threads", "2"},
+              "--media-threads"},
          }) {
         auto parsed = dtbench::parse_options(bad.args);
         REQUIRE_FALSE(parsed.ok());
@@ -240,4 +243,20 @@ TEST_CASE("relay open loop and baseline alone") {
     auto b = run_ok({"baseline", "--pairs", "1", "--duration", "0.3", "--quiet"});
     CHECK(b.subject == "baseline");
     CHECK(value(b, "delivered") > 0);
+}
+
+TEST_CASE("summary: every part runs and lands in one table, relay rows beside the baseline") {
+    auto r = run_ok({"summary", "--duration", "0.3", "--count", "40", "--quiet"});
+    CHECK(value(r, "login_1_logins_per_s") > 0);
+    CHECK(value(r, "login_16_logins_per_s") > 0);
+    CHECK(value(r, "login_16_percent_of_bound") > 0);
+    CHECK(value(r, "calls_500_setup_p50_ms") > 0);  // calls that came up, even after the 0.3 s
+    CHECK(value(r, "relay_500x50_delivered_pps") > 0);
+    CHECK(r.find("relay_500x50_loss_percent")->baseline.has_value());
+    CHECK(r.find("relay_saturated_server_cpu_us_per_packet")->baseline.has_value());
+    CHECK(value(r, "idle_held") == 40);
+    CHECK(value(r, "idle_projected_rss_bytes_100k") > 0);
+    CHECK(r.failures.empty());
+    std::string json = dtbench::render_json(r);
+    CHECK(JsonChecker(json).valid());
 }

@@ -5,6 +5,7 @@
 
 #include <dtcall/crypto.hpp>
 
+#include "crypto/shared_key_cache.hpp"
 #include "vectors.hpp"
 
 #include <algorithm>
@@ -185,6 +186,25 @@ TEST_CASE("a precomputed shared key seals the same challenge blob, byte for byte
     auto opened = open_box_frame(secret("alice_secret"), pub("server_public"), frame.data(), frame.size());
     REQUIRE(opened);
     CHECK(*opened == "hello");
+}
+
+TEST_CASE("the per-user key cache derives once, stays within its capacity, and skips unusable keys") {
+    KeyPair server = KeyPair::generate();
+    SharedKeyCache cache(3);
+    std::vector<KeyPair> users;
+    for (int i = 0; i < 5; ++i) users.push_back(KeyPair::generate());
+    const SharedKey* first = cache.get(server.secret_key, users[0].public_key);
+    REQUIRE(first);
+    auto expected = SharedKey::derive(server.secret_key, users[0].public_key);
+    CHECK(std::equal(first->data(), first->data() + key_size, expected->data()));
+    CHECK(cache.get(server.secret_key, users[0].public_key) == first);  // a hit, not a new entry
+    CHECK(cache.size() == 1);
+    for (const KeyPair& user : users) CHECK(cache.get(server.secret_key, user.public_key));
+    CHECK(cache.size() == 3);
+    CHECK_FALSE(cache.get(server.secret_key, PublicKey{}));
+    CHECK(cache.size() == 3);
+    cache.clear();
+    CHECK(cache.size() == 0);
 }
 
 TEST_CASE("no shared key with a low-order public key") {

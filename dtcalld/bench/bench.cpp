@@ -98,6 +98,7 @@ dtcall::Result<Report> run(const Options& given) {
     case Mode::calls: report = run_calls(context); break;
     case Mode::relay:
     case Mode::baseline: report = run_relay(context); break;
+    case Mode::summary: report = run_summary(context); break;
     }
     if (report) {
         // Other work on the machine skews every figure; say how busy it was.

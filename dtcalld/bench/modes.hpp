@@ -1,4 +1,4 @@
-// The five modes. Each sets up its server (in-process or external), drives
+// The six modes. Each sets up its server (in-process or external), drives
 // the load, and returns a Report; errors name the flag, file or step.
 #pragma once
 
@@ -25,6 +25,7 @@ dtcall::Result<Report> run_login(const RunContext& run);
 dtcall::Result<Report> run_idle(const RunContext& run);
 dtcall::Result<Report> run_calls(const RunContext& run);
 dtcall::Result<Report> run_relay(const RunContext& run);  // relay and baseline
+dtcall::Result<Report> run_summary(const RunContext& run);  // all of them, the README's table
 
 // CPU and memory of the server process between two moments.
 class ServerProbe {

@@ -52,6 +52,7 @@ const char* mode_name(Mode mode) {
     case Mode::calls: return "calls";
     case Mode::relay: return "relay";
     case Mode::baseline: return "baseline";
+    case Mode::summary: return "summary";
     }
     return "?";
 }
@@ -179,10 +180,13 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         else if (arg == "calls") o.mode = Mode::calls;
         else if (arg == "relay") o.mode = Mode::relay;
         else if (arg == "baseline") o.mode = Mode::baseline;
-        else return Error{"unknown mode \"" + arg + "\" (login, idle, calls, relay or baseline)"};
+        else if (arg == "summary") o.mode = Mode::summary;
+        else return Error{"unknown mode \"" + arg + "\" (login, idle, calls, relay, baseline or summary)"};
     }
     if (o.help || o.version) return o;
-    if (!mode_seen) return Error{"no mode given (login, idle, calls, relay or baseline; see --help)"};
+    if (!mode_seen) return Error{"no mode given (login, idle, calls, relay, baseline or summary; see --help)"};
+    if (o.mode == Mode::summary && (o.concurrency || o.pairs))
+        return Error{"summary runs the README's fixed loads; --concurrency and --pairs belong to the single modes"};
 
     if (frame_gap_set) o.frame_gap_ms = frame_gap;
     if (o.server_cpu || o.generator_cpu) o.pin = true;
@@ -229,6 +233,9 @@ Options with_mode_defaults(Options o) {
         if (!o.pairs) o.pairs = 100;
         if (o.duration == 0) o.duration = 10;
         break;
+    case Mode::summary:
+        if (o.duration == 0) o.duration = 10;
+        break;
     }
     return o;
 }
@@ -247,6 +254,10 @@ Modes:
   relay      media through the server's relay; loss, latency, CPU per packet,
              then the same traffic through the built-in baseline forwarder
   baseline   the baseline forwarder alone
+  summary    all of the above with the README's loads, one table
+             (login 1 and 16 at a time, calls 500 pairs, relay 500 x 50 pps
+             and open loop, idle up to 100000 or --count); --duration is
+             per part
 
 Server under test (default: --in-process):
   --in-process          start dtcalld's engine in a child process on 127.0.0.1

@@ -12,7 +12,7 @@
 
 namespace dtbench {
 
-enum class Mode { login, idle, calls, relay, baseline };
+enum class Mode { login, idle, calls, relay, baseline, summary };
 const char* mode_name(Mode mode);
 
 struct Options {
