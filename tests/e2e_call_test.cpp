@@ -259,6 +259,72 @@ TEST_CASE("a client that drops during a call and is back within the grace period
     CHECK(call.bob_media.receive() == Bytes(60, 9));
 }
 
+TEST_CASE("what a client missed while away during a call reaches it when it is back with keepudp") {
+    TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 3000ms; });
+    SUBCASE("the peer hung up meanwhile: the returning client hears `end`") {
+        CallPair call(s);
+        REQUIRE(call.established);
+        call.alice.drop();
+        s.pump(100ms);
+        call.bob.command("end|alice|" + call.bob.sk);
+        s.pump(100ms);
+        CHECK(s.server->stats().calls == 0);
+        RawPeer back(s);
+        REQUIRE_FALSE(back.login("alice", true).empty());
+        CHECK(back.next_body() == "end|bob");
+        CHECK(back.next(quiet) == std::nullopt);  // once
+    }
+    SUBCASE("the peer sent ready meanwhile: the returning client hears `start`") {
+        RawPeer alice(s), bob(s);
+        RawMedia alice_media(s), bob_media(s);
+        REQUIRE_FALSE(alice.login("alice").empty());
+        REQUIRE_FALSE(bob.login("bob").empty());
+        alice.command("call|bob|" + alice.sk);
+        REQUIRE(bob.next_body() == "incoming|alice");
+        bob.command("accept|alice|" + bob.sk);
+        REQUIRE(bob.next_body().rfind("prepare|", 0) == 0);
+        REQUIRE(bob_media.register_with(bob));
+        REQUIRE(alice.next_body() == "available|bob");
+        REQUIRE(alice.next_body().rfind("prepare|", 0) == 0);
+        REQUIRE(alice_media.register_with(alice));
+        alice.command("ready|bob|" + alice.sk);
+        s.pump(100ms);
+        alice.drop();
+        s.pump(100ms);
+        bob.command("ready|alice|" + bob.sk);
+        CHECK(bob.next_body() == "start|alice");
+        RawPeer back(s);
+        REQUIRE_FALSE(back.login("alice", true).empty());
+        CHECK(back.next_body() == "start|bob");
+        alice_media.send(Bytes(30, 4));
+        CHECK(bob_media.receive() == Bytes(30, 4));
+    }
+    SUBCASE("back without keepudp: nothing of the old call") {
+        CallPair call(s);
+        REQUIRE(call.established);
+        call.alice.drop();
+        s.pump(100ms);
+        call.bob.command("end|alice|" + call.bob.sk);
+        s.pump(100ms);
+        RawPeer back(s);
+        REQUIRE_FALSE(back.login("alice").empty());
+        CHECK(back.next(quiet) == std::nullopt);
+    }
+}
+
+TEST_CASE("missed notices expire with the grace period") {
+    TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 300ms; });
+    CallPair call(s);
+    REQUIRE(call.established);
+    call.alice.drop();
+    s.pump(100ms);
+    call.bob.command("end|alice|" + call.bob.sk);
+    s.pump(500ms);  // past alice's grace period
+    RawPeer back(s);
+    REQUIRE_FALSE(back.login("alice", true).empty());
+    CHECK(back.next(quiet) == std::nullopt);
+}
+
 TEST_CASE("grace expiry: the peer is told") {
     TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 300ms; });
     RawPeer bob(s);

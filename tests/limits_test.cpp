@@ -1,8 +1,11 @@
-// The pure pieces behind the limits: token buckets and the replay guard.
+// The pure pieces behind the limits: token buckets, the replay guard, the
+// notices kept for a client that is away.
 #include <doctest/doctest.h>
 
 #include <dtcall/rate_limiter.hpp>
 #include <dtcall/replay_guard.hpp>
+
+#include "server/missed_notices.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -81,4 +84,17 @@ TEST_CASE("replay guard: a burst beyond its memory within one second is refused"
     for (std::uint64_t i = 0; i < 20; ++i) accepted += guard.fresh(nonce(i + 1), 5000, 300);
     CHECK(accepted == 8);
     CHECK(guard.fresh(nonce(100), 5001, 300));  // the next second goes on
+}
+
+TEST_CASE("missed notices: a few per user, dropped when expired, swept when users never return") {
+    dtcall::MissedNotices missed;
+    dtcall::Notice start{dtcall::Notice::Kind::start, "bob", {}};
+    for (int i = 0; i < 20; ++i) missed.keep("alice", start, 0, 1000);
+    CHECK(missed.take("alice", 10).size() == dtcall::MissedNotices::per_user);
+    CHECK(missed.take("alice", 10).empty());  // taken once
+    missed.keep("alice", start, 0, 1000);
+    CHECK(missed.take("alice", 1000).empty());  // expired
+    // 1000 users who never come back: expired ones are swept as new ones arrive.
+    for (int i = 0; i < 1000; ++i) missed.keep("user" + std::to_string(i), start, i, i + 10);
+    CHECK(missed.users() < 100);
 }

@@ -7,6 +7,7 @@
 
 #include "bound_socket.hpp"
 #include "../crypto/shared_key_cache.hpp"
+#include "missed_notices.hpp"
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -51,6 +52,7 @@ public:
     }
     void cancel(const std::string& user) { entries_.erase(user); }
     void clear() { entries_.clear(); }
+    bool armed(const std::string& user) const { return entries_.count(user) != 0; }
 
 private:
     struct Entry {
@@ -185,6 +187,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         by_key_.clear();
         held_direct.clear();
         grace.clear();
+        missed_.clear();
         sessions_.clear();
         graveyard_.clear();
     }
@@ -263,6 +266,11 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         log(LogLevel::info, user + " logged in from " + session.address() + (keepudp ? " (keepudp)" : ""));
         if (observer_) observer_->logged_in(user, session.address());
         router.logged_in(user, keepudp);
+        if (keepudp) {
+            for (const Notice& notice : missed_.take(user, now_ms())) deliver(user, notice);
+        } else {
+            missed_.forget(user);  // the client starts afresh, outside any call
+        }
     }
 
     bool session_command(Session& session, wire::Verb verb, const wire::Command& command) override {
@@ -394,7 +402,11 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
 
     void deliver(const std::string& user, const Notice& notice) override {
         auto it = online_.find(user);
-        if (it == online_.end()) return;  // offline (in its grace period): nothing to send to
+        if (it == online_.end()) {
+            // Dropped during a call: sent when it is back with keepudp.
+            if (grace.armed(user)) missed_.keep(user, notice, now_ms(), now_ms() + cfg.call_grace.count());
+            return;
+        }
         Session& session = *it->second;
         switch (notice.kind) {
         case Notice::Kind::available: session.send({"available", notice.other}); break;
@@ -457,6 +469,7 @@ private:
     std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions_;
     std::vector<std::unique_ptr<Session>> graveyard_;
     SharedKeyCache user_box_keys_;
+    MissedNotices missed_;
     std::unordered_map<std::string, Session*> online_;
     std::unordered_map<std::uint64_t, Session*> by_key_;
     std::unordered_map<std::string, std::size_t> unauthenticated_by_ip_;

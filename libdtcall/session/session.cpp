@@ -227,8 +227,10 @@ void Session::handle_login2(const wire::Command& command) {
     decoder_.set_max_plaintext(host_.config().max_frame_after_login);
     arm_timer(host_.config().idle_timeout);
     bool keepudp = command.size() == 5;
-    host_.session_logged_in(*this, keepudp);
+    // login2resp first: what the host sends on login (notices missed while
+    // away) must come after it.
     send({"login2resp", session_key_});
+    host_.session_logged_in(*this, keepudp);
 }
 
 void Session::send(std::initializer_list<std::string_view> fields) {
