@@ -259,15 +259,22 @@ TEST_CASE("a client that drops during a call and is back within the grace period
     CHECK(call.bob_media.receive() == Bytes(60, 9));
 }
 
+namespace {
+// alice's phone loses its connection mid-call, and bob hangs up meanwhile.
+void hang_up_while_caller_away(TestServer& s, CallPair& call) {
+    REQUIRE(call.established);
+    call.alice.drop();
+    s.pump(100ms);
+    call.bob.command("end|alice|" + call.bob.sk);
+    s.pump(100ms);
+}
+}  // namespace
+
 TEST_CASE("what a client missed while away during a call reaches it when it is back with keepudp") {
     TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 3000ms; });
     SUBCASE("the peer hung up meanwhile: the returning client hears `end`") {
         CallPair call(s);
-        REQUIRE(call.established);
-        call.alice.drop();
-        s.pump(100ms);
-        call.bob.command("end|alice|" + call.bob.sk);
-        s.pump(100ms);
+        hang_up_while_caller_away(s, call);
         CHECK(s.server->stats().calls == 0);
         RawPeer back(s);
         REQUIRE_FALSE(back.login("alice", true).empty());
@@ -301,11 +308,7 @@ TEST_CASE("what a client missed while away during a call reaches it when it is b
     }
     SUBCASE("back without keepudp: nothing of the old call") {
         CallPair call(s);
-        REQUIRE(call.established);
-        call.alice.drop();
-        s.pump(100ms);
-        call.bob.command("end|alice|" + call.bob.sk);
-        s.pump(100ms);
+        hang_up_while_caller_away(s, call);
         RawPeer back(s);
         REQUIRE_FALSE(back.login("alice").empty());
         CHECK(back.next(quiet) == std::nullopt);
@@ -315,11 +318,8 @@ TEST_CASE("what a client missed while away during a call reaches it when it is b
 TEST_CASE("missed notices expire with the grace period") {
     TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 300ms; });
     CallPair call(s);
-    REQUIRE(call.established);
-    call.alice.drop();
-    s.pump(100ms);
-    call.bob.command("end|alice|" + call.bob.sk);
-    s.pump(500ms);  // past alice's grace period
+    hang_up_while_caller_away(s, call);
+    s.pump(400ms);  // past alice's grace period
     RawPeer back(s);
     REQUIRE_FALSE(back.login("alice", true).empty());
     CHECK(back.next(quiet) == std::nullopt);

@@ -173,17 +173,3 @@ TEST_CASE("with relay threads, media stops at the end of the call and never flow
     CHECK(call.alice_media.receive(quiet) == std::nullopt);
     CHECK(s.server->stats().media_packets_relayed == 1);
 }
-
-TEST_CASE("two servers with relay threads in one process keep their calls apart") {
-    TestServer one = threaded_server({"alice", "bob"}, 1);
-    TestServer two = threaded_server({"alice", "bob"}, 1);
-    CallPair first(one), second(two);
-    REQUIRE(first.established);
-    REQUIRE(second.established);
-    first.alice_media.send(Bytes(30, 1));
-    second.alice_media.send(Bytes(30, 2));
-    CHECK(first.bob_media.receive() == Bytes(30, 1));
-    CHECK(second.bob_media.receive() == Bytes(30, 2));
-    CHECK(one.server->stats().media_packets_relayed == 1);
-    CHECK(two.server->stats().media_packets_relayed == 1);
-}

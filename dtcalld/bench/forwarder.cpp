@@ -1,5 +1,7 @@
 #include "forwarder.hpp"
 
+#include "relay/datagram_batch.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -15,9 +17,7 @@
 namespace dtbench {
 namespace {
 
-constexpr unsigned batch = 32;
 constexpr int batches_per_wakeup = 8;  // as dtcalld: then look at the control pipe
-constexpr std::size_t slot = 65536;
 
 void write_line(int fd, const std::string& line) {
     std::string text = line + "\n";
@@ -28,20 +28,23 @@ std::uint64_t key_of(const sockaddr_in& a) {
     return (std::uint64_t(a.sin_addr.s_addr) << 16) | a.sin_port;
 }
 
+const sockaddr_in& as_in(const sockaddr* a) { return *reinterpret_cast<const sockaddr_in*>(a); }
+
+sockaddr_storage storage_of(const sockaddr_in& a) {
+    sockaddr_storage s{};
+    std::memcpy(&s, &a, sizeof a);
+    return s;
+}
+
 struct Forwarder {
     int fd = -1;
-    std::unordered_map<std::uint64_t, sockaddr_in> routes;  // source -> peer
+    std::unordered_map<std::uint64_t, sockaddr_storage> routes;  // source -> peer
     std::unordered_map<std::size_t, sockaddr_in> first_side[2];
     std::uint64_t forwarded = 0, bytes = 0, dropped = 0, registrations = 0;
 
-    std::vector<std::uint8_t> buffers = std::vector<std::uint8_t>(batch * slot);
-    mmsghdr in[batch]{};
-    iovec in_iov[batch]{};
-    sockaddr_in from[batch]{};
-    mmsghdr out[batch]{};
-    iovec out_iov[batch]{};
-    sockaddr_in to[batch]{};
-
+    // The same batching as dtcalld's relay, so that the two differ only in
+    // what they do per packet.
+    dtcall::DatagramBatch batch;
     void registration(const std::uint8_t* data, std::size_t size, const sockaddr_in& source) {
         char text[64] = {};
         std::memcpy(text, data, std::min(size, sizeof text - 1));
@@ -54,8 +57,8 @@ struct Forwarder {
         first_side[side][pair] = source;
         auto other = first_side[1 - side].find(pair);
         if (other != first_side[1 - side].end()) {
-            routes[key_of(source)] = other->second;
-            routes[key_of(other->second)] = source;
+            routes[key_of(source)] = storage_of(other->second);
+            routes[key_of(other->second)] = storage_of(source);
         }
         ++registrations;
         std::string ack = forwarder_ack(pair, side);
@@ -64,45 +67,24 @@ struct Forwarder {
 
     void read_batches() {
         for (int round = 0; round < batches_per_wakeup; ++round) {
-            for (unsigned i = 0; i < batch; ++i) {
-                in_iov[i] = {buffers.data() + i * slot, slot};
-                in[i].msg_hdr = {};
-                in[i].msg_hdr.msg_name = &from[i];
-                in[i].msg_hdr.msg_namelen = sizeof from[i];
-                in[i].msg_hdr.msg_iov = &in_iov[i];
-                in[i].msg_hdr.msg_iovlen = 1;
-            }
-            int got = recvmmsg(fd, in, batch, MSG_DONTWAIT, nullptr);
-            if (got <= 0) return;
-            unsigned outgoing = 0;
-            for (int i = 0; i < got; ++i) {
-                auto route = routes.find(key_of(from[i]));
-                std::uint8_t* data = buffers.data() + std::size_t(i) * slot;
+            unsigned got = batch.receive(fd);
+            for (unsigned i = 0; i < got; ++i) {
+                const sockaddr_in& from = as_in(batch.from(i));
+                auto route = routes.find(key_of(from));
                 if (route == routes.end()) {
-                    if (in[i].msg_len >= 4 && std::memcmp(data, "REG ", 4) == 0) registration(data, in[i].msg_len, from[i]);
+                    if (batch.length(i) >= 4 && std::memcmp(batch.data(i), "REG ", 4) == 0)
+                        registration(batch.data(i), batch.length(i), from);
                     else ++dropped;
                     continue;
                 }
-                to[outgoing] = route->second;
-                out_iov[outgoing] = {data, in[i].msg_len};
-                out[outgoing].msg_hdr = {};
-                out[outgoing].msg_hdr.msg_name = &to[outgoing];
-                out[outgoing].msg_hdr.msg_namelen = sizeof to[outgoing];
-                out[outgoing].msg_hdr.msg_iov = &out_iov[outgoing];
-                out[outgoing].msg_hdr.msg_iovlen = 1;
-                ++outgoing;
+                batch.forward(i, route->second, sizeof(sockaddr_in), fd);
                 ++forwarded;
-                bytes += in[i].msg_len;
+                bytes += batch.length(i);
             }
-            for (unsigned sent = 0; sent < outgoing;) {
-                int n = sendmmsg(fd, out + sent, outgoing - sent, MSG_DONTWAIT);
-                if (n <= 0) {
-                    dropped += outgoing - sent;
-                    break;
-                }
-                sent += unsigned(n);
-            }
-            if (unsigned(got) < batch) return;
+            unsigned refused = batch.flush();
+            forwarded -= refused;
+            dropped += refused;
+            if (got < dtcall::DatagramBatch::size) return;
         }
     }
 };

@@ -5,19 +5,26 @@
 #include "modes.hpp"
 
 #include <functional>
+#include <vector>
 
 namespace dtbench {
 namespace {
+
+struct Row {
+    const char* key;  // the part's metric
+    const char* label;
+};
 
 struct Part {
     const char* name;
     Mode mode;
     std::function<void(Options&)> load;
+    std::vector<Row> rows;  // what the summary shows of it
 };
 
 // Copies one figure of a part's report into the summary, with its baseline.
-void copy(Report& summary, const Report& part, const std::string& key, const std::string& prefix,
-          const std::string& label) {
+void copy_metric(Report& summary, const Report& part, const std::string& key, const std::string& prefix,
+                 const std::string& label) {
     const Metric* m = part.find(key);
     if (!m) return;
     Metric& copied = summary.add(prefix + "_" + key, label, m->unit, m->value, m->decimals);
@@ -29,15 +36,38 @@ void copy(Report& summary, const Report& part, const std::string& key, const std
 dtcall::Result<Report> run_summary(const RunContext& run) {
     const Options& o = run.options;
     const std::vector<Part> parts = {
-        {"login_1", Mode::login, [](Options& p) { p.concurrency = 1; }},
-        {"login_16", Mode::login, [](Options& p) { p.concurrency = 16; }},
-        {"calls_500", Mode::calls, [](Options& p) { p.pairs = 500; }},
-        {"relay_500x50", Mode::relay, [](Options& p) { p.pairs = 500; p.rate = 50; }},
-        {"relay_saturated", Mode::relay, [](Options& p) { p.pairs = 50; p.rate = 0; }},
-        {"idle", Mode::idle, [count = o.count ? o.count : 100000](Options& p) {
+        {"login_1", Mode::login, [](Options& p) { p.concurrency = 1; },
+         {{"logins_per_s", "logins, one at a time"}, {"latency_p99_ms", "  login latency p99"}}},
+        {"login_16", Mode::login, [](Options& p) { p.concurrency = 16; },
+         {{"logins_per_s", "logins, 16 at a time"},
+          {"latency_p99_ms", "  login latency p99"},
+          {"server_cpu_us_per_login", "  server CPU per login"},
+          {"sodium_bound_logins_per_s", "  libsodium bound (3 X25519, one core)"},
+          {"percent_of_bound", "  logins / libsodium bound"}}},
+        {"calls_500", Mode::calls, [](Options& p) { p.pairs = 500; },
+         {{"calls_per_s", "calls set up, 500 pairs"},
+          {"setup_p50_ms", "  call -> start p50"},
+          {"setup_p99_ms", "  call -> start p99"}}},
+        {"relay_500x50", Mode::relay, [](Options& p) { p.pairs = 500; p.rate = 50; },
+         {{"delivered_pps", "relay 500 calls x 50 pps/party, delivered"},
+          {"loss_percent", "  loss"},
+          {"latency_p50_us", "  one-way latency p50"},
+          {"latency_p99_us", "  one-way latency p99"},
+          {"added_latency_p99_us", "  latency added over the baseline, p99"},
+          {"latency_max_us", "  one-way latency max"},
+          {"server_cpu_us_per_packet", "  CPU per packet"}}},
+        {"relay_saturated", Mode::relay, [](Options& p) { p.pairs = 50; p.rate = 0; },
+         {{"delivered_pps", "relay at saturation (50 pairs, open loop)"},
+          {"loss_percent", "  loss"},
+          {"server_cpu_us_per_packet", "  CPU per packet"}}},
+        {"idle", Mode::idle,
+         [count = o.count ? o.count : 100000](Options& p) {
              p.count = count;
              p.concurrency = 32;
-         }},
+         },
+         {{"held", "idle logged-in sessions held"},
+          {"server_bytes_per_session", "  server RSS per session"},
+          {"projected_rss_bytes_100k", "  PROJECTION: server RSS for 100000"}}},
     };
     Report summary;
     summary.mode = "summary";
@@ -62,36 +92,7 @@ dtcall::Result<Report> run_summary(const RunContext& run) {
         std::string p = part.name;
         for (const std::string& note : r.notes) summary.notes.push_back(p + ": " + note);
         for (const std::string& failure : r.failures) summary.failures.push_back(p + ": " + failure);
-        if (p == "login_1") {
-            copy(summary, r, "logins_per_s", p, "logins, one at a time");
-            copy(summary, r, "latency_p99_ms", p, "  login latency p99");
-        } else if (p == "login_16") {
-            copy(summary, r, "logins_per_s", p, "logins, 16 at a time");
-            copy(summary, r, "latency_p99_ms", p, "  login latency p99");
-            copy(summary, r, "server_cpu_us_per_login", p, "  server CPU per login");
-            copy(summary, r, "sodium_bound_logins_per_s", p, "  libsodium bound (3 X25519, one core)");
-            copy(summary, r, "percent_of_bound", p, "  logins / libsodium bound");
-        } else if (p == "calls_500") {
-            copy(summary, r, "calls_per_s", p, "calls set up, 500 pairs");
-            copy(summary, r, "setup_p50_ms", p, "  call -> start p50");
-            copy(summary, r, "setup_p99_ms", p, "  call -> start p99");
-        } else if (p == "relay_500x50") {
-            copy(summary, r, "delivered_pps", p, "relay 500 calls x 50 pps/party, delivered");
-            copy(summary, r, "loss_percent", p, "  loss");
-            copy(summary, r, "latency_p50_us", p, "  one-way latency p50");
-            copy(summary, r, "latency_p99_us", p, "  one-way latency p99");
-            copy(summary, r, "added_latency_p99_us", p, "  latency added over the baseline, p99");
-            copy(summary, r, "latency_max_us", p, "  one-way latency max");
-            copy(summary, r, "server_cpu_us_per_packet", p, "  CPU per packet");
-        } else if (p == "relay_saturated") {
-            copy(summary, r, "delivered_pps", p, "relay at saturation (50 pairs, open loop)");
-            copy(summary, r, "loss_percent", p, "  loss");
-            copy(summary, r, "server_cpu_us_per_packet", p, "  CPU per packet");
-        } else if (p == "idle") {
-            copy(summary, r, "held", p, "idle logged-in sessions held");
-            copy(summary, r, "server_bytes_per_session", p, "  server RSS per session");
-            copy(summary, r, "projected_rss_bytes_100k", p, "  PROJECTION: server RSS for 100000");
-        }
+        for (const Row& row : part.rows) copy_metric(summary, r, row.key, p, row.label);
     }
     return summary;
 }

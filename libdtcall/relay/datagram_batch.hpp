@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include <sys/socket.h>
@@ -36,11 +37,14 @@ public:
     int from_length(unsigned i) const { return int(in_[i].msg_hdr.msg_namelen); }
 
     // Send received datagram `i` to `to` through `fd` at the next flush().
+    // The address is copied: a registration later in the same batch may
+    // move the table it came from.
     void forward(unsigned i, const sockaddr_storage& to, socklen_t to_length, int fd) {
         unsigned o = outgoing_++;
+        std::memcpy(&to_[o], &to, to_length <= sizeof to_[o] ? to_length : sizeof to_[o]);
         out_iov_[o] = {data(i), length(i)};
         out_[o].msg_hdr = {};
-        out_[o].msg_hdr.msg_name = const_cast<sockaddr_storage*>(&to);
+        out_[o].msg_hdr.msg_name = &to_[o];
         out_[o].msg_hdr.msg_namelen = to_length;
         out_[o].msg_hdr.msg_iov = &out_iov_[o];
         out_[o].msg_hdr.msg_iovlen = 1;
@@ -77,6 +81,7 @@ private:
     sockaddr_storage from_[size];
     mmsghdr out_[size];
     iovec out_iov_[size];
+    sockaddr_storage to_[size];
     int out_fd_[size];
     unsigned outgoing_ = 0;
 };
