@@ -174,6 +174,29 @@ TEST_CASE("media between two calls never crosses") {
     CHECK(one.bob_media.receive(quiet) == std::nullopt);
 }
 
+TEST_CASE("media and a new registration in one batch: the queued media still goes to the right address") {
+    // alice and bob hold the relay's two route slots; carol's registration in
+    // the same recvmmsg batch as alice's media adds a third and may move the
+    // route table while alice's datagram waits for sendmmsg (a use-after-free
+    // under ASan before the batch copied destinations).
+    TestServer s({"alice", "bob", "carol", "dave"});
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawPeer carol(s), dave(s);
+    REQUIRE_FALSE(carol.login("carol").empty());
+    REQUIRE_FALSE(dave.login("dave").empty());
+    carol.command("call|dave|" + carol.sk);
+    REQUIRE(dave.next_body() == "incoming|carol");
+    RawMedia carol_media(s);
+    for (int i = 0; i < 5; ++i) call.alice_media.send_unpumped(Bytes(80, std::uint8_t(i)));
+    carol_media.send_unpumped(carol_media.registration(carol.sk, s.timestamp()));
+    for (int i = 5; i < 10; ++i) call.alice_media.send_unpumped(Bytes(80, std::uint8_t(i)));
+    for (int i = 0; i < 10; ++i) CHECK(call.bob_media.receive() == Bytes(80, std::uint8_t(i)));
+    auto ack = carol_media.receive();
+    REQUIRE(ack);
+    CHECK(ack->size() == 54);
+}
+
 TEST_CASE("datagrams over max_datagram are dropped, the call goes on") {
     TestServer s({"alice", "bob"}, [](Config& c) { c.max_datagram = 1400; });
     CallPair call(s);

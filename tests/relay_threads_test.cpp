@@ -10,6 +10,7 @@
 #include <dtcall/crypto.hpp>
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <atomic>
 #include <thread>
 
@@ -33,7 +34,7 @@ std::shared_ptr<const ForwardTable> numbered_table(unsigned n) {
     auto table = std::make_shared<ForwardTable>();
     for (unsigned port = 1; port <= n; ++port) {
         table->by_source.insert(key_of_port(std::uint16_t(port)), std::uint32_t(table->targets.size()));
-        table->targets.push_back({sockaddr_storage{}, 0, n});
+        table->targets.push_back({CompactAddress{}, n});
     }
     return table;
 }
@@ -157,7 +158,7 @@ TEST_CASE("with two relay threads, eight calls relay every datagram to the right
     CHECK(stats.media_packets_dropped == 0);
 }
 
-TEST_CASE("with relay threads, media stops at the end of the call and never flows before ready") {
+TEST_CASE("with relay threads, media stops at the end of the call") {
     TestServer s = threaded_server({"alice", "bob"}, 2);
     CallPair call(s);
     REQUIRE(call.established);
@@ -173,3 +174,51 @@ TEST_CASE("with relay threads, media stops at the end of the call and never flow
     CHECK(call.alice_media.receive(quiet) == std::nullopt);
     CHECK(s.server->stats().media_packets_relayed == 1);
 }
+
+TEST_CASE("the relay threads' counts stay in the totals after the server stops") {
+    TestServer s = threaded_server(user_names(8), 2);
+    std::vector<std::unique_ptr<CallPair>> calls;
+    for (int p = 0; p < 4; ++p) {
+        calls.push_back(std::make_unique<CallPair>(s, "user" + std::to_string(2 * p), "user" + std::to_string(2 * p + 1)));
+        REQUIRE(calls.back()->established);
+        calls.back()->alice_media.send(Bytes(20, 1));
+        REQUIRE(calls.back()->bob_media.receive() == Bytes(20, 1));
+        calls.back()->bob_media.send(Bytes(20, 2));
+        REQUIRE(calls.back()->alice_media.receive() == Bytes(20, 2));
+    }
+    ServerStats before = s.server->stats();
+    CHECK(before.media_packets_relayed == 8);
+    s.server->stop();
+    s.pump(200ms);
+    ServerStats after = s.server->stats();
+    CHECK(after.media_packets_relayed == before.media_packets_relayed);
+    CHECK(after.media_packets_relayed_by_threads == before.media_packets_relayed_by_threads);
+}
+
+TEST_CASE("with relay threads, a media port somebody else holds is refused, not shared") {
+    // Another SO_REUSEPORT socket of this user on the port: without the probe
+    // the server's sockets would join its group and split the traffic with it.
+    int squatter = ::socket(AF_INET, SOCK_DGRAM, 0);
+    int one = 1;
+    setsockopt(squatter, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(squatter, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    getsockname(squatter, reinterpret_cast<sockaddr*>(&address), &length);
+    std::uint16_t port = ntohs(address.sin_port);
+    std::string error;
+    try {
+        TestServer s({"alice"}, [port](Config& c) {
+            c.media_threads = 2;
+            c.media_port = port;
+        });
+    } catch (const std::runtime_error& e) {
+        error = e.what();
+    }
+    ::close(squatter);
+    CHECK(error.find("media") != std::string::npos);
+    CHECK(error.find(std::to_string(port)) != std::string::npos);
+}
+

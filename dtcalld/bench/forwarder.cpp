@@ -30,15 +30,9 @@ std::uint64_t key_of(const sockaddr_in& a) {
 
 const sockaddr_in& as_in(const sockaddr* a) { return *reinterpret_cast<const sockaddr_in*>(a); }
 
-sockaddr_storage storage_of(const sockaddr_in& a) {
-    sockaddr_storage s{};
-    std::memcpy(&s, &a, sizeof a);
-    return s;
-}
-
 struct Forwarder {
     int fd = -1;
-    std::unordered_map<std::uint64_t, sockaddr_storage> routes;  // source -> peer
+    std::unordered_map<std::uint64_t, sockaddr_in> routes;  // source -> peer
     std::unordered_map<std::size_t, sockaddr_in> first_side[2];
     std::uint64_t forwarded = 0, bytes = 0, dropped = 0, registrations = 0;
 
@@ -57,8 +51,8 @@ struct Forwarder {
         first_side[side][pair] = source;
         auto other = first_side[1 - side].find(pair);
         if (other != first_side[1 - side].end()) {
-            routes[key_of(source)] = storage_of(other->second);
-            routes[key_of(other->second)] = storage_of(source);
+            routes[key_of(source)] = other->second;
+            routes[key_of(other->second)] = source;
         }
         ++registrations;
         std::string ack = forwarder_ack(pair, side);
@@ -77,7 +71,7 @@ struct Forwarder {
                     else ++dropped;
                     continue;
                 }
-                batch.forward(i, route->second, sizeof(sockaddr_in), fd);
+                batch.forward(i, reinterpret_cast<const sockaddr*>(&route->second), sizeof route->second, fd);
                 ++forwarded;
                 bytes += batch.length(i);
             }

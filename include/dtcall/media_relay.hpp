@@ -93,6 +93,9 @@ private:
     static void on_handoff(int, short, void*);
     Status start_threads(std::vector<std::vector<int>> thread_sockets);
     void publish();
+    void schedule_publish();
+    void drain_handoffs();
+    void add_thread_counts(Stats& into) const;
     void read_batch(int fd);
     // A datagram that is not relayed by a batch: forward it or treat it as a
     // registration attempt. `socket_index`: the listen address it came in on.

@@ -87,6 +87,18 @@ public:
 
     std::size_t size() const { return count_; }
 
+    // Room for `n` entries without growing.
+    void reserve(std::size_t n) {
+        std::size_t want = 16;
+        while (want < 2 * n) want *= 2;
+        if (want <= slots_.size()) return;
+        std::vector<Slot> old = std::move(slots_);
+        slots_.assign(want, Slot{});
+        count_ = 0;
+        for (const Slot& s : old)
+            if (s.used) insert(s.key, s.value);
+    }
+
 private:
     struct Slot {
         AddressKey key;

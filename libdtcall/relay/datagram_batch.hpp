@@ -39,9 +39,10 @@ public:
     // Send received datagram `i` to `to` through `fd` at the next flush().
     // The address is copied: a registration later in the same batch may
     // move the table it came from.
-    void forward(unsigned i, const sockaddr_storage& to, socklen_t to_length, int fd) {
+    void forward(unsigned i, const sockaddr* to, socklen_t to_length, int fd) {
         unsigned o = outgoing_++;
-        std::memcpy(&to_[o], &to, to_length <= sizeof to_[o] ? to_length : sizeof to_[o]);
+        if (to_length > sizeof to_[o]) to_length = sizeof to_[o];
+        std::memcpy(&to_[o], to, to_length);
         out_iov_[o] = {data(i), length(i)};
         out_[o].msg_hdr = {};
         out_[o].msg_hdr.msg_name = &to_[o];

@@ -7,18 +7,36 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 namespace dtcall {
 
+// An IPv4 or IPv6 socket address in 28 bytes rather than sockaddr_storage's 128.
+struct CompactAddress {
+    union {
+        sockaddr any;
+        sockaddr_in v4;
+        sockaddr_in6 v6;
+    };
+    socklen_t length;
+
+    static CompactAddress of(const sockaddr_storage& address, socklen_t length) {
+        CompactAddress a;
+        a.length = length <= sizeof a.v6 ? length : socklen_t(sizeof a.v6);
+        std::memcpy(&a.v6, &address, a.length);
+        return a;
+    }
+};
+
 struct ForwardTable {
     struct Target {
-        sockaddr_storage address;
-        socklen_t length;
+        CompactAddress address;
         unsigned socket_index;  // which listen address it registered on
     };
     AddressTable by_source;  // source address -> index into targets

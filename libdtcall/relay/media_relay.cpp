@@ -14,6 +14,7 @@
 #include <event2/util.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
@@ -32,6 +33,30 @@ static_assert(max_registration <= Handoff::max_size, "relay threads must hand ev
 constexpr std::uint32_t no_route = AddressTable::none;
 // recvmmsg calls per readiness event before yielding to the rest of the loop.
 constexpr int batches_per_wakeup = 8;
+
+// SO_REUSEPORT lets any socket of the same user join the port: a second
+// server on the same media port would silently take part of the traffic, and
+// an ephemeral port (0) may even be handed out while another group holds it.
+// So first take the port without SO_REUSEPORT, on every address: that fails
+// while anybody holds it. The reuse-port sockets bind right after the probe
+// closes; only a bind in that instant can still come between.
+Result<std::uint16_t> probe_free_port(const std::vector<ListenAddress>& plan, std::uint16_t port) {
+    std::vector<int> probes;
+    auto close_probes = [&] {
+        for (int fd : probes) ::close(fd);
+    };
+    for (const ListenAddress& address : plan) {
+        auto fd = open_bound_socket(address, port, SOCK_DGRAM, 0, "media");
+        if (!fd) {
+            close_probes();
+            return Error{fd.error()};
+        }
+        probes.push_back(*fd);
+        if (port == 0) port = bound_port(*fd);
+    }
+    close_probes();
+    return port;
+}
 
 }  // namespace
 
@@ -75,10 +100,18 @@ struct MediaRelay::State {
     ForwardTablePublication publication;
     bool publish_pending = false;
     event* publish_ev = nullptr;
+    // Rebuilding the table costs O(routes) on this thread: after a rebuild
+    // that took d, the next waits 4 d, so rebuilds take at most a fifth of
+    // the loop however fast calls change (and threads' tables are at most
+    // that stale; what they cannot route meanwhile is handed over).
+    std::chrono::steady_clock::time_point next_publish{};
     int handoff_fd = -1;  // eventfd: a thread queued datagrams for this thread
     event* handoff_ev = nullptr;
-    std::vector<Handoff> handed_off;
+    std::vector<Handoff> handed_off;  // taken from one thread, dispatched in slices
+    std::size_t handoff_next = 0;
+    std::size_t handoff_thread = 0;  // round robin over the threads' queues
     std::vector<std::unique_ptr<RelayThread>> threads;
+    MediaRelay::Stats retired_threads;  // counts of threads stopped by close()
 
     void drop(std::uint32_t index) {
         Route& r = routes[index];
@@ -130,6 +163,11 @@ Status MediaRelay::open() {
     if (!plan) return Error{plan.error()};
     bool threaded = config_.media_threads > 0;
     std::uint16_t port = config_.media_port;
+    if (threaded) {
+        auto free = probe_free_port(*plan, port);
+        if (!free) return Error{free.error()};
+        port = *free;
+    }
     auto open_socket = [&](const ListenAddress& address) -> Result<int> {
         auto fd = open_bound_socket(address, port, SOCK_DGRAM, 0, "media", threaded);
         if (!fd) return fd;
@@ -182,22 +220,30 @@ Status MediaRelay::start_threads(std::vector<std::vector<int>> thread_sockets) {
         return Error{std::string("media: cannot create an eventfd: ") + std::strerror(errno)};
     }
     s.handoff_ev = event_new(base_, s.handoff_fd, EV_READ | EV_PERSIST, &MediaRelay::on_handoff, this);
-    s.publish_ev = event_new(base_, -1, 0, &MediaRelay::on_publish, this);
+    s.publish_ev = evtimer_new(base_, &MediaRelay::on_publish, this);
     event_add(s.handoff_ev, nullptr);
     publish();  // the threads start with an empty table, never none
     for (auto& fds : thread_sockets) {
         // The thread owns its sockets from here, started or not.
         auto thread = std::make_unique<RelayThread>(std::move(fds), s.publication, config_.max_datagram,
-                                                    s.handoff_fd);
+                                                    config_.unregistered_packets_per_second, s.handoff_fd);
         bool started = thread->start();
         s.threads.push_back(std::move(thread));
-        if (!started) return Error{"media: cannot start relay thread " + std::to_string(s.threads.size())};
+        if (!started) {
+            // Sockets not yet handed to a thread would stay in the port's
+            // group, unread, taking their share of the traffic.
+            for (auto& rest : thread_sockets)
+                for (int fd : rest) ::close(fd);
+            return Error{"media: cannot start relay thread " + std::to_string(s.threads.size())};
+        }
     }
     return Done{};
 }
 
 void MediaRelay::close() {
     State& s = *state_;
+    // Their counts outlive them: stats() must not go backwards after stop.
+    add_thread_counts(s.retired_threads);
     s.threads.clear();  // joins them
     for (event* ev : {s.handoff_ev, s.publish_ev})
         if (ev) event_free(ev);
@@ -222,9 +268,14 @@ void MediaRelay::release(const std::string& user) {
 void MediaRelay::routes_changed() {
     State& s = *state_;
     if (s.threads.empty() || s.publish_pending) return;
-    // Rebuilt once per loop iteration however many calls changed in it.
+    // Once per loop iteration at most, however many calls changed in it, and
+    // no sooner than the last rebuild's cost allows (State::next_publish).
     s.publish_pending = true;
-    event_active(s.publish_ev, EV_TIMEOUT, 0);
+    auto wait = s.next_publish - std::chrono::steady_clock::now();
+    timeval delay{0, 0};
+    if (wait > std::chrono::steady_clock::duration::zero())
+        delay.tv_usec = long(std::chrono::duration_cast<std::chrono::microseconds>(wait).count());
+    evtimer_add(s.publish_ev, &delay);
 }
 
 void MediaRelay::on_publish(int, short, void* self) { static_cast<MediaRelay*>(self)->publish(); }
@@ -232,7 +283,11 @@ void MediaRelay::on_publish(int, short, void* self) { static_cast<MediaRelay*>(s
 void MediaRelay::publish() {
     State& s = *state_;
     s.publish_pending = false;
+    auto started = std::chrono::steady_clock::now();
     auto table = std::make_shared<ForwardTable>();
+    std::size_t routes = s.by_user.size();
+    table->by_source.reserve(routes);
+    table->targets.reserve(routes);
     for (const State::Route& route : s.routes) {
         if (!route.used) continue;
         const std::string* peer = host_.relay_peer(route.user);
@@ -241,22 +296,36 @@ void MediaRelay::publish() {
         if (target == s.by_user.end()) continue;
         const State::Route& to = s.routes[target->second];
         table->by_source.insert(route.key, std::uint32_t(table->targets.size()));
-        table->targets.push_back({to.address, to.length, to.socket_index});
+        table->targets.push_back({CompactAddress::of(to.address, to.length), to.socket_index});
     }
     s.publication.publish(std::move(table));
+    auto finished = std::chrono::steady_clock::now();
+    s.next_publish = finished + 4 * (finished - started);
 }
 
 void MediaRelay::on_handoff(int fd, short, void* self) {
     std::uint64_t count;
     [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
-    auto* relay = static_cast<MediaRelay*>(self);
-    State& s = *relay->state_;
-    for (auto& thread : s.threads) {
-        thread->handoffs().take(s.handed_off);
-        for (const Handoff& h : s.handed_off)
-            relay->dispatch(h.data, h.size, reinterpret_cast<const sockaddr*>(&h.from), int(h.from_length),
-                            h.socket_index);
+    static_cast<MediaRelay*>(self)->drain_handoffs();
+}
+
+void MediaRelay::drain_handoffs() {
+    State& s = *state_;
+    // Each hand-off may cost an X25519 operation (a registration): take a
+    // slice, then let the rest of the loop run before the next one.
+    constexpr int slice = 64;
+    for (int done = 0; done < slice; ++done) {
+        if (s.handoff_next == s.handed_off.size()) {
+            s.handed_off.clear();
+            s.handoff_next = 0;
+            for (std::size_t tried = 0; tried < s.threads.size() && s.handed_off.empty(); ++tried)
+                s.threads[s.handoff_thread++ % s.threads.size()]->handoffs().take(s.handed_off);
+            if (s.handed_off.empty()) return;
+        }
+        const Handoff& h = s.handed_off[s.handoff_next++];
+        dispatch(h.data, h.size, reinterpret_cast<const sockaddr*>(&h.from), int(h.from_length), h.socket_index);
     }
+    event_active(s.handoff_ev, EV_READ, 0);  // more may be waiting
 }
 
 std::uint32_t MediaRelay::forward_target(const sockaddr* from) {
@@ -302,7 +371,8 @@ void MediaRelay::read_batch(int fd) {
                 continue;
             }
             const State::Route& to = s.routes[target];
-            batch.forward(i, to.address, to.length, s.sockets[to.socket_index]->fd);
+            batch.forward(i, reinterpret_cast<const sockaddr*>(&to.address), to.length,
+                          s.sockets[to.socket_index]->fd);
             ++stats_.relayed_packets;
             stats_.relayed_bytes += size;
         }
@@ -337,16 +407,27 @@ void MediaRelay::dispatch(const std::uint8_t* data, std::size_t size, const sock
     stats_.relayed_bytes += size;
 }
 
-const MediaRelay::Stats& MediaRelay::stats() const {
-    reported_ = stats_;
+void MediaRelay::add_thread_counts(Stats& into) const {
     for (const auto& thread : state_->threads) {
         const RelayThread::Counters& c = thread->counters();
         std::uint64_t relayed = c.relayed_packets.load(std::memory_order_relaxed);
-        reported_.relayed_packets += relayed;
-        reported_.relayed_by_threads += relayed;
-        reported_.relayed_bytes += c.relayed_bytes.load(std::memory_order_relaxed);
-        reported_.dropped_packets += c.dropped_packets.load(std::memory_order_relaxed);
+        into.relayed_packets += relayed;
+        into.relayed_by_threads += relayed;
+        into.relayed_bytes += c.relayed_bytes.load(std::memory_order_relaxed);
+        into.dropped_packets += c.dropped_packets.load(std::memory_order_relaxed);
+        into.rate_limited_packets += c.rate_limited_packets.load(std::memory_order_relaxed);
     }
+}
+
+const MediaRelay::Stats& MediaRelay::stats() const {
+    const Stats& retired = state_->retired_threads;
+    reported_ = stats_;
+    reported_.relayed_packets += retired.relayed_packets;
+    reported_.relayed_by_threads += retired.relayed_by_threads;
+    reported_.relayed_bytes += retired.relayed_bytes;
+    reported_.dropped_packets += retired.dropped_packets;
+    reported_.rate_limited_packets += retired.rate_limited_packets;
+    add_thread_counts(reported_);
     return reported_;
 }
 

@@ -2,6 +2,7 @@
 
 #include <event2/event.h>
 
+#include <chrono>
 #include <cstring>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -45,8 +46,9 @@ void HandoffQueue::take(std::vector<Handoff>& out) {
 }
 
 RelayThread::RelayThread(std::vector<int> fds, const ForwardTablePublication& table, std::size_t max_datagram,
-                         int wake_fd)
-    : fds_(std::move(fds)), table_(table), max_datagram_(max_datagram), wake_fd_(wake_fd) {}
+                         double unregistered_per_second, int wake_fd)
+    : fds_(std::move(fds)), table_(table), max_datagram_(max_datagram), wake_fd_(wake_fd),
+      unknown_sources_(unregistered_per_second) {}
 
 bool RelayThread::start() {
     stop_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -103,13 +105,16 @@ void RelayThread::read_batches(int fd) {
                 continue;
             }
             AddressKey key;
-            const ForwardTable::Target* target =
-                table && make_address_key(batch_.from(i), key) ? table->find(key) : nullptr;
-            if (!target) {
-                hand_off(i, socket_index);
+            if (!make_address_key(batch_.from(i), key)) {
+                ++dropped;
                 continue;
             }
-            batch_.forward(i, target->address, target->length, fds_[target->socket_index]);
+            const ForwardTable::Target* target = table ? table->find(key) : nullptr;
+            if (!target) {
+                hand_off(i, key, socket_index);
+                continue;
+            }
+            batch_.forward(i, &target->address.any, target->address.length, fds_[target->socket_index]);
             ++relayed;
             bytes += size;
         }
@@ -126,7 +131,14 @@ void RelayThread::read_batches(int fd) {
     }
 }
 
-void RelayThread::hand_off(unsigned i, unsigned socket_index) {
+void RelayThread::hand_off(unsigned i, const AddressKey& source, unsigned socket_index) {
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (!unknown_sources_.take(source, now)) {
+        counters_.rate_limited_packets.fetch_add(1, std::memory_order_relaxed);
+        counters_.dropped_packets.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
     bool was_empty = false;
     if (!handoffs_.push(batch_.data(i), batch_.length(i), batch_.from(i), batch_.from_length(i), socket_index,
                         was_empty)) {

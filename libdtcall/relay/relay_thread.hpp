@@ -9,6 +9,7 @@
 
 #include "datagram_batch.hpp"
 #include "forward_table.hpp"
+#include "source_limiter.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -23,11 +24,11 @@ struct event_base;
 
 namespace dtcall {
 
-// A datagram the event-loop thread must look at. Only registration-sized
-// ones are handed over: a bigger datagram the table cannot route is no
-// registration, and media the table does not know yet is at most a moment old.
+// A datagram the event-loop thread must look at: a registration, or media
+// of a call the thread's table does not know yet (it is rebuilt at most so
+// often). Up to a typical MTU; a bigger one the table cannot route is dropped.
 struct Handoff {
-    static constexpr std::size_t max_size = 48 + 128;  // seal overhead + "ts|sk" with room
+    static constexpr std::size_t max_size = 1500;
     std::uint8_t data[max_size];
     std::size_t size;
     sockaddr_storage from;
@@ -57,13 +58,16 @@ public:
         std::atomic<std::uint64_t> relayed_packets{0};
         std::atomic<std::uint64_t> relayed_bytes{0};
         std::atomic<std::uint64_t> dropped_packets{0};
+        std::atomic<std::uint64_t> rate_limited_packets{0};  // of dropped_packets
     };
 
     // Takes `fds` (one per listen address, in the same order as the
     // event-loop thread's); `wake_fd` is an eventfd the event-loop thread
-    // watches for hand-offs.
+    // watches for hand-offs. `unregistered_per_second`: what one source the
+    // table does not know may hand over (Config::unregistered_packets_per_second),
+    // so one flooding source cannot fill the queue for everybody else.
     RelayThread(std::vector<int> fds, const ForwardTablePublication& table, std::size_t max_datagram,
-                int wake_fd);
+                double unregistered_per_second, int wake_fd);
     ~RelayThread();  // stops and joins the thread, closes the sockets
     RelayThread(const RelayThread&) = delete;
     RelayThread& operator=(const RelayThread&) = delete;
@@ -81,7 +85,7 @@ private:
     static void on_readable(int fd, short, void* arg);
     static void on_stop(int fd, short, void* arg);
     void read_batches(int fd);
-    void hand_off(unsigned i, unsigned socket_index);
+    void hand_off(unsigned i, const AddressKey& source, unsigned socket_index);
 
     std::vector<int> fds_;
     ForwardTablePublication::Reader table_;
@@ -92,6 +96,7 @@ private:
     std::vector<Watch> watches_;
     event* stop_ev_ = nullptr;
     DatagramBatch batch_;
+    SourceLimiter unknown_sources_;
     HandoffQueue handoffs_;
     Counters counters_;
     std::thread thread_;

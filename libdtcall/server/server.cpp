@@ -284,8 +284,11 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
             return router.accept(user, other);
         case wire::Verb::passthrough: return router.passthrough(user, other, command.fields[3]);
         case wire::Verb::ready: {
+            std::uint64_t before = router.generation();
             bool ok = router.ready(user, other);
-            relay.routes_changed();  // media from `user` may flow now
+            // Media from `user` may flow now; a repeated or refused ready
+            // changes nothing and must not cost a table rebuild.
+            if (router.generation() != before) relay.routes_changed();
             return ok;
         }
         case wire::Verb::end: return router.end(user, other);

@@ -196,6 +196,8 @@ void Session::handle_login1(const wire::Command& command) {
     const SharedKey* box_key = host_.user_box_key(*key);
     if (!box_key) {
         host_.log(LogLevel::warning, "user " + user + " has a public key X25519 refuses; refusing the login");
+        // Counted as a failure: each attempt costs an X25519 operation and a log line.
+        host_.login_failed(*this, user);
         send({"invalid"});
         close("unusable user key");
         return;

@@ -241,16 +241,22 @@ RawMedia::~RawMedia() {
 }
 
 void RawMedia::send(const dtcall::Bytes& datagram) {
-    last_sent_ = datagram;
-    ::send(fd_, datagram.data(), datagram.size(), 0);
+    send_unpumped(datagram);
     server_.pump_once();
 }
 
-void RawMedia::send_registration(const std::string& sk, const std::string& ts) {
-    std::string text = ts + "|" + sk;
-    send(dtcall::seal_anonymous(server_.keys.public_key, reinterpret_cast<const std::uint8_t*>(text.data()),
-                                text.size()));
+void RawMedia::send_unpumped(const dtcall::Bytes& datagram) {
+    last_sent_ = datagram;
+    ::send(fd_, datagram.data(), datagram.size(), 0);
 }
+
+dtcall::Bytes RawMedia::registration(const std::string& sk, const std::string& ts) const {
+    std::string text = ts + "|" + sk;
+    return dtcall::seal_anonymous(server_.keys.public_key, reinterpret_cast<const std::uint8_t*>(text.data()),
+                                  text.size());
+}
+
+void RawMedia::send_registration(const std::string& sk, const std::string& ts) { send(registration(sk, ts)); }
 
 bool RawMedia::register_with(const RawPeer& peer) {
     for (int attempt = 0; attempt < 10; ++attempt) {

@@ -96,7 +96,10 @@ public:
     explicit RawMedia(TestServer& server, const char* address = "127.0.0.1");
     ~RawMedia();
     void send(const dtcall::Bytes& datagram);
+    // Without running the server's loop: datagrams sent so reach it in one batch.
+    void send_unpumped(const dtcall::Bytes& datagram);
     void send_registration(const std::string& sk, const std::string& ts);
+    dtcall::Bytes registration(const std::string& sk, const std::string& ts) const;  // sealed "ts|sk"
     const dtcall::Bytes& last_sent() const { return last_sent_; }
     // Registers and waits for the ack; returns true when one opens under tcp_key.
     bool register_with(const RawPeer& peer);
