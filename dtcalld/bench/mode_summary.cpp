@@ -4,7 +4,10 @@
 // table is reproduced by one command.
 #include "modes.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
+#include <thread>
 #include <vector>
 
 namespace dtbench {
@@ -75,6 +78,10 @@ dtcall::Result<Report> run_summary(const RunContext& run) {
                     format_number(o.duration, 0) + " s per part" + run.placement;
     summary.parameter("duration_s_per_part", o.duration);
     for (const Part& part : parts) {
+        // A moment between parts, so that one part's sockets and CPU load
+        // (TIME_WAIT, a child still exiting) do not weigh on the next.
+        if (&part != &parts.front())
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::int64_t(std::min(2.0, o.duration / 5) * 1000)));
         RunContext context = run;
         context.options.mode = part.mode;
         context.options.plot_file.clear();

@@ -55,7 +55,8 @@ struct Config {
     // Threads that relay media besides the event-loop thread, each with its
     // own SO_REUSEPORT socket per listen address (the kernel spreads peers
     // over them by address). 0: the event-loop thread relays everything.
-    // Registrations are always handled by the event-loop thread.
+    // Registrations are always handled by the event-loop thread; the
+    // threads' table follows call changes after a short delay (MediaRelay).
     unsigned media_threads = 0;
 
     // Connections from one IP address that have not logged in yet.
