@@ -251,6 +251,8 @@ void MediaRelay::close() {
     if (s.handoff_fd >= 0) ::close(s.handoff_fd);
     s.handoff_fd = -1;
     s.publish_pending = false;
+    s.handed_off.clear();
+    s.handoff_next = 0;
     for (auto& socket : s.sockets) {
         event_free(socket->ev);
         ::close(socket->fd);
