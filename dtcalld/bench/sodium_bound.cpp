@@ -40,16 +40,24 @@ SodiumBound measure_login_crypto(std::chrono::milliseconds budget) {
     };
     for (int i = 0; i < 5; ++i) one_login();  // warm caches and frequency
 
+    // Five rounds, and the fastest counts: a bound is what the core can do
+    // undisturbed, and on a shared VM any round may lose time to a neighbour.
     SodiumBound bound;
-    auto start = Clock::now();
-    auto stop = start + budget;
-    // Bounded both ways: at least 50 samples, at most a million.
-    while (bound.iterations < 1000000 && (bound.iterations < 50 || Clock::now() < stop)) {
-        for (int i = 0; i < 10; ++i) one_login();
-        bound.iterations += 10;
+    double best_us = 0;
+    for (int round = 0; round < 5; ++round) {
+        int iterations = 0;
+        auto start = Clock::now();
+        auto stop = start + budget / 5;
+        // Bounded both ways: at least 10 samples, at most 200 000.
+        while (iterations < 200000 && (iterations < 10 || Clock::now() < stop)) {
+            for (int i = 0; i < 10; ++i) one_login();
+            iterations += 10;
+        }
+        double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count() / iterations;
+        if (round == 0 || us < best_us) best_us = us;
+        bound.iterations += iterations;
     }
-    double elapsed_us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-    bound.microseconds_per_login = elapsed_us / bound.iterations;
+    bound.microseconds_per_login = best_us;
     bound.logins_per_second = bound.microseconds_per_login > 0 ? 1e6 / bound.microseconds_per_login : 0;
     bound.ok = failures == 0;
     return bound;

@@ -14,7 +14,8 @@ struct SodiumBound {
     bool ok = true;  // every box opened/sealed (false would mean a libsodium fault)
 };
 
-// Runs for about `budget` (at least 50 iterations).
+// Runs for about `budget` in five rounds (at least 10 iterations each) and
+// reports the fastest round.
 SodiumBound measure_login_crypto(std::chrono::milliseconds budget);
 
 }  // namespace dtbench

@@ -108,6 +108,7 @@ private:
     void queue(Bytes frame, ReadProof proof);
     void proven(ReadProof proof);
     void flush_paced();
+    void write_frame(const Bytes& frame);
     void finish(const char* reason);
     void arm_timer(std::chrono::milliseconds after);
     void enter(State next);
