@@ -58,7 +58,12 @@ TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall
     server = std::make_unique<dtcall::Server>(config, users, base);
     server->set_log([this](dtcall::LogLevel, const std::string& line) { log.push_back(line); });
     auto started = server->start();
-    if (!started) throw std::runtime_error(started.error());
+    if (!started) {
+        // No destructor runs for a constructor that throws.
+        server.reset();
+        event_base_free(base);
+        throw std::runtime_error(started.error());
+    }
 }
 
 TestServer::~TestServer() {
