@@ -233,10 +233,7 @@ TEST_CASE("a registration cannot take over an address used by another call") {
     CallPair call(s);
     REQUIRE(call.established);
     RawPeer carol(s), dave(s);
-    REQUIRE_FALSE(carol.login("carol").empty());
-    REQUIRE_FALSE(dave.login("dave").empty());
-    carol.command("call|dave|" + carol.sk);
-    REQUIRE(carol.next_body() == "available|dave");
+    REQUIRE(log_in_and_ring(carol, "carol", dave, "dave"));
     // carol registers from bob's media socket (as a spoofer on bob's address would).
     call.bob_media.send_registration(carol.sk, s.timestamp());
     CHECK(call.bob_media.receive(quiet) == std::nullopt);

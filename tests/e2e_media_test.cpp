@@ -152,25 +152,12 @@ TEST_CASE("media between two calls never crosses") {
     TestServer s({"alice", "bob", "carol", "dave"});
     CallPair one(s);
     REQUIRE(one.established);
-    RawPeer carol(s), dave(s);
-    RawMedia cm(s), dm(s);
-    REQUIRE_FALSE(carol.login("carol").empty());
-    REQUIRE_FALSE(dave.login("dave").empty());
-    carol.command("call|dave|" + carol.sk);
-    carol.next_body();
-    dave.next_body();
-    dave.command("accept|carol|" + dave.sk);
-    carol.next_body();
-    dave.next_body();
-    REQUIRE(cm.register_with(carol));
-    REQUIRE(dm.register_with(dave));
-    carol.command("ready|dave|" + carol.sk);
-    dave.command("ready|carol|" + dave.sk);
-    REQUIRE(carol.next_body() == "start|dave");
+    CallPair two(s, "carol", "dave");
+    REQUIRE(two.established);
     one.alice_media.send(Bytes(10, 1));
-    cm.send(Bytes(10, 2));
+    two.alice_media.send(Bytes(10, 2));
     CHECK(one.bob_media.receive() == Bytes(10, 1));
-    CHECK(dm.receive() == Bytes(10, 2));
+    CHECK(two.bob_media.receive() == Bytes(10, 2));
     CHECK(one.bob_media.receive(quiet) == std::nullopt);
 }
 
@@ -183,10 +170,7 @@ TEST_CASE("media and a new registration in one batch: the queued media still goe
     CallPair call(s);
     REQUIRE(call.established);
     RawPeer carol(s), dave(s);
-    REQUIRE_FALSE(carol.login("carol").empty());
-    REQUIRE_FALSE(dave.login("dave").empty());
-    carol.command("call|dave|" + carol.sk);
-    REQUIRE(dave.next_body() == "incoming|carol");
+    REQUIRE(log_in_and_ring(carol, "carol", dave, "dave"));
     RawMedia carol_media(s);
     for (int i = 0; i < 5; ++i) call.alice_media.send_unpumped(Bytes(80, std::uint8_t(i)));
     carol_media.send_unpumped(carol_media.registration(carol.sk, s.timestamp()));

@@ -286,6 +286,13 @@ std::optional<dtcall::Bytes> RawMedia::receive(Millis wait) {
     return std::nullopt;
 }
 
+bool log_in_and_ring(RawPeer& caller, const std::string& caller_name, RawPeer& callee,
+                     const std::string& callee_name) {
+    if (caller.login(caller_name).empty() || callee.login(callee_name).empty()) return false;
+    caller.command("call|" + callee_name + "|" + caller.sk);
+    return caller.next_body() == "available|" + callee_name && callee.next_body() == "incoming|" + caller_name;
+}
+
 CallPair::CallPair(TestServer& server, const std::string& caller, const std::string& callee)
     : alice(server), bob(server), alice_media(server), bob_media(server) {
     if (alice.login(caller).empty() || bob.login(callee).empty()) return;

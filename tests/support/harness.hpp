@@ -112,6 +112,11 @@ private:
     dtcall::Bytes last_sent_;
 };
 
+// `caller` and `callee` log in as `caller_name` and `callee_name`, and the
+// caller rings the callee; true when both got their notice (both are read).
+bool log_in_and_ring(RawPeer& caller, const std::string& caller_name, RawPeer& callee,
+                     const std::string& callee_name);
+
 // Two logged-in peers, alice calling bob (or `caller` calling `callee`),
 // through to `start` on both, with media registered. Used by tests that
 // start from "in call".
