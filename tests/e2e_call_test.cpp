@@ -315,6 +315,28 @@ TEST_CASE("what a client missed while away during a call reaches it when it is b
     }
 }
 
+TEST_CASE("a client back after its grace period hears nothing of the call that ended meanwhile") {
+    TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 400ms; });
+    RawPeer alice(s), bob(s);
+    RawMedia alice_media(s), bob_media(s);
+    REQUIRE(log_in_and_ring(alice, "alice", bob, "bob"));
+    bob.command("accept|alice|" + bob.sk);
+    REQUIRE(bob.next_body().rfind("prepare|", 0) == 0);
+    REQUIRE(alice.next_body().rfind("prepare|", 0) == 0);
+    REQUIRE(bob_media.register_with(bob));
+    REQUIRE(alice_media.register_with(alice));
+    alice.command("ready|bob|" + alice.sk);
+    s.pump(100ms);
+    alice.drop();
+    s.pump(100ms);
+    bob.command("ready|alice|" + bob.sk);  // `start` for alice is kept...
+    CHECK(bob.next_body() == "start|alice");
+    CHECK(bob.next_body(1500ms) == "end|alice");  // ...until her grace period ends the call
+    RawPeer back(s);
+    REQUIRE_FALSE(back.login("alice", true).empty());
+    CHECK(back.next(quiet) == std::nullopt);  // no stale `start` for a call that is gone
+}
+
 TEST_CASE("missed notices expire with the grace period") {
     TestServer s({"alice", "bob"}, [](Config& c) { c.call_grace = 300ms; });
     CallPair call(s);

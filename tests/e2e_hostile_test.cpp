@@ -240,3 +240,55 @@ TEST_CASE("a registration cannot take over an address used by another call") {
     call.alice_media.send(Bytes(30, 3));
     CHECK(call.bob_media.receive() == Bytes(30, 3));  // bob's route is intact
 }
+
+TEST_CASE("a user whose public key X25519 refuses: invalid, closed, and counted as a failed login") {
+    TestServer s({"alice", "bob"}, [](Config& c) { c.failed_login_burst = 2; });
+    s.users.add("zero", PublicKey{});  // all zero: a low-order point
+    for (int i = 0; i < 4; ++i) {
+        RawPeer p(s, "127.0.0.1", "127.0.0.6");
+        REQUIRE(p.handshake());
+        p.command("login1|zero");
+        CHECK(p.next_body() == "invalid");
+        CHECK(p.closed());
+    }
+    CHECK(s.logged("has a public key X25519 refuses"));
+    // Past the burst of 2 the source is refused before any X25519 work.
+    CHECK(s.logged("too many failed logins"));
+    still_serves(s);
+}
+
+TEST_CASE("a login whose login2resp overflows the output limit closes, and is never registered") {
+    // Pre-login junk piles `invalid` replies behind the pacing; the login2resp
+    // that crosses max_output_bytes closes the connection. It must not then
+    // become the user's connection (a freed Session in the online table).
+    for (int junk = 60; junk <= 72; ++junk) {
+        TestServer s({"alice", "bob"}, [](Config& c) {
+            c.max_output_bytes = 4096;
+            c.frame_gap = std::chrono::milliseconds(5000);
+            c.replay_memory = 1000;
+        });
+        RawPeer p(s);
+        REQUIRE(p.handshake());
+        p.command("login1|alice");
+        auto blob = p.next();
+        REQUIRE(blob);
+        auto fields = wire::parse_command(*blob, std::time(nullptr), 300);
+        REQUIRE(fields.status == wire::ParseStatus::ok);
+        auto sealed = unstringify(fields.command.fields[2]);
+        REQUIRE(sealed);
+        auto challenge =
+            open_box_frame(s.user_keys["alice"].secret_key, s.keys.public_key, sealed->data(), sealed->size());
+        REQUIRE(challenge);
+        for (int i = 0; i < junk; ++i) p.command("call|bob|" + std::string(59, 'x'));
+        p.command("login2|alice|" + *challenge);
+        s.pump(50ms);
+        bool closed = p.closed(200ms);
+        if (closed) CHECK(s.server->stats().logged_in == 0);
+        // Either way, the server is sound: alice logs in afresh (replacing
+        // the first connection, if that one got in), bob too.
+        RawPeer alice(s), bob(s);
+        REQUIRE_FALSE(alice.login("alice").empty());
+        REQUIRE_FALSE(bob.login("bob").empty());
+        CHECK(s.server->stats().logged_in == 2);
+    }
+}

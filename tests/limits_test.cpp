@@ -98,3 +98,28 @@ TEST_CASE("missed notices: a few per user, dropped when expired, swept when user
     for (int i = 0; i < 1000; ++i) missed.keep("user" + std::to_string(i), start, i, i + 10);
     CHECK(missed.users() < 100);
 }
+
+TEST_CASE("missed notices: once the call ended only its end is kept; of the voice keys only the latest") {
+    using Kind = dtcall::Notice::Kind;
+    dtcall::MissedNotices missed;
+    for (int i = 0; i < 12; ++i) missed.keep("bob", {Kind::direct, "alice", "key" + std::to_string(i)}, 0, 1000);
+    missed.keep("bob", {Kind::start, "alice", {}}, 0, 1000);
+    auto kept = missed.take("bob", 10);
+    REQUIRE(kept.size() == 2);
+    CHECK(kept[0].kind == Kind::direct);
+    CHECK(kept[0].blob == "key11");
+    CHECK(kept[1].kind == Kind::start);
+
+    for (int i = 0; i < 12; ++i) missed.keep("bob", {Kind::direct, "alice", "k"}, 0, 1000);
+    missed.keep("bob", {Kind::end, "alice", {}}, 0, 1000);
+    missed.keep("bob", {Kind::start, "alice", {}}, 0, 1000);  // after the end: ignored
+    kept = missed.take("bob", 10);
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0].kind == Kind::end);
+
+    // The first notice kept sets the expiry; later ones do not extend it.
+    missed.keep("bob", {Kind::start, "alice", {}}, 0, 100);
+    missed.keep("bob", {Kind::end, "alice", {}}, 90, 190);
+    CHECK(missed.take("bob", 150).empty());
+}
+

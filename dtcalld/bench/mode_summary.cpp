@@ -47,6 +47,7 @@ dtcall::Result<Report> run_summary(const RunContext& run) {
           {"server_cpu_us_per_login", "  server CPU per login"},
           {"sodium_bound_logins_per_s", "  libsodium bound (3 X25519, one core)"},
           {"percent_of_bound", "  logins / libsodium bound"},
+          {"percent_of_repeat_bound", "  logins / bound of a repeat login (2 X25519)"},
           {"generator_cpu_percent", "  generator CPU (of one core)"}}},
         {"calls_500", Mode::calls, [](Options& p) { p.pairs = 500; },
          {{"calls_per_s", "calls set up, 500 pairs"},

@@ -91,6 +91,7 @@ private:
     static void on_readable(int, short, void*);
     static void on_publish(int, short, void*);
     static void on_handoff(int, short, void*);
+    static void on_more_handoffs(int, short, void*);
     Status start_threads(std::vector<std::vector<int>> thread_sockets);
     void publish();
     void schedule_publish();

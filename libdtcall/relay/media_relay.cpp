@@ -107,6 +107,7 @@ struct MediaRelay::State {
     std::chrono::steady_clock::time_point next_publish{};
     int handoff_fd = -1;  // eventfd: a thread queued datagrams for this thread
     event* handoff_ev = nullptr;
+    event* handoff_more_ev = nullptr;  // the next slice of hand-offs
     std::vector<Handoff> handed_off;  // taken from one thread, dispatched in slices
     std::size_t handoff_next = 0;
     std::size_t handoff_thread = 0;  // round robin over the threads' queues
@@ -221,6 +222,7 @@ Status MediaRelay::start_threads(std::vector<std::vector<int>> thread_sockets) {
     }
     s.handoff_ev = event_new(base_, s.handoff_fd, EV_READ | EV_PERSIST, &MediaRelay::on_handoff, this);
     s.publish_ev = evtimer_new(base_, &MediaRelay::on_publish, this);
+    s.handoff_more_ev = evtimer_new(base_, &MediaRelay::on_more_handoffs, this);
     event_add(s.handoff_ev, nullptr);
     publish();  // the threads start with an empty table, never none
     for (auto& fds : thread_sockets) {
@@ -245,9 +247,9 @@ void MediaRelay::close() {
     // Their counts outlive them: stats() must not go backwards after stop.
     add_thread_counts(s.retired_threads);
     s.threads.clear();  // joins them
-    for (event* ev : {s.handoff_ev, s.publish_ev})
+    for (event* ev : {s.handoff_ev, s.publish_ev, s.handoff_more_ev})
         if (ev) event_free(ev);
-    s.handoff_ev = s.publish_ev = nullptr;
+    s.handoff_ev = s.publish_ev = s.handoff_more_ev = nullptr;
     if (s.handoff_fd >= 0) ::close(s.handoff_fd);
     s.handoff_fd = -1;
     s.publish_pending = false;
@@ -273,10 +275,12 @@ void MediaRelay::routes_changed() {
     // Once per loop iteration at most, however many calls changed in it, and
     // no sooner than the last rebuild's cost allows (State::next_publish).
     s.publish_pending = true;
-    auto wait = s.next_publish - std::chrono::steady_clock::now();
+    auto wait = std::chrono::duration_cast<std::chrono::microseconds>(s.next_publish - std::chrono::steady_clock::now());
     timeval delay{0, 0};
-    if (wait > std::chrono::steady_clock::duration::zero())
-        delay.tv_usec = long(std::chrono::duration_cast<std::chrono::microseconds>(wait).count());
+    if (wait.count() > 0) {
+        delay.tv_sec = long(wait.count() / 1000000);
+        delay.tv_usec = long(wait.count() % 1000000);
+    }
     evtimer_add(s.publish_ev, &delay);
 }
 
@@ -302,7 +306,10 @@ void MediaRelay::publish() {
     }
     s.publication.publish(std::move(table));
     auto finished = std::chrono::steady_clock::now();
-    s.next_publish = finished + 4 * (finished - started);
+    // Capped, so that one rebuild slowed by a busy machine cannot leave the
+    // threads on an old table for long.
+    s.next_publish = finished + std::min<std::chrono::steady_clock::duration>(4 * (finished - started),
+                                                                            std::chrono::milliseconds(250));
 }
 
 void MediaRelay::on_handoff(int fd, short, void* self) {
@@ -310,6 +317,8 @@ void MediaRelay::on_handoff(int fd, short, void* self) {
     [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
     static_cast<MediaRelay*>(self)->drain_handoffs();
 }
+
+void MediaRelay::on_more_handoffs(int, short, void* self) { static_cast<MediaRelay*>(self)->drain_handoffs(); }
 
 void MediaRelay::drain_handoffs() {
     State& s = *state_;
@@ -327,7 +336,11 @@ void MediaRelay::drain_handoffs() {
         const Handoff& h = s.handed_off[s.handoff_next++];
         dispatch(h.data, h.size, reinterpret_cast<const sockaddr*>(&h.from), int(h.from_length), h.socket_index);
     }
-    event_active(s.handoff_ev, EV_READ, 0);  // more may be waiting
+    // More may be waiting: come back after the next poll (a zero timeout
+    // runs after it; event_active would run again before it), so sessions and
+    // timers get their turn between slices.
+    timeval now{0, 0};
+    evtimer_add(s.handoff_more_ev, &now);
 }
 
 std::uint32_t MediaRelay::forward_target(const sockaddr* from) {

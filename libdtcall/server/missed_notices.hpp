@@ -1,7 +1,9 @@
 // What a user was told while its connection was down during a call (its
-// grace period): `start`, `direct`, or the peer's `end`. Kept, a few per
-// user, and sent when it logs back in with keepudp — otherwise a client that
-// reconnects into a call its peer has hung up would wait for ever.
+// grace period): `prepare`, `direct`, `start`, or the peer's `end`. Kept, a
+// few per user, and sent when it logs back in with keepudp within the grace
+// period — otherwise a client that reconnects into a call its peer has hung
+// up would wait for ever. Once the call ended, only its `end` is kept; of
+// several `direct`s (voice keys), only the latest.
 #pragma once
 
 #include <dtcall/call_router.hpp>
@@ -18,12 +20,21 @@ public:
     // A call sends a handful of notices to each party; more is a misuse.
     static constexpr std::size_t per_user = 8;
 
-    // Keep `notice` for `user` until `expires_ms` (a monotonic time).
+    // Keep `notice` for `user`; the first one kept sets the expiry
+    // (`expires_ms`, monotonic: the end of the grace period).
     void keep(const std::string& user, const Notice& notice, std::int64_t now_ms, std::int64_t expires_ms) {
         sweep(now_ms);
-        Missed& missed = missed_[user];
-        missed.expires_ms = expires_ms;
-        if (missed.notices.size() < per_user) missed.notices.push_back(notice);
+        auto [it, fresh] = missed_.try_emplace(user);
+        Missed& missed = it->second;
+        if (fresh) missed.expires_ms = expires_ms;
+        std::vector<Notice>& notices = missed.notices;
+        if (!notices.empty() && notices.back().kind == Notice::Kind::end) return;  // the call is over
+        if (notice.kind == Notice::Kind::end) notices.clear();
+        if (notice.kind == Notice::Kind::direct) {
+            for (auto n = notices.begin(); n != notices.end();)
+                n = n->kind == Notice::Kind::direct ? notices.erase(n) : n + 1;
+        }
+        if (notices.size() < per_user) notices.push_back(notice);
     }
 
     // The user is back: its notices, oldest first, unless they expired.

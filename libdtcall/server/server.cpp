@@ -91,6 +91,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
               if (impl->online_.count(user)) return;
               impl->log(LogLevel::info, user + " did not come back within the grace period; ending the call");
               impl->router.vanished(user);
+              impl->missed_.forget(user);  // a later keepudp login must not hear of that call
           }) {
         crypto_init();
         double refill = cfg.failed_logins_per_minute / 60.0;

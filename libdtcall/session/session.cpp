@@ -234,6 +234,9 @@ void Session::handle_login2(const wire::Command& command) {
     // login2resp first: what the host sends on login (notices missed while
     // away) must come after it.
     send({"login2resp", session_key_});
+    // Queuing it can hit max_output_bytes and close us: a closed session
+    // must never be registered as the user's connection.
+    if (closed_ || state_ != State::logged_in) return;
     host_.session_logged_in(*this, keepudp);
 }
 
