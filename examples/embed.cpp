@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 
 namespace {
@@ -38,6 +39,7 @@ public:
 
 int main() {
     if (!dtcall::crypto_init()) return 1;
+    std::signal(SIGPIPE, SIG_IGN);  // a client that vanished must not end the process
     event_base* base = event_base_new();  // your loop
     int result = 1;
     {
