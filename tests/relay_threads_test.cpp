@@ -10,6 +10,7 @@
 #include <dtcall/crypto.hpp>
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <unistd.h>
 #include <atomic>
 #include <thread>
@@ -222,3 +223,87 @@ TEST_CASE("with relay threads, a media port somebody else holds is refused, not 
     CHECK(error.find(std::to_string(port)) != std::string::npos);
 }
 
+
+namespace {
+
+// Joins the server's media port group and attaches a classic BPF program
+// that sends every datagram to socket `index` of the group: 0 is the
+// event-loop thread's, 1 and up the relay threads' (the order they bound).
+// The program stays with the group after this socket closes.
+void steer_media(std::uint16_t port, std::uint32_t index) {
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    int one = 1;
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    sock_filter always[] = {BPF_STMT(BPF_RET | BPF_K, index)};
+    sock_fprog program{1, always};
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) == 0);
+    ::close(fd);
+}
+
+}  // namespace
+
+TEST_CASE("everything steered to one relay thread: registration, relay, a new address, the end") {
+    TestServer s = threaded_server({"alice", "bob"}, 2);
+    steer_media(s.server->media_port(), 1);
+    CallPair call(s);  // both registrations come in on the thread and are handed over
+    REQUIRE(call.established);
+    call.alice_media.send(Bytes(50, 1));
+    CHECK(call.bob_media.receive() == Bytes(50, 1));
+    call.bob_media.send(Bytes(50, 2));
+    CHECK(call.alice_media.receive() == Bytes(50, 2));
+
+    // NAT rebinding: alice registers from a new port; the thread follows once
+    // the new table reaches it (bounded wait: it is rebuilt after the change).
+    RawMedia moved(s);
+    REQUIRE(moved.register_with(call.alice));
+    std::optional<Bytes> arrived;
+    for (int attempt = 0; attempt < 40 && !arrived; ++attempt) {
+        call.bob_media.send(Bytes(50, 3));
+        arrived = moved.receive(25ms);
+    }
+    CHECK(arrived == Bytes(50, 3));
+    moved.send(Bytes(50, 4));
+    CHECK(call.bob_media.receive() == Bytes(50, 4));
+
+    call.bob.command("end|alice|" + call.bob.sk);
+    REQUIRE(call.alice.next_body() == "end|bob");
+    s.pump(50ms);
+    moved.send(Bytes(50, 5));
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    ServerStats stats = s.server->stats();
+    CHECK(stats.media_packets_relayed >= 4);
+    CHECK(stats.media_packets_relayed_by_threads == stats.media_packets_relayed);
+}
+
+TEST_CASE("steered to the event-loop thread's socket, the relay threads relay nothing") {
+    TestServer s = threaded_server({"alice", "bob"}, 2);
+    steer_media(s.server->media_port(), 0);
+    CallPair call(s);
+    REQUIRE(call.established);
+    for (int i = 0; i < 5; ++i) {
+        call.alice_media.send(Bytes(30, std::uint8_t(i)));
+        CHECK(call.bob_media.receive() == Bytes(30, std::uint8_t(i)));
+    }
+    CHECK(s.server->stats().media_packets_relayed == 5);
+    CHECK(s.server->stats().media_packets_relayed_by_threads == 0);
+}
+
+TEST_CASE("the threads' table is rebuilt when media may start, not on every ready") {
+    TestServer s = threaded_server({"alice", "bob"}, 1);
+    CallPair call(s);
+    REQUIRE(call.established);
+    s.pump(50ms);
+    std::uint64_t publishes = s.server->stats().media_table_publishes;
+    CHECK(publishes >= 1);
+    for (int i = 0; i < 20; ++i) call.alice.command("ready|bob|" + call.alice.sk);  // changes nothing
+    s.pump(100ms);
+    CHECK(s.server->stats().media_table_publishes == publishes);
+    call.alice.command("end|bob|" + call.alice.sk);
+    s.pump(100ms);
+    CHECK(s.server->stats().media_table_publishes > publishes);  // the call's routes are gone
+}

@@ -64,6 +64,7 @@ public:
         std::uint64_t registrations = 0;
         std::uint64_t rate_limited_packets = 0;
         std::uint64_t replayed_registrations = 0;
+        std::uint64_t table_publishes = 0;  // forward tables built for relay threads
     };
 
     MediaRelay(event_base* base, const Config& config, Host& host);

@@ -48,6 +48,7 @@ struct ServerStats {
     std::uint64_t media_bytes_relayed = 0;
     std::uint64_t media_packets_dropped = 0;
     std::uint64_t registrations_acked = 0;
+    std::uint64_t media_table_publishes = 0;  // tables built for relay threads (Config::media_threads)
 };
 
 class Server {

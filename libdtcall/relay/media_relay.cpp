@@ -305,6 +305,7 @@ void MediaRelay::publish() {
         table->targets.push_back({CompactAddress::of(to.address, to.length), to.socket_index});
     }
     s.publication.publish(std::move(table));
+    ++stats_.table_publishes;
     auto finished = std::chrono::steady_clock::now();
     // Capped, so that one rebuild slowed by a busy machine cannot leave the
     // threads on an old table for long.

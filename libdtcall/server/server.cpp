@@ -520,6 +520,7 @@ ServerStats Server::stats() const {
     const auto& relay = impl_->relay.stats();
     s.media_packets_relayed = relay.relayed_packets;
     s.media_packets_relayed_by_threads = relay.relayed_by_threads;
+    s.media_table_publishes = relay.table_publishes;
     s.media_bytes_relayed = relay.relayed_bytes;
     s.media_packets_dropped = relay.dropped_packets;
     s.registrations_acked = relay.registrations;
