@@ -14,14 +14,11 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
     if (needed > run.open_files)
         return dtcall::Error{"--pairs " + std::to_string(o.pairs) + " needs about " + std::to_string(needed) +
                              " file descriptors; this process may open " + std::to_string(run.open_files)};
-    auto target = open_target(o, std::size_t(o.pairs) * 2, true, run.server_cpu);
-    if (!target) return dtcall::Error{target.error()};
-    Loop loop;
-    if (!loop.ok()) return dtcall::Error{"cannot create an event loop"};
-    HelloPool hellos((*target)->server_key, 256);
-    PhoneContext context;
-    if (auto aimed = aim_phones(context, loop.base(), **target, hellos, o); !aimed)
-        return dtcall::Error{aimed.error()};
+    auto rig = rig_up(o, std::size_t(o.pairs) * 2, run.server_cpu);
+    if (!rig) return dtcall::Error{rig.error()};
+    auto& target = (*rig)->target;
+    Loop& loop = *(*rig)->loop;
+    PhoneContext& context = (*rig)->context;
 
     CallSettings settings;
     settings.repeat = true;
@@ -29,14 +26,14 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
     settings.media_rate = o.hold_ms ? o.rate : 0;
     settings.media_size = o.size;
     settings.logins_in_flight = o.in_process ? 64 : 32;
-    CallDriver driver(context, (*target)->users, o.pairs, settings);
+    CallDriver driver(context, target->users, o.pairs, settings);
     Progress progress(!o.quiet && o.duration >= 3, "calls");
 
     driver.start();
     loop.run_until([&] { return driver.logins_done(); },
                    Clock::now() + std::chrono::seconds(30) + std::chrono::milliseconds(o.pairs * 40));
 
-    ServerProbe server((*target)->pid);
+    ServerProbe server(target->pid);
     server.begin();
     std::int64_t own_before = own_cpu_ns();
     auto start = Clock::now();
@@ -64,7 +61,7 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
     report.title = "dtcall-bench calls: " + std::to_string(o.pairs) + " pairs calling for " +
                    format_number(o.duration, 1) + " s" +
                    (o.hold_ms ? ", each call held " + std::to_string(o.hold_ms) + " ms with media" : std::string()) +
-                   ", against the " + (*target)->description + run.placement;
+                   ", against the " + target->description + run.placement;
     report.parameter("pairs", o.pairs);
     report.parameter("duration_s", o.duration);
     report.parameter("hold_ms", o.hold_ms);
@@ -100,13 +97,13 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
     report.notes.push_back("call -> start includes the server's frame pacing (frame_gap) and direct hold, as a "
                            "real client sees them; each party registers media once per call (sealed, 2 X25519 "
                            "operations on the generator)");
-    for (auto& note : (*target)->notes) report.notes.push_back(note);
+    for (auto& note : target->notes) report.notes.push_back(note);
     for (auto& [why, n] : s.failure_reasons) report.failures.push_back(std::to_string(n) + " x " + why);
     if (s.calls_up == 0) {
         report.failures.push_back("no call was set up");
         report.measured_nothing = true;
     }
-    (*target)->stop();
+    target->stop();
     return report;
 }
 

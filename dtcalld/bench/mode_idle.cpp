@@ -79,21 +79,18 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     std::size_t count = std::size_t(std::min<std::uint64_t>(o.count, fit));
     if (count == 0) return dtcall::Error{"the open-files limit (" + std::to_string(run.open_files) + ") leaves no room for connections"};
 
-    auto target = open_target(o, count, true, run.server_cpu);
-    if (!target) return dtcall::Error{target.error()};
-    Loop loop;
-    if (!loop.ok()) return dtcall::Error{"cannot create an event loop"};
-    HelloPool hellos((*target)->server_key, 256);
-    PhoneContext context;
-    if (auto aimed = aim_phones(context, loop.base(), **target, hellos, o); !aimed)
-        return dtcall::Error{aimed.error()};
+    auto rig = rig_up(o, count, run.server_cpu);
+    if (!rig) return dtcall::Error{rig.error()};
+    auto& target = (*rig)->target;
+    Loop& loop = *(*rig)->loop;
+    PhoneContext& context = (*rig)->context;
 
-    ServerProbe server((*target)->pid);
+    ServerProbe server(target->pid);
     auto rss_before = server.rss();
     auto slab_before = slab_bytes();
     auto own_rss_before = resident_bytes(getpid());
 
-    IdleHolder holder(context, (*target)->users, count, o.concurrency);
+    IdleHolder holder(context, target->users, count, o.concurrency);
     Progress progress(!o.quiet, "idle");
     auto start = Clock::now();
     holder.start();
@@ -124,7 +121,7 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     Report report;
     report.mode = "idle";
     report.title = "dtcall-bench idle: " + std::to_string(o.count) + " logged-in connections held for " +
-                   format_number(o.duration, 1) + " s against the " + (*target)->description + run.placement;
+                   format_number(o.duration, 1) + " s against the " + target->description + run.placement;
     report.parameter("count", o.count);
     report.parameter("duration_s", o.duration);
     report.parameter("heartbeat_s", o.heartbeat);
@@ -164,13 +161,13 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
         report.notes.push_back("the in-process server is a child process: its RSS holds only server memory "
                                "(plus pages shared with this process since fork, the same before and after)");
     report.notes.push_back("RSS is user-space memory; socket buffers and TCP state live in the kernel (slab row)");
-    for (auto& note : (*target)->notes) report.notes.push_back(note);
+    for (auto& note : target->notes) report.notes.push_back(note);
     for (auto& [why, n] : holder.reasons) report.failures.push_back(std::to_string(n) + " x " + why);
     if (held == 0) {
         report.failures.push_back("no session was held");
         report.measured_nothing = true;
     }
-    (*target)->stop();
+    target->stop();
     return report;
 }
 

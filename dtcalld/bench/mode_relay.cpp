@@ -78,16 +78,13 @@ Leg measure(const std::vector<MediaParty>& parties, const SharedSocket* shared, 
 // Through dtcalld (or the external server): calls first, then media.
 dtcall::Result<Leg> relay_leg(const RunContext& run, Report& report, std::string& description) {
     const Options& o = run.options;
-    auto target = open_target(o, std::size_t(o.pairs) * 2, true, run.server_cpu);
-    if (!target) return dtcall::Error{target.error()};
-    description = (*target)->description;
-    for (auto& note : (*target)->notes) report.notes.push_back(note);
-    Loop loop;
-    if (!loop.ok()) return dtcall::Error{"cannot create an event loop"};
-    HelloPool hellos((*target)->server_key, 256);
-    PhoneContext context;
-    if (auto aimed = aim_phones(context, loop.base(), **target, hellos, o); !aimed)
-        return dtcall::Error{aimed.error()};
+    auto rig = rig_up(o, std::size_t(o.pairs) * 2, run.server_cpu);
+    if (!rig) return dtcall::Error{rig.error()};
+    auto& target = (*rig)->target;
+    Loop& loop = *(*rig)->loop;
+    PhoneContext& context = (*rig)->context;
+    description = target->description;
+    for (auto& note : target->notes) report.notes.push_back(note);
 
     // An IPv4 loopback relay gets every party on one shared socket
     // (shared_media.hpp); any other gets a socket per party.
@@ -102,7 +99,7 @@ dtcall::Result<Leg> relay_leg(const RunContext& run, Report& report, std::string
     CallSettings settings;
     settings.repeat = false;
     settings.logins_in_flight = o.in_process ? 64 : 32;
-    CallDriver driver(context, (*target)->users, o.pairs, settings);
+    CallDriver driver(context, target->users, o.pairs, settings);
     if (shared) {
         auto watched = shared->watch(loop.base(), [&driver](std::size_t party, const std::uint8_t* data, std::size_t size) {
             if (party < driver.phone_count()) driver.phone(party).media_input(data, size);
@@ -140,7 +137,7 @@ dtcall::Result<Leg> relay_leg(const RunContext& run, Report& report, std::string
         socket.fd = shared->fd();
         socket.relay = shared->relay();
     }
-    Target& t = **target;
+    Target& t = *target;
     bool local = t.host.compare(0, 4, "127.") == 0 || t.host == "::1";
     Leg leg = measure(parties, shared ? &socket : nullptr, o, t.pid, local ? t.media_port : 0,
                       [&t] { return t.counters(); }, "relay");

@@ -90,13 +90,23 @@ dtcall::Result<std::unique_ptr<Target>> open_target(const Options& options, std:
     return target;
 }
 
-dtcall::Status aim_phones(PhoneContext& context, event_base* base, const Target& target, HelloPool& hellos,
-                          const Options& options) {
-    context.base = base;
-    context.server_key = target.server_key;
-    context.hellos = &hellos;
+dtcall::Result<std::unique_ptr<Rig>> rig_up(const Options& options, std::size_t users_needed,
+                                            std::optional<int> server_cpu) {
+    auto rig = std::make_unique<Rig>();
+    auto target = open_target(options, users_needed, true, server_cpu);
+    if (!target) return dtcall::Error{target.error()};
+    rig->target = std::move(*target);
+    rig->loop = std::make_unique<Loop>();
+    if (!rig->loop->ok()) return dtcall::Error{"cannot create an event loop"};
+    rig->hellos = std::make_unique<HelloPool>(rig->target->server_key, 256);
+    PhoneContext& context = rig->context;
+    context.base = rig->loop->base();
+    context.server_key = rig->target->server_key;
+    context.hellos = rig->hellos.get();
     context.heartbeat = std::chrono::milliseconds(std::int64_t(options.heartbeat * 1000));
-    return set_addresses(context, target.host, target.port, target.media_port, "--host");
+    auto aimed = set_addresses(context, rig->target->host, rig->target->port, rig->target->media_port, "--host");
+    if (!aimed) return dtcall::Error{aimed.error()};
+    return rig;
 }
 
 }  // namespace dtbench

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "child_process.hpp"
+#include "event_loop.hpp"
 #include "key_material.hpp"
 #include "options.hpp"
 #include "phone.hpp"
@@ -45,9 +46,18 @@ struct Target {
 dtcall::Result<std::unique_ptr<Target>> open_target(const Options& options, std::size_t users_needed,
                                                     bool distinct_users, std::optional<int> server_cpu);
 
-// Points the phones' shared context at `target`: its addresses and key, the
-// loop and hello pool they use, and the heartbeat interval from the options.
-dtcall::Status aim_phones(PhoneContext& context, event_base* base, const Target& target, HelloPool& hellos,
-                          const Options& options);
+// What the modes that hold phones (idle, calls, relay) share: the server,
+// an event loop, a pool of handshake hellos, and the phones' context aimed at
+// the server (its addresses and key, the heartbeat from the options).
+struct Rig {
+    std::unique_ptr<Target> target;
+    std::unique_ptr<Loop> loop;  // made after the server child is forked
+    std::unique_ptr<HelloPool> hellos;
+    PhoneContext context;
+};
+
+// open_target with one user per connection, then the rest of the Rig.
+dtcall::Result<std::unique_ptr<Rig>> rig_up(const Options& options, std::size_t users_needed,
+                                            std::optional<int> server_cpu);
 
 }  // namespace dtbench
