@@ -16,7 +16,7 @@ namespace {
 struct Recorder : CallRouter::Outbox {
     std::set<std::string> on;
     std::vector<std::string> sent;  // "user<-kind|other[|blob]"
-    std::vector<std::string> held, released, events;
+    std::vector<std::string> held, released, events, peer_changed;
 
     bool online(const std::string& u) override { return on.count(u) != 0; }
     void deliver(const std::string& u, const Notice& n) override {
@@ -27,6 +27,7 @@ struct Recorder : CallRouter::Outbox {
     }
     void direct_held(const std::string& u) override { held.push_back(u); }
     void media_released(const std::string& u) override { released.push_back(u); }
+    void relay_peer_changed(const std::string& u) override { peer_changed.push_back(u); }
     void call_rung(const std::string& a, const std::string& b) override { events.push_back("rung " + a + " " + b); }
     void call_accepted(const std::string& a, const std::string& b) override { events.push_back("accepted " + a + " " + b); }
     void call_started(const std::string& a, const std::string& b) override { events.push_back("started " + a + " " + b); }
@@ -154,6 +155,8 @@ TEST_CASE_FIXTURE(Fixture, "ready from both starts the call once; media relays a
     CHECK(router.ready("bob", "alice"));
     CHECK(out.take().empty());
     CHECK(out.events.back() == "started alice bob");
+    // Once per user, at its first ready: repeats change no route.
+    CHECK(out.peer_changed == std::vector<std::string>{"alice", "bob"});
 }
 
 TEST_CASE_FIXTURE(Fixture, "ready while ringing is invalid") {

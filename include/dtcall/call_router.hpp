@@ -46,6 +46,10 @@ public:
         virtual void direct_held(const std::string& user) = 0;
         // The user's media address (if any) is no longer valid.
         virtual void media_released(const std::string& user) = 0;
+        // relay_peer()'s answer for `user` changed (its `ready`; an ended
+        // call also says media_released). A relay that caches routes
+        // refreshes them.
+        virtual void relay_peer_changed(const std::string& user) { (void)user; }
         // For observers: calls rung, accepted, started, ended.
         virtual void call_rung(const std::string& caller, const std::string& callee) = 0;
         virtual void call_accepted(const std::string& caller, const std::string& callee) = 0;

@@ -75,6 +75,7 @@ bool CallRouter::ready(const std::string& user, const std::string& other) {
     if (leg->ready) return true;  // a repeated ready changes nothing
     leg->ready = true;
     ++generation_;
+    outbox_.relay_peer_changed(user);
     Leg& other_leg = legs_[other];
     if (!other_leg.ready) return true;
     leg->phase = other_leg.phase = CallPhase::in_call;

@@ -284,14 +284,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
             if (!users.find(other) || !users.find(user)) return false;
             return router.accept(user, other);
         case wire::Verb::passthrough: return router.passthrough(user, other, command.fields[3]);
-        case wire::Verb::ready: {
-            std::uint64_t before = router.generation();
-            bool ok = router.ready(user, other);
-            // Media from `user` may flow now; a repeated or refused ready
-            // changes nothing and must not cost a table rebuild.
-            if (router.generation() != before) relay.routes_changed();
-            return ok;
-        }
+        case wire::Verb::ready: return router.ready(user, other);
         case wire::Verb::end: return router.end(user, other);
         default: return false;
         }
@@ -426,6 +419,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         }
     }
     void direct_held(const std::string& user) override { held_direct.arm(user, cfg.direct_hold); }
+    void relay_peer_changed(const std::string&) override { relay.routes_changed(); }
     void media_released(const std::string& user) override {
         relay.release(user);
         held_direct.cancel(user);
