@@ -98,7 +98,7 @@ private:
     void schedule_publish();
     void drain_handoffs();
     void add_thread_counts(Stats& into) const;
-    void read_batch(int fd);
+    void read_batch(int fd, unsigned socket_index);
     // A datagram that is not relayed by a batch: forward it or treat it as a
     // registration attempt. `socket_index`: the listen address it came in on.
     void dispatch(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,

@@ -91,6 +91,7 @@ struct MediaRelay::State {
     struct Socket {
         MediaRelay* relay;
         int fd;
+        unsigned index;  // in `sockets`: the listen address
         event* ev;
     };
     std::vector<std::unique_ptr<Socket>> sockets;
@@ -185,7 +186,8 @@ Status MediaRelay::open() {
             close();
             return Error{fd.error()};
         }
-        auto socket = std::make_unique<State::Socket>(State::Socket{this, *fd, nullptr});
+        auto socket = std::make_unique<State::Socket>(
+            State::Socket{this, *fd, unsigned(state_->sockets.size()), nullptr});
         socket->ev = event_new(base_, *fd, EV_READ | EV_PERSIST, &MediaRelay::on_readable, socket.get());
         event_add(socket->ev, nullptr);
         state_->sockets.push_back(std::move(socket));
@@ -365,13 +367,12 @@ std::uint32_t MediaRelay::forward_target(const sockaddr* from) {
 }
 
 void MediaRelay::on_readable(int fd, short, void* arg) {
-    static_cast<State::Socket*>(arg)->relay->read_batch(fd);
+    auto* socket = static_cast<State::Socket*>(arg);
+    socket->relay->read_batch(fd, socket->index);
 }
 
-void MediaRelay::read_batch(int fd) {
+void MediaRelay::read_batch(int fd, unsigned socket_index) {
     State& s = *state_;
-    unsigned socket_index = 0;
-    while (s.sockets[socket_index]->fd != fd) ++socket_index;
     DatagramBatch& batch = s.batch;
     for (int round = 0; round < batches_per_wakeup; ++round) {
         unsigned received = batch.receive(fd);

@@ -56,7 +56,7 @@ bool RelayThread::start() {
     if (stop_fd_ < 0 || !base_) return false;
     watches_.reserve(fds_.size());
     for (int fd : fds_) {
-        watches_.push_back(Watch{this, fd, nullptr});
+        watches_.push_back(Watch{this, fd, unsigned(watches_.size()), nullptr});
         Watch& w = watches_.back();
         w.ev = event_new(base_, fd, EV_READ | EV_PERSIST, &RelayThread::on_readable, &w);
         if (!w.ev || event_add(w.ev, nullptr) != 0) return false;
@@ -88,13 +88,14 @@ RelayThread::~RelayThread() {
 
 void RelayThread::on_stop(int, short, void* base) { event_base_loopbreak(static_cast<event_base*>(base)); }
 
-void RelayThread::on_readable(int fd, short, void* arg) { static_cast<Watch*>(arg)->thread->read_batches(fd); }
+void RelayThread::on_readable(int fd, short, void* arg) {
+    auto* watch = static_cast<Watch*>(arg);
+    watch->thread->read_batches(fd, watch->index);
+}
 
-void RelayThread::read_batches(int fd) {
+void RelayThread::read_batches(int fd, unsigned socket_index) {
     table_.refresh();
     const ForwardTable* table = table_.table();
-    unsigned socket_index = 0;
-    while (fds_[socket_index] != fd) ++socket_index;
     for (int round = 0; round < batches_per_wakeup; ++round) {
         unsigned received = batch_.receive(fd);
         std::uint64_t relayed = 0, bytes = 0, dropped = 0;

@@ -80,11 +80,12 @@ private:
     struct Watch {
         RelayThread* thread;
         int fd;
+        unsigned index;  // in fds_: the listen address
         event* ev;
     };
     static void on_readable(int fd, short, void* arg);
     static void on_stop(int fd, short, void* arg);
-    void read_batches(int fd);
+    void read_batches(int fd, unsigned socket_index);
     void hand_off(unsigned i, const AddressKey& source, unsigned socket_index);
 
     std::vector<int> fds_;

@@ -3,10 +3,10 @@
 #include <dtcall/address.hpp>
 
 #include <event2/buffer.h>
-
-#include <sys/socket.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+
+#include <sys/socket.h>
 
 #include <sodium.h>
 
