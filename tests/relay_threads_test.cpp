@@ -307,3 +307,23 @@ TEST_CASE("the threads' table is rebuilt when media may start, not on every read
     s.pump(100ms);
     CHECK(s.server->stats().media_table_publishes > publishes);  // the call's routes are gone
 }
+
+TEST_CASE("junk steered to a relay thread: dropped or handed over and refused, the call untouched") {
+    TestServer s = threaded_server({"alice", "bob"}, 2);
+    steer_media(s.server->media_port(), 2);
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawMedia stranger(s);
+    stranger.send(Bytes{});                       // empty
+    stranger.send(Bytes(2000, 0x41));             // too big to hand over, routes nowhere
+    for (int i = 0; i < 100; ++i) stranger.send(Bytes(118, std::uint8_t(i)));  // registration-sized junk
+    for (int i = 0; i < 50 && s.server->stats().media_packets_dropped < 102; ++i) s.pump(10ms);
+    ServerStats stats = s.server->stats();
+    CHECK(stats.media_packets_dropped >= 102);
+    CHECK(stats.media_packets_relayed == 0);
+    CHECK(stranger.receive(quiet) == std::nullopt);
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    call.alice_media.send(Bytes(40, 9));
+    CHECK(call.bob_media.receive() == Bytes(40, 9));
+    CHECK(s.server->stats().media_packets_relayed_by_threads == 1);
+}
