@@ -5,7 +5,7 @@
 #include "settings.hpp"
 #include "signals.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/server.hpp>
 #include <dtcall/user_directory.hpp>
 #include <dtcall/version.hpp>

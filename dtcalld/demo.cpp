@@ -49,7 +49,7 @@ public:
         config.server_keys = dtcall::KeyPair::generate();
         config.frame_gap = 20ms;
         server_ = std::make_unique<dtcall::Server>(config, users_, base_);
-        server_->set_observer(this);
+        server_->add_observer(this);
         for (Side& side : sides_) {
             side.keys = dtcall::KeyPair::generate();
             users_.add(side.name, side.keys.public_key);
@@ -222,8 +222,9 @@ private:
     void call_started(const std::string& caller, const std::string& callee) override {
         server_says("call " + caller + " -> " + callee + " started");
     }
-    void call_ended(const std::string& caller, const std::string& callee, dtcall::EndReason reason) override {
-        server_says("call " + caller + " -> " + callee + " ended (" + dtcall::to_string(reason) + ")");
+    void call_ended(const dtcall::CallReport& report) override {
+        server_says("call " + report.call.caller + " -> " + report.call.callee + " ended (" +
+                    dtcall::to_string(report.reason) + ")");
     }
     void media_registered(const std::string& user, const std::string& address) override {
         server_says(user + "'s media address is " + address);

@@ -1,8 +1,8 @@
 // dtcall-keygen NAME [DIR]: a key pair in the key-file format of
 // PROTOCOL.md section 1, for a user or for the server. See dtcall-keygen(1).
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/version.hpp>
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <climits>
 #include <cstdio>

@@ -2,8 +2,8 @@
 
 #include "conf_file.hpp"
 
-#include <dtcall/crypto.hpp>
-#include <dtcall/read_bounded.hpp>
+#include "crypto/crypto.hpp"
+#include "io/read_bounded.hpp"
 
 #include <cerrno>
 #include <cstdio>

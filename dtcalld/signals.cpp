@@ -51,7 +51,7 @@ void SignalHandlers::handle(int signal_number) {
         dtcall::ServerStats stats = server_.stats();
         log_.write(LogLevel::info, std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") +
                                        ": stopping; closing " + std::to_string(stats.connections) +
-                                       " connections, " + std::to_string(stats.calls) + " calls");
+                                       " connections, " + std::to_string(stats.calls_ringing + stats.calls_accepted + stats.calls_in_progress) + " calls");
         // Ends calls politely, flushes, then ends the (owned) loop by itself.
         server_.stop();
         break;

@@ -30,8 +30,9 @@ public:
     void call_started(const std::string& caller, const std::string& callee) override {
         std::printf("[embed] call %s -> %s started\n", caller.c_str(), callee.c_str());
     }
-    void call_ended(const std::string& caller, const std::string& callee, dtcall::EndReason reason) override {
-        std::printf("[embed] call %s -> %s ended: %s\n", caller.c_str(), callee.c_str(), dtcall::to_string(reason));
+    void call_ended(const dtcall::CallReport& report) override {
+        std::printf("[embed] call %s -> %s ended: %s\n", report.call.caller.c_str(), report.call.callee.c_str(),
+                    dtcall::to_string(report.reason));
     }
 };
 
@@ -57,8 +58,8 @@ int main() {
         config.server_keys = dtcall::KeyPair::generate();
         dtcall::Server server(config, users, base);
         PrintingObserver observer;
-        server.set_observer(&observer);
-        server.set_policy([](const std::string&, const std::string&) { return true; });  // who may call whom
+        server.add_observer(&observer);
+        server.set_policy([](const dtcall::CallRequest&) { return dtcall::CallDecision::allow; });  // who may call whom
         if (auto started = server.start(); !started) {
             std::fprintf(stderr, "embed: %s\n", started.error().c_str());
             event_base_free(base);

@@ -13,7 +13,7 @@
 //     |-- end|bob ------------>|-- end|alice ------------>|
 #include <dtcall/client.hpp>
 #include <dtcall/server.hpp>
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <doctest/doctest.h>
 
@@ -310,7 +310,7 @@ TEST_CASE("a full call carries media both ways with sequence numbers intact") {
     CHECK(alice->send_media("late") == 0);
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
     CHECK(bob->peer().empty());
-    CHECK(w.server->stats().calls == 0);
+    CHECK(w.server->calls().size() == 0);
 }
 
 TEST_CASE("a call at the server's default pacing (what the real clients get)") {
@@ -339,7 +339,7 @@ TEST_CASE("the callee declines a ringing call") {
     REQUIRE(run_until(b.base, [&] { return alice.saw("ended:bob"); }));
     CHECK_FALSE(alice.saw_prefix("prepare:"));
     CHECK(alice->peer().empty());
-    CHECK(w.server->stats().calls == 0);
+    CHECK(w.server->calls().size() == 0);
 }
 
 TEST_CASE("the caller cancels before the callee answers") {
@@ -460,8 +460,8 @@ TEST_CASE("two Servers in one process carry a call each at the same time") {
     }));
     exchange_media(b.base, a1, b1, 10);
     exchange_media(b.base, a2, b2, 10);
-    CHECK(w1.server->stats().calls == 1);
-    CHECK(w2.server->stats().calls == 1);
+    CHECK(w1.server->calls().size() == 1);
+    CHECK(w2.server->calls().size() == 1);
     // Keys differ per server: a client of one cannot log in to the other.
     auto cross = w2.client_config("alice");
     cross.command_port = w1.server->command_port();

@@ -3,7 +3,7 @@
 
 #include "temp_dir.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include "crypto/shared_key_cache.hpp"
 #include "vectors.hpp"

@@ -4,7 +4,7 @@
 #include "open_files.hpp"
 #include "settings.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <doctest/doctest.h>
 

@@ -4,7 +4,7 @@
 // $DTCALL_KEYGEN (set by tests/meson.build). Loopback only; every wait is
 // bounded and every child is killed at the end.
 #include <dtcall/client.hpp>
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/version.hpp>
 
 #include <doctest/doctest.h>

@@ -9,7 +9,7 @@
 
 #include "harness.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <event2/event.h>
 
@@ -23,12 +23,12 @@ namespace {
 struct Events : ServerObserver {
     std::vector<std::string> seen;
     void logged_in(const std::string& u, const std::string&) override { seen.push_back("login " + u); }
-    void logged_out(const std::string& u) override { seen.push_back("logout " + u); }
+    void logged_out(const std::string& u, LogoutReason) override { seen.push_back("logout " + u); }
     void call_rung(const std::string& a, const std::string& b) override { seen.push_back("rung " + a + " " + b); }
     void call_accepted(const std::string& a, const std::string& b) override { seen.push_back("accepted " + a + " " + b); }
     void call_started(const std::string& a, const std::string& b) override { seen.push_back("started " + a + " " + b); }
-    void call_ended(const std::string& a, const std::string& b, EndReason r) override {
-        seen.push_back("ended " + a + " " + b + " " + to_string(r));
+    void call_ended(const CallReport& r) override {
+        seen.push_back("ended " + r.call.caller + " " + r.call.callee + " " + to_string(r.reason));
     }
     void media_registered(const std::string& u, const std::string&) override { seen.push_back("media " + u); }
 };
@@ -38,7 +38,7 @@ struct Events : ServerObserver {
 TEST_CASE("the whole call, message by message") {
     TestServer s;
     Events events;
-    s.server->set_observer(&events);
+    s.server->add_observer(&events);
     RawPeer alice(s), bob(s);
     RawMedia alice_media(s), bob_media(s);
     REQUIRE_FALSE(alice.login("alice").empty());
@@ -82,7 +82,7 @@ TEST_CASE("the whole call, message by message") {
     alice.command("end|bob|" + alice.sk);
     CHECK(bob.next_body() == "end|alice");
     CHECK(alice.next(quiet) == std::nullopt);
-    CHECK(s.server->stats().calls == 0);
+    CHECK(calls_now(*s.server) == 0);
 
     std::vector<std::string> want = {"login alice", "login bob", "rung alice bob", "accepted alice bob",
                                      "media bob", "media alice", "started alice bob", "ended alice bob hangup"};
@@ -228,7 +228,7 @@ TEST_CASE("re-login without keepudp during a call ends it for the peer; with kee
         REQUIRE_FALSE(again.login("alice").empty());
         CHECK(call.bob.next_body() == "end|alice");
         CHECK(call.alice.closed());
-        CHECK(s.server->stats().calls == 0);
+        CHECK(calls_now(*s.server) == 0);
     }
     SUBCASE("with keepudp: media keeps flowing, end still works") {
         CallPair call(s);
@@ -250,11 +250,11 @@ TEST_CASE("a client that drops during a call and is back within the grace period
     REQUIRE(call.established);
     call.alice.drop();  // the phone loses its connection
     s.pump(100ms);
-    CHECK(s.server->router().phase("alice") == CallPhase::in_call);
+    CHECK(phase_of(*s.server, "alice") == CallPhase::in_call);
     RawPeer back(s);
     REQUIRE_FALSE(back.login("alice", true).empty());
     CHECK(call.bob.next(2000ms) == std::nullopt);  // grace cancelled by the keepudp login
-    CHECK(s.server->router().phase("alice") == CallPhase::in_call);
+    CHECK(phase_of(*s.server, "alice") == CallPhase::in_call);
     call.alice_media.send(Bytes(60, 9));
     CHECK(call.bob_media.receive() == Bytes(60, 9));
 }
@@ -275,7 +275,7 @@ TEST_CASE("what a client missed while away during a call reaches it when it is b
     SUBCASE("the peer hung up meanwhile: the returning client hears `end`") {
         CallPair call(s);
         hang_up_while_caller_away(s, call);
-        CHECK(s.server->stats().calls == 0);
+        CHECK(calls_now(*s.server) == 0);
         RawPeer back(s);
         REQUIRE_FALSE(back.login("alice", true).empty());
         CHECK(back.next_body() == "end|bob");
@@ -362,7 +362,7 @@ TEST_CASE("grace expiry: the peer is told") {
     }  // alice's connection is gone
     CHECK(bob.next(100ms) == std::nullopt);
     CHECK(bob.next_body(1500ms) == "end|alice");
-    CHECK(s.server->stats().calls == 0);
+    CHECK(calls_now(*s.server) == 0);
     CHECK(s.logged("grace period"));
 }
 
@@ -385,7 +385,9 @@ TEST_CASE("two Servers in one process carry calls at the same time") {
 
 TEST_CASE("policy hook refuses a call with end") {
     TestServer s;
-    s.server->set_policy([](const std::string&, const std::string& callee) { return callee != "carol"; });
+    s.server->set_policy([](const CallRequest& r) {
+        return r.callee != "carol" ? CallDecision::allow : CallDecision::refuse;
+    });
     RawPeer alice(s), carol(s);
     REQUIRE_FALSE(alice.login("alice").empty());
     REQUIRE_FALSE(carol.login("carol").empty());
@@ -436,7 +438,7 @@ TEST_CASE("start errors name the address") {
 TEST_CASE("stop(): calls end politely for both parties, connections close, nothing is left") {
     TestServer s;
     Events events;
-    s.server->set_observer(&events);
+    s.server->add_observer(&events);
     CallPair call(s);
     REQUIRE(call.established);
     RawPeer idle(s);
@@ -449,7 +451,7 @@ TEST_CASE("stop(): calls end politely for both parties, connections close, nothi
     CHECK(idle.closed());
     s.pump(50ms);
     CHECK(s.server->stats().connections == 0);
-    CHECK(s.server->stats().calls == 0);
+    CHECK(calls_now(*s.server) == 0);
     CHECK(std::count(events.seen.begin(), events.seen.end(), "ended alice bob server stopping") == 1);
     s.server->stop();  // twice is fine
     RawPeer late(s);

@@ -3,8 +3,8 @@
 
 #include "harness.hpp"
 
-#include <dtcall/address.hpp>
-#include <dtcall/crypto.hpp>
+#include "relay/address.hpp"
+#include "crypto/crypto.hpp"
 
 #include "server/bound_socket.hpp"
 

@@ -4,7 +4,7 @@
 
 #include "harness.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <sodium.h>
 
@@ -73,7 +73,7 @@ TEST_CASE("a replayed command frame is harmless; a logged-in session is not take
     eve.command("end|bob|" + call.alice.sk);
     CHECK(eve.next_body() == "invalid");
     CHECK(call.bob.next(quiet) == std::nullopt);
-    CHECK(s.server->router().phase("bob") == CallPhase::in_call);
+    CHECK(phase_of(*s.server, "bob") == CallPhase::in_call);
 }
 
 TEST_CASE("a logged-in client that never reads is dropped, others unaffected") {

@@ -7,7 +7,7 @@
 
 #include "harness.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 using namespace test_support;
 using namespace dtcall;

@@ -2,8 +2,8 @@
 // notices kept for a client that is away.
 #include <doctest/doctest.h>
 
-#include <dtcall/rate_limiter.hpp>
-#include <dtcall/replay_guard.hpp>
+#include "server/rate_limiter.hpp"
+#include "session/replay_guard.hpp"
 
 #include "server/missed_notices.hpp"
 

@@ -7,7 +7,7 @@
 #include "relay/forward_table.hpp"
 #include "relay/relay_thread.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <arpa/inet.h>
 #include <linux/filter.h>

@@ -3,7 +3,7 @@
 // notices go to these users.
 #include <doctest/doctest.h>
 
-#include <dtcall/call_router.hpp>
+#include "router/call_router.hpp"
 
 #include <set>
 #include <utility>
@@ -75,7 +75,9 @@ TEST_CASE_FIXTURE(Fixture, "call rings both sides") {
 TEST_CASE_FIXTURE(Fixture, "call to an offline user, to oneself, or refused by policy ends at once") {
     CHECK(router.call("alice", "dave"));
     CHECK(router.call("alice", "alice"));
-    router.set_policy([](const std::string&, const std::string& callee) { return callee != "carol"; });
+    router.set_policy([](const std::string&, const std::string& callee) {
+        return callee != "carol" ? CallDecision::allow : CallDecision::refuse;
+    });
     CHECK(router.call("alice", "carol"));
     CHECK(out.take() == Sent{"alice<-end|dave", "alice<-end|alice", "alice<-end|carol"});
     CHECK(router.phase("alice") == CallPhase::idle);
@@ -225,4 +227,22 @@ TEST_CASE_FIXTURE(Fixture, "registration without a call is refused") {
     CHECK_FALSE(router.media_registered("alice"));
     ring();
     CHECK(router.media_registered("alice"));  // ringing counts as having a call
+}
+
+TEST_CASE_FIXTURE(Fixture, "policy says busy: the caller gets end, reported as busy, not refused") {
+    router.set_policy([](const std::string&, const std::string&) { return CallDecision::busy; });
+    CHECK(router.call("alice", "bob"));
+    CHECK(out.take() == Sent{"alice<-end|bob"});
+    CHECK(out.events == std::vector<std::string>{"ended alice bob busy"});
+    CHECK(router.phase("alice") == CallPhase::idle);
+}
+
+TEST_CASE_FIXTURE(Fixture, "the server ends a call: both parties get end, as a hang-up") {
+    in_call();
+    CHECK(router.end_by_server("bob"));
+    CHECK(out.take() == Sent{"bob<-end|alice", "alice<-end|bob"});
+    CHECK(out.events.back() == "ended alice bob ended by server");
+    CHECK(router.phase("alice") == CallPhase::idle);
+    CHECK_FALSE(router.end_by_server("bob"));  // no call any more
+    CHECK(out.take().empty());
 }

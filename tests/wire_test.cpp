@@ -1,7 +1,7 @@
 // Frame reassembly and command parsing (PROTOCOL.md sections 2, 3, 5).
 #include <doctest/doctest.h>
 
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include "vectors.hpp"
 

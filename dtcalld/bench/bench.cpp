@@ -5,7 +5,7 @@
 #include "plot.hpp"
 #include "proc_stats.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <algorithm>
 #include <csignal>

@@ -1,6 +1,6 @@
 #include "key_material.hpp"
 
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <sodium.h>
 

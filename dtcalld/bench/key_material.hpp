@@ -11,7 +11,7 @@
 // challenges are the server's frames with the server's random nonces.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/result.hpp>
 
 #include <array>

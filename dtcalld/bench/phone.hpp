@@ -14,9 +14,9 @@
 #include "key_material.hpp"
 #include "shared_media.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/result.hpp>
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <chrono>
 #include <cstdint>

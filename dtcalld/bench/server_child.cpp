@@ -46,7 +46,7 @@ void on_request(evutil_socket_t fd, short, void* arg) {
                           static_cast<unsigned long long>(s.media_bytes_relayed),
                           static_cast<unsigned long long>(s.media_packets_dropped),
                           static_cast<unsigned long long>(s.registrations_acked), s.connections, s.logged_in,
-                          s.calls);
+                          s.calls_ringing + s.calls_accepted + s.calls_in_progress);
             write_line(control.answers, line);
         } else {
             write_line(control.answers, "error unknown request");

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <dtcall/config.hpp>
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -1,6 +1,6 @@
 #include "sodium_bound.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <sodium.h>
 

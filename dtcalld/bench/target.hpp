@@ -13,7 +13,7 @@
 #include "phone.hpp"
 #include "server_child.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/result.hpp>
 
 #include <memory>

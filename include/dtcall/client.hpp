@@ -8,7 +8,8 @@
 // are secretbox frames under the voice key carrying a 32-bit sequence number.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include <dtcall/export.hpp>
+#include <dtcall/keys.hpp>
 #include <dtcall/result.hpp>
 
 #include <chrono>
@@ -67,7 +68,7 @@ struct ClientStats {
     std::uint64_t registration_attempts = 0;
 };
 
-class Client {
+class DTCALL_API Client {
 public:
     // Callbacks may call any method of this Client, but must not destroy it.
     Client(event_base* base, ClientConfig config, ClientEvents events);

@@ -2,7 +2,7 @@
 // conf file is silent (documented in dtcalld.conf(5)).
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include <dtcall/keys.hpp>
 
 #include <chrono>
 #include <cstddef>

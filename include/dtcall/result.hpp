@@ -1,6 +1,8 @@
-// Errors as values at the library boundary: nothing in libdtcall throws or exits
-// on bad input; it returns a Result that says what was wrong and where.
+// Errors as values at the library boundary: nothing in libdtcall throws or
+// exits on bad input; it returns a Result that says what was wrong and where.
 #pragma once
+
+#include <dtcall/export.hpp>
 
 #include <optional>
 #include <string>
@@ -8,11 +10,37 @@
 
 namespace dtcall {
 
-// A human-readable reason, written so it can be printed as one log/stderr line
-// (it names the file, line or field when there is one).
-struct Error {
-    std::string message;
+// What kind of failure, for code that branches on it. The message says the rest.
+enum class ErrorCode {
+    other,            // none of the below
+    address_in_use,   // a port is taken (EADDRINUSE)
+    bad_address,      // not an IP literal, or not an address of this host
+    permission,       // EACCES/EPERM: a file, a low port, a socket path
+    bad_config,       // a setting out of range or inconsistent
+    bad_key,          // a key or key file that does not parse or is unusable
+    io,               // reading or writing a file failed
+    not_found,        // no such user, call, file
+    not_logged_in,    // a Client command before login
+    invalid_state,    // e.g. start() twice, a call command without a call
+    unavailable,      // a backing store (user directory) could not answer
 };
+DTCALL_API const char* to_string(ErrorCode code);
+
+// A failure: its kind and a human-readable reason written as one log/stderr
+// line (it names the file, line, field or address when there is one).
+struct Error {
+    ErrorCode code = ErrorCode::other;
+    std::string message;
+
+    Error() = default;
+    Error(ErrorCode c, std::string m) : code(c), message(std::move(m)) {}
+    explicit Error(std::string m) : message(std::move(m)) {}
+};
+
+namespace detail {
+// value() on an error: prints the error to stderr and aborts (a bug in the caller).
+[[noreturn]] DTCALL_API void bad_result_access(const std::string& message);
+}  // namespace detail
 
 template <class T>
 class Result {
@@ -22,15 +50,27 @@ public:
 
     bool ok() const { return value_.has_value(); }
     explicit operator bool() const { return ok(); }
-    T& value() { return *value_; }
-    const T& value() const { return *value_; }
-    T& operator*() { return *value_; }
-    const T& operator*() const { return *value_; }
-    T* operator->() { return &*value_; }
-    const T* operator->() const { return &*value_; }
+    // The value; calling these on an error aborts with the error's message.
+    T& value() { return *checked(); }
+    const T& value() const { return *checked(); }
+    T& operator*() { return value(); }
+    const T& operator*() const { return value(); }
+    T* operator->() { return &value(); }
+    const T* operator->() const { return &value(); }
+    // On an error: its message and kind (empty and ErrorCode::other on success).
     const std::string& error() const { return error_.message; }
+    ErrorCode code() const { return error_.code; }
+    const Error& failure() const { return error_; }
 
 private:
+    const std::optional<T>& checked() const {
+        if (!value_) detail::bad_result_access(error_.message);
+        return value_;
+    }
+    std::optional<T>& checked() {
+        if (!value_) detail::bad_result_access(error_.message);
+        return value_;
+    }
     std::optional<T> value_;
     Error error_;
 };

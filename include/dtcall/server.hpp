@@ -1,85 +1,129 @@
 // dtcall::Server: the whole signaling server on one libevent event_base — its
 // own, or one the embedding program already runs. Not thread-safe: call it
-// from the thread that runs its event_base. Several Servers may share a
-// process (and even a base); none has global state.
+// from the thread that runs its event_base (Config::media_threads relay
+// threads are internal and never call back). Several Servers may share a
+// process, and even a base; none has global state.
+//
+// From callbacks (observer, policy, log sink, directory answers) a program
+// may call every method of this Server except its destructor: stop(),
+// kick(), end_call(), online_users()... take effect in order and never free
+// anything the Server is still using. Destroying the Server (or another
+// Server on the same base) from a callback is not allowed; do it from the
+// stop() completion callback's caller's next step, or after the loop returns.
 #pragma once
 
-#include <dtcall/call_router.hpp>
 #include <dtcall/config.hpp>
+#include <dtcall/events.hpp>
+#include <dtcall/export.hpp>
+#include <dtcall/log.hpp>
 #include <dtcall/result.hpp>
 #include <dtcall/user_directory.hpp>
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 struct event_base;
 
 namespace dtcall {
 
-// Callbacks for what happens on the server. Override what you need; all run
-// on the event-loop thread. Names are user names; addresses are "ip:port".
-class ServerObserver {
-public:
-    virtual ~ServerObserver() = default;
-    virtual void logged_in(const std::string& user, const std::string& address) { (void)user; (void)address; }
-    virtual void logged_out(const std::string& user) { (void)user; }
-    virtual void call_rung(const std::string& caller, const std::string& callee) { (void)caller; (void)callee; }
-    virtual void call_accepted(const std::string& caller, const std::string& callee) { (void)caller; (void)callee; }
-    virtual void call_started(const std::string& caller, const std::string& callee) { (void)caller; (void)callee; }
-    virtual void call_ended(const std::string& caller, const std::string& callee, EndReason reason) {
-        (void)caller; (void)callee; (void)reason;
-    }
-    virtual void media_registered(const std::string& user, const std::string& address) { (void)user; (void)address; }
-};
-
-enum class LogLevel { debug, info, warning, error };
-// One line per event, already censored: the library never passes session
-// keys, challenges, TCP keys or key blobs to the log.
-using LogSink = std::function<void(LogLevel, const std::string& line)>;
-
+// Counters since start(); gauges are "now". Each field says exactly what it counts.
 struct ServerStats {
-    std::size_t connections = 0;
-    std::size_t logged_in = 0;
-    std::size_t calls = 0;
+    // --- gauges ---
+    std::size_t connections = 0;     // command connections open, logged in or not
+    std::size_t logged_in = 0;       // users online
+    std::size_t calls_ringing = 0;   // calls rung and not yet accepted
+    std::size_t calls_accepted = 0;  // accepted, waiting for both `ready`s
+    std::size_t calls_in_progress = 0;  // `start` sent to both
+    std::size_t media_registered = 0;   // users with a media address
+    // --- logins and calls (counters) ---
+    std::uint64_t logins = 0;             // successful login2s
+    std::uint64_t login_failures = 0;     // login attempts that failed (any LoginFailure)
+    std::uint64_t calls_ended = 0;        // calls that ended, for any EndReason (rung ones included)
+    // --- media (counters) ---
     std::uint64_t media_packets_relayed = 0;
-    std::uint64_t media_packets_relayed_by_threads = 0;  // of those (Config::media_threads)
-    std::uint64_t media_bytes_relayed = 0;
+    std::uint64_t media_packets_relayed_by_threads = 0;  // of those, by relay threads (Config::media_threads)
+    std::uint64_t media_bytes_relayed = 0;               // datagram bytes
+    // Datagrams neither relayed nor a valid registration: the sum of the four below.
     std::uint64_t media_packets_dropped = 0;
-    std::uint64_t registrations_acked = 0;
-    std::uint64_t media_table_publishes = 0;  // tables built for relay threads (Config::media_threads)
+    std::uint64_t media_rate_limited = 0;       // from unregistered sources over Config::unregistered_packets_per_second
+    std::uint64_t media_too_large = 0;          // over Config::max_datagram
+    std::uint64_t media_unroutable = 0;         // from a registered user whose peer has no address yet, or junk
+    std::uint64_t registrations_refused = 0;    // sealed registrations that did not open, or had no call or session
+    std::uint64_t registrations_acked = 0;      // registrations answered with an ack
+    std::uint64_t registrations_replayed = 0;   // a registration datagram seen before (dropped)
+    std::uint64_t commands_replayed = 0;        // command frames seen before, or too old (dropped)
+    std::uint64_t media_table_publishes = 0;    // route tables built for relay threads
+    // --- limits (counters), indexed by Limit ---
+    std::array<std::uint64_t, limit_count> limit_hits{};
+    std::uint64_t limit_hit(Limit limit) const { return limit_hits[static_cast<std::size_t>(limit)]; }
 };
 
-class Server {
+// A logged-in user, as Server::online_users() lists it.
+struct OnlineUser {
+    std::string user;
+    std::string address;  // "ip:port" of the command connection
+    std::chrono::system_clock::time_point since;  // this connection's login
+    unsigned keepudp_reconnects = 0;  // logins with keepudp since the user's last plain login
+    CallPhase phase = CallPhase::idle;
+    std::string peer;  // the other party of the call; empty when idle
+};
+
+class DTCALL_API Server {
 public:
     // `users` must outlive the Server. With `base == nullptr` the Server makes
     // and owns an event_base; run() then dispatches it.
     Server(Config config, UserDirectory& users, event_base* base = nullptr);
+    // Without stop(): every connection is closed at once (nothing is flushed,
+    // nobody gets `end`), relay threads are joined, no observer is called.
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    void set_observer(ServerObserver* observer);  // not owned; may be null
+    // Observers are not owned; several may be added, each is called in the
+    // order added. remove_observer() is safe from inside a callback.
+    void add_observer(ServerObserver* observer);
+    void remove_observer(ServerObserver* observer);
     void set_log(LogSink sink);
-    void set_policy(CallRouter::Policy policy);   // who may call whom
+    void set_policy(CallPolicy policy);  // who may call whom; unset = anybody
 
-    // Binds the TCP and UDP sockets and starts serving. Errors name the address.
+    // Binds the TCP and UDP sockets and starts serving. Errors name the
+    // address: ErrorCode::address_in_use, bad_address, permission, and
+    // invalid_state when already started.
     Status start();
     // Runs the owned event_base until stop(). Not for an embedder's base.
     void run();
-    // Stops politely: closes the listeners, sends `end` to both parties of
-    // every call, flushes and closes every connection (at most ~2 s), then
-    // ends the loop of a base the Server owns. Safe to call twice.
-    void stop();
-    // Re-reads the user directory; logged-in users stay connected.
+    // Stops politely, in this order: listeners close (no new connections);
+    // every call ends for both parties (`end`, observers' call_ended with
+    // EndReason::server_stopping); every connection is flushed and closed
+    // (observers' logged_out with LogoutReason::server_stopping), at most
+    // ~2 s for clients that do not read; relay sockets close; then `done`
+    // runs (from the event loop, never from inside stop()) and a base the
+    // Server owns leaves its loop. A second call does nothing but replace
+    // nothing: `done` of the first call still runs once.
+    void stop(std::function<void()> done = nullptr);
+    // Re-reads the user directory; logged-in users stay connected, except
+    // those no longer in it (LogoutReason::revoked, their calls end).
     Status reload_users();
+
+    // --- control (the event-loop thread) ---
+    std::vector<OnlineUser> online_users() const;
+    std::vector<CallInfo> calls() const;  // ringing, accepted and in progress
+    // Closes the user's connection at once; its call ends for the peer as if
+    // the user vanished (no grace period). ErrorCode::not_found when offline.
+    Status kick(const std::string& user);
+    // Ends the user's call for both parties, as a hang-up would (`end` to
+    // both, EndReason::ended_by_server). ErrorCode::not_found without a call.
+    Status end_call(const std::string& user);
 
     std::uint16_t command_port() const;  // the bound ports (useful with port 0)
     std::uint16_t media_port() const;
     event_base* base() const;
     ServerStats stats() const;
-    const CallRouter& router() const;
 
     struct Impl;
 

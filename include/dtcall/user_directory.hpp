@@ -3,7 +3,8 @@
 // an in-memory one and the original server's users file.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include <dtcall/export.hpp>
+#include <dtcall/keys.hpp>
 #include <dtcall/result.hpp>
 
 #include <map>
@@ -14,7 +15,7 @@
 
 namespace dtcall {
 
-class UserDirectory {
+class DTCALL_API UserDirectory {
 public:
     virtual ~UserDirectory() = default;
     // The user's public key, or nullopt for an unknown user. Called on the
@@ -28,7 +29,7 @@ public:
     }
 };
 
-class InMemoryUserDirectory : public UserDirectory {
+class DTCALL_API InMemoryUserDirectory : public UserDirectory {
 public:
     void add(std::string user, const PublicKey& key) { users_[std::move(user)] = key; }
     void remove(const std::string& user) { users_.erase(user); }
@@ -53,12 +54,12 @@ struct UsersFileParse {
 // The original's users file: one `name > /path/to/name_public.na` per line,
 // `#` starts a comment, blank lines ignored. A malformed line is a warning
 // naming the line, never an error. Pure: reads no key files.
-UsersFileParse parse_users_file(std::string_view text, std::string_view file_name);
+DTCALL_API UsersFileParse parse_users_file(std::string_view text, std::string_view file_name);
 
 // The users file as a UserDirectory. Relative key paths are taken relative to
 // the users file's own directory. A key file that cannot be read skips that
 // user with a warning.
-class UsersFile : public UserDirectory {
+class DTCALL_API UsersFile : public UserDirectory {
 public:
     explicit UsersFile(std::string path) : path_(std::move(path)) {}
     std::optional<PublicKey> find(std::string_view user) const override;

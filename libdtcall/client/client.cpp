@@ -13,7 +13,7 @@
 #include "client/media_link.hpp"
 #include "client/protocol.hpp"
 
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <event2/event.h>
 #include <event2/util.h>
@@ -72,7 +72,7 @@ void fire(const F& callback, const Args&... args) {
 
 }  // namespace
 
-struct Client::Impl : CommandLink::Handler {
+struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     enum class Login { offline, awaiting_challenge, awaiting_session, logged_in };
 
     // One call, from `call`/`incoming` to `end`. Reset as a whole.

@@ -6,9 +6,9 @@
 //          --76-byte box frame opens--> ready --(frames)--> ... --> closed
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/result.hpp>
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <cstdint>
 #include <optional>

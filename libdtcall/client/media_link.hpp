@@ -3,7 +3,7 @@
 // to its Handler; what they mean (ack or media) is the Client's business.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 #include <dtcall/result.hpp>
 
 #include <sys/socket.h>

@@ -1,6 +1,6 @@
 #include "client/protocol.hpp"
 
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 namespace dtcall::client_side {
 

@@ -3,7 +3,7 @@
 // "now"). Shared by Client and, through it, the demo and the tools.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <cstdint>
 #include <ctime>

@@ -1,6 +1,6 @@
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
-#include <dtcall/read_bounded.hpp>
+#include "io/read_bounded.hpp"
 
 #include <sodium.h>
 

@@ -5,7 +5,7 @@
 // all three.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <cstring>
 #include <unordered_map>

@@ -1,4 +1,4 @@
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <sodium.h>
 

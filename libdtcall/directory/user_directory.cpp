@@ -1,7 +1,7 @@
 #include <dtcall/user_directory.hpp>
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
-#include <dtcall/read_bounded.hpp>
+#include "io/read_bounded.hpp"
 
 
 namespace dtcall {

@@ -1,4 +1,4 @@
-#include <dtcall/address.hpp>
+#include "relay/address.hpp"
 
 #include <arpa/inet.h>
 #include <cstring>

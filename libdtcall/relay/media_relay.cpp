@@ -1,7 +1,7 @@
-#include <dtcall/media_relay.hpp>
+#include "relay/media_relay.hpp"
 
-#include <dtcall/crypto.hpp>
-#include <dtcall/wire.hpp>
+#include "crypto/crypto.hpp"
+#include "wire/wire.hpp"
 
 #include "address_table.hpp"
 #include "datagram_batch.hpp"

@@ -1,20 +1,6 @@
-#include <dtcall/call_router.hpp>
+#include "router/call_router.hpp"
 
 namespace dtcall {
-
-const char* to_string(EndReason reason) {
-    switch (reason) {
-    case EndReason::hangup: return "hangup";
-    case EndReason::declined: return "declined";
-    case EndReason::cancelled: return "cancelled";
-    case EndReason::relogin: return "relogin";
-    case EndReason::peer_vanished: return "peer vanished";
-    case EndReason::busy: return "busy";
-    case EndReason::refused: return "refused";
-    case EndReason::server_stopping: return "server stopping";
-    }
-    return "unknown";
-}
 
 CallRouter::Leg* CallRouter::paired(const std::string& user, const std::string& other) {
     auto it = legs_.find(user);
@@ -24,9 +10,10 @@ CallRouter::Leg* CallRouter::paired(const std::string& user, const std::string& 
 
 bool CallRouter::call(const std::string& caller, const std::string& callee) {
     // D1: both parties must be idle; the original only checked the callee.
-    bool refused_by_policy = policy_ && !policy_(caller, callee);
+    CallDecision decision = policy_ ? policy_(caller, callee) : CallDecision::allow;
+    bool refused_by_policy = decision == CallDecision::refuse;
     if (caller == callee || legs_.count(caller) || legs_.count(callee) || !outbox_.online(callee) ||
-        refused_by_policy) {
+        decision != CallDecision::allow) {
         outbox_.deliver(caller, {Notice::Kind::end, callee, {}});
         outbox_.call_ended(caller, callee, refused_by_policy ? EndReason::refused : EndReason::busy);
         return true;
@@ -102,6 +89,14 @@ void CallRouter::logged_in(const std::string& user, bool keepudp) {
 
 void CallRouter::vanished(const std::string& user) {
     if (legs_.count(user)) clear(user, EndReason::peer_vanished, true);
+}
+
+bool CallRouter::end_by_server(const std::string& user) {
+    auto it = legs_.find(user);
+    if (it == legs_.end()) return false;
+    outbox_.deliver(user, {Notice::Kind::end, it->second.peer, {}});
+    clear(user, EndReason::ended_by_server, true);
+    return true;
 }
 
 void CallRouter::end_all() {

@@ -6,7 +6,7 @@
 // several `direct`s (voice keys), only the latest.
 #pragma once
 
-#include <dtcall/call_router.hpp>
+#include "router/call_router.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,4 +1,4 @@
-#include <dtcall/rate_limiter.hpp>
+#include "server/rate_limiter.hpp"
 
 #include <algorithm>
 

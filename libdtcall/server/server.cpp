@@ -1,9 +1,9 @@
 #include <dtcall/server.hpp>
 
-#include <dtcall/address.hpp>
-#include <dtcall/media_relay.hpp>
-#include <dtcall/rate_limiter.hpp>
-#include <dtcall/session.hpp>
+#include "relay/address.hpp"
+#include "relay/media_relay.hpp"
+#include "server/rate_limiter.hpp"
+#include "session/session.hpp"
 
 #include "bound_socket.hpp"
 #include "../crypto/shared_key_cache.hpp"
@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -79,7 +80,7 @@ private:
 
 }  // namespace
 
-struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox {
+struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox {
     Impl(Config config, UserDirectory& dir, event_base* given)
         : cfg(std::move(config)), users(dir), base(given ? given : event_base_new()), own_base(!given),
           router(*this), relay(base, cfg, *this),
@@ -177,6 +178,9 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         stop_deadline_ = nullptr;
         shut_down();
         if (own_base) event_base_loopexit(base, nullptr);
+        auto done = std::move(stop_done_);
+        for (auto& f : done)
+            if (f) f();
     }
 
     void shut_down() {
@@ -265,7 +269,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         by_key_[key_hash(session.session_key())] = &session;
         grace.cancel(user);
         log(LogLevel::info, user + " logged in from " + session.address() + (keepudp ? " (keepudp)" : ""));
-        if (observer_) observer_->logged_in(user, session.address());
+        for_each_observer([&](ServerObserver& o) { o.logged_in(user, session.address()); });
         router.logged_in(user, keepudp);
         if (keepudp) {
             for (const Notice& notice : missed_.take(user, now_ms())) deliver(user, notice);
@@ -339,7 +343,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
         online_.erase(it);
         forget_key(session);
         log(LogLevel::info, session.user() + " logged out");
-        if (observer_) observer_->logged_out(session.user());
+        for_each_observer([&](ServerObserver& o) { o.logged_out(session.user(), LogoutReason::closed_by_peer); });
         // PROTOCOL.md 7.3: the call stays for a keepudp reconnect, but not forever.
         if (router.phase(session.user()) != CallPhase::idle) grace.arm(session.user(), cfg.call_grace);
     }
@@ -381,7 +385,7 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     bool media_registered(const std::string& user, const std::string& address) override {
         if (!router.media_registered(user)) return false;
         log(LogLevel::info, user + " registered media from " + address);
-        if (observer_) observer_->media_registered(user, address);
+        for_each_observer([&](ServerObserver& o) { o.media_registered(user, address); });
         return true;
     }
     const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
@@ -426,21 +430,26 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     }
     void call_rung(const std::string& a, const std::string& b) override {
         log(LogLevel::info, a + " rings " + b);
-        if (observer_) observer_->call_rung(a, b);
+        for_each_observer([&](ServerObserver& o) { o.call_rung(a, b); });
     }
     void call_accepted(const std::string& a, const std::string& b) override {
         log(LogLevel::info, b + " accepted the call from " + a);
-        if (observer_) observer_->call_accepted(a, b);
+        for_each_observer([&](ServerObserver& o) { o.call_accepted(a, b); });
     }
     void call_started(const std::string& a, const std::string& b) override {
         log(LogLevel::info, "call " + a + " -> " + b + " started");
-        if (observer_) observer_->call_started(a, b);
+        for_each_observer([&](ServerObserver& o) { o.call_started(a, b); });
     }
     void call_ended(const std::string& a, const std::string& b, EndReason reason) override {
         log(LogLevel::info, "call " + a + " -> " + b + " ended: " + to_string(reason));
         grace.cancel(a);
         grace.cancel(b);
-        if (observer_) observer_->call_ended(a, b, reason);
+        CallReport report;
+        report.call.caller = a;
+        report.call.callee = b;
+        report.reason = reason;
+        report.ended_at = std::chrono::system_clock::now();
+        for_each_observer([&](ServerObserver& o) { o.call_ended(report); });
     }
 
     Config cfg;
@@ -451,8 +460,18 @@ struct Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox 
     MediaRelay relay;
     UserTimers held_direct;
     UserTimers grace;
-    ServerObserver* observer_ = nullptr;
+    // Observers may remove themselves from a callback: iterate over a copy,
+    // skipping any removed meanwhile.
+    template <class F>
+    void for_each_observer(F&& f) {
+        if (observers_.empty()) return;
+        std::vector<ServerObserver*> now = observers_;
+        for (ServerObserver* o : now)
+            if (std::find(observers_.begin(), observers_.end(), o) != observers_.end()) f(*o);
+    }
+    std::vector<ServerObserver*> observers_;
     LogSink sink_;
+    std::vector<std::function<void()>> stop_done_;
 
 private:
     std::vector<evconnlistener*> listeners_;
@@ -483,13 +502,76 @@ Server::Server(Config config, UserDirectory& users, event_base* base)
     : impl_(std::make_unique<Impl>(std::move(config), users, base)) {}
 Server::~Server() = default;
 
-void Server::set_observer(ServerObserver* observer) { impl_->observer_ = observer; }
+void Server::add_observer(ServerObserver* observer) {
+    if (observer && std::find(impl_->observers_.begin(), impl_->observers_.end(), observer) == impl_->observers_.end())
+        impl_->observers_.push_back(observer);
+}
+void Server::remove_observer(ServerObserver* observer) {
+    auto& v = impl_->observers_;
+    v.erase(std::remove(v.begin(), v.end(), observer), v.end());
+}
 void Server::set_log(LogSink sink) { impl_->sink_ = std::move(sink); }
-void Server::set_policy(CallRouter::Policy policy) { impl_->router.set_policy(std::move(policy)); }
+void Server::set_policy(CallPolicy policy) {
+    if (!policy) {
+        impl_->router.set_policy(nullptr);
+        return;
+    }
+    Impl* impl = impl_.get();
+    impl_->router.set_policy([impl, policy = std::move(policy)](const std::string& caller, const std::string& callee) {
+        auto it = impl->online_.find(caller);
+        return policy(CallRequest{caller, callee, it == impl->online_.end() ? std::string() : it->second->address()});
+    });
+}
 Status Server::start() { return impl_->start(); }
 void Server::run() { event_base_dispatch(impl_->base); }
 
-void Server::stop() { impl_->stop_politely(); }
+void Server::stop(std::function<void()> done) {
+    impl_->stop_done_.push_back(std::move(done));
+    impl_->stop_politely();
+}
+
+Status Server::kick(const std::string& user) {
+    auto it = impl_->online_.find(user);
+    if (it == impl_->online_.end()) return Error{ErrorCode::not_found, "user " + user + " is not online"};
+    impl_->log(LogLevel::info, "kicking " + user);
+    it->second->close("kicked");
+    // No grace period: the peer is told at once, as for a user who vanished.
+    impl_->grace.cancel(user);
+    impl_->router.vanished(user);
+    impl_->missed_.forget(user);
+    return Done{};
+}
+
+Status Server::end_call(const std::string& user) {
+    if (!impl_->router.end_by_server(user)) return Error{ErrorCode::not_found, "user " + user + " has no call"};
+    return Done{};
+}
+
+std::vector<CallInfo> Server::calls() const {
+    std::vector<CallInfo> calls;
+    impl_->router.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase phase) {
+        CallInfo c;
+        c.caller = caller;
+        c.callee = callee;
+        c.phase = phase;
+        calls.push_back(std::move(c));
+    });
+    return calls;
+}
+
+std::vector<OnlineUser> Server::online_users() const {
+    std::vector<OnlineUser> users;
+    users.reserve(impl_->online_.size());
+    for (const auto& [name, session] : impl_->online_) {
+        OnlineUser u;
+        u.user = name;
+        u.address = session->address();
+        u.phase = impl_->router.phase(name);
+        if (auto peer = impl_->router.peer(name)) u.peer = *peer;
+        users.push_back(std::move(u));
+    }
+    return users;
+}
 
 Status Server::reload_users() {
     std::vector<std::string> warnings;
@@ -504,13 +586,16 @@ Status Server::reload_users() {
 std::uint16_t Server::command_port() const { return impl_->command_port_; }
 std::uint16_t Server::media_port() const { return impl_->relay.port(); }
 event_base* Server::base() const { return impl_->base; }
-const CallRouter& Server::router() const { return impl_->router; }
 
 ServerStats Server::stats() const {
     ServerStats s;
     s.connections = impl_->sessions_.size();
     s.logged_in = impl_->online_.size();
-    s.calls = impl_->router.calls();
+    impl_->router.for_each_call([&](const std::string&, const std::string&, CallPhase phase) {
+        if (phase == CallPhase::ringing) ++s.calls_ringing;
+        else if (phase == CallPhase::accepted) ++s.calls_accepted;
+        else ++s.calls_in_progress;
+    });
     const auto& relay = impl_->relay.stats();
     s.media_packets_relayed = relay.relayed_packets;
     s.media_packets_relayed_by_threads = relay.relayed_by_threads;

@@ -1,4 +1,4 @@
-#include <dtcall/replay_guard.hpp>
+#include "session/replay_guard.hpp"
 
 #include <algorithm>
 #include <cstring>

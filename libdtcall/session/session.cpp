@@ -1,6 +1,6 @@
-#include <dtcall/session.hpp>
+#include "session/session.hpp"
 
-#include <dtcall/address.hpp>
+#include "relay/address.hpp"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

@@ -1,4 +1,4 @@
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 namespace dtcall::wire {
 namespace {

@@ -1,5 +1,5 @@
 // Decrypted command text: parsing, field counts, timestamps.
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <cstddef>
 #include <cstdint>

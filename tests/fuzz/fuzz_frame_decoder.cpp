@@ -1,5 +1,5 @@
 // Bytes of a TCP stream, fed in pieces whose sizes come from the input.
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <cstddef>
 #include <cstdint>

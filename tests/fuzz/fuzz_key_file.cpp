@@ -1,5 +1,5 @@
 // Key-file text and the stringify codec.
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <cstddef>
 #include <cstdint>

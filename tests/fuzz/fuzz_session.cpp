@@ -3,7 +3,7 @@
 //   0: nothing (raw bytes at the handshake)   1: after the handshake
 //   2: after handshake + login; the rest is split at '\n' into commands, each
 //      sealed as a proper frame, so the command and call paths are reached.
-#include <dtcall/session.hpp>
+#include "session/session.hpp"
 
 #include <event2/event.h>
 

@@ -1,6 +1,6 @@
 #include "harness.hpp"
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <event2/event.h>
 
@@ -308,6 +308,16 @@ CallPair::CallPair(TestServer& server, const std::string& caller, const std::str
     bob.command("ready|" + caller + "|" + bob.sk);
     if (alice.next_body() != "start|" + callee || bob.next_body() != "start|" + caller) return;
     established = true;
+}
+
+std::size_t calls_now(const dtcall::Server& server) {
+    return server.calls().size();
+}
+
+dtcall::CallPhase phase_of(const dtcall::Server& server, const std::string& user) {
+    for (const dtcall::CallInfo& c : server.calls())
+        if (c.caller == user || c.callee == user) return c.phase;
+    return dtcall::CallPhase::idle;
 }
 
 }  // namespace test_support

@@ -5,7 +5,7 @@
 #pragma once
 
 #include <dtcall/server.hpp>
-#include <dtcall/wire.hpp>
+#include "wire/wire.hpp"
 
 #include <chrono>
 #include <functional>
@@ -46,6 +46,11 @@ struct TestServer {
     std::unique_ptr<dtcall::Server> server;
     std::vector<std::string> log;
 };
+
+// Calls the server lists (any phase), and the phase of the call `user` is in
+// (online or not; idle without one).
+std::size_t calls_now(const dtcall::Server& server);
+dtcall::CallPhase phase_of(const dtcall::Server& server, const std::string& user);
 
 // One TCP command connection, driven by hand.
 class RawPeer {

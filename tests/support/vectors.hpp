@@ -1,7 +1,7 @@
 // Loads ../shared/vectors/VECTORS.txt (path from $DTCALL_VECTORS) as name -> value.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <cstdlib>
 #include <fstream>

@@ -3,7 +3,7 @@
 // Pure: no sockets, no clock (the caller passes "now"), no libevent.
 #pragma once
 
-#include <dtcall/crypto.hpp>
+#include "crypto/crypto.hpp"
 
 #include <cstdint>
 #include <ctime>

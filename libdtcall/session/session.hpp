@@ -9,10 +9,10 @@
 #pragma once
 
 #include <dtcall/config.hpp>
-#include <dtcall/crypto.hpp>
-#include <dtcall/replay_guard.hpp>
-#include <dtcall/server.hpp>
-#include <dtcall/wire.hpp>
+#include "crypto/crypto.hpp"
+#include "session/replay_guard.hpp"
+#include <dtcall/log.hpp>
+#include "wire/wire.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -11,9 +11,9 @@
 // snapshot of the routes this class publishes from the event-loop thread.
 #pragma once
 
-#include <dtcall/address.hpp>
+#include "relay/address.hpp"
 #include <dtcall/config.hpp>
-#include <dtcall/replay_guard.hpp>
+#include "session/replay_guard.hpp"
 #include <dtcall/result.hpp>
 
 #include <cstdint>

@@ -7,6 +7,8 @@
 //     +----- end / relogin without keepudp / grace expiry ----------+
 #pragma once
 
+#include <dtcall/events.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -24,12 +26,7 @@ struct Notice {
     std::string blob;
 };
 
-enum class CallPhase { idle, ringing, accepted, in_call };
 enum class CallRole { caller, callee };
-
-// Why a call ended, for observers and logs.
-enum class EndReason { hangup, declined, cancelled, relogin, peer_vanished, busy, refused, server_stopping };
-const char* to_string(EndReason reason);
 
 class CallRouter {
 public:
@@ -59,7 +56,7 @@ public:
     };
 
     // May `caller` ring `callee`? Unset = everybody may call everybody.
-    using Policy = std::function<bool(const std::string& caller, const std::string& callee)>;
+    using Policy = std::function<CallDecision(const std::string& caller, const std::string& callee)>;
 
     explicit CallRouter(Outbox& outbox) : outbox_(outbox) {}
     void set_policy(Policy policy) { policy_ = std::move(policy); }
@@ -77,6 +74,9 @@ public:
     void logged_in(const std::string& user, bool keepudp);
     // The user is gone for good (grace period over, or removed): end its call.
     void vanished(const std::string& user);
+    // The operator ends `user`'s call: both parties get `end`, as a hang-up
+    // would give the peer. False when `user` has no call.
+    bool end_by_server(const std::string& user);
     // The server is stopping: every call ends, both parties are told.
     void end_all();
 
@@ -96,6 +96,12 @@ public:
     CallPhase phase(const std::string& user) const;
     std::optional<std::string> peer(const std::string& user) const;
     std::size_t calls() const { return legs_.size() / 2; }
+    // Every call, once, as (caller, callee, phase of the caller's leg).
+    template <class F>
+    void for_each_call(F&& f) const {
+        for (const auto& [user, leg] : legs_)
+            if (leg.role == CallRole::caller) f(user, leg.peer, leg.phase);
+    }
 
 private:
     struct Leg {
