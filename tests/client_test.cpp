@@ -166,6 +166,9 @@ struct Phone {
     dtcall::PublicKey peer_key;
 };
 
+// A command the test expects to go out; shows why when it did not.
+void sent(const dtcall::Status& status) { REQUIRE_MESSAGE(status.ok(), status.error()); }
+
 void log_in(event_base* base, Phone& phone, bool keepudp = false) {
     std::size_t before = phone.count("logged_in");
     REQUIRE(phone->connect(keepudp).ok());
@@ -179,7 +182,7 @@ void log_in_all(event_base* base, std::initializer_list<Phone*> phones) {
 
 // The caller calls the callee; returns when the callee hears it ring.
 void ring(event_base* base, Phone& caller, Phone& callee) {
-    caller->call(callee.name);
+    sent(caller->call(callee.name));
     REQUIRE(run_until(base, [&] { return callee.saw("incoming:" + caller.name); }));
 }
 
@@ -187,7 +190,7 @@ void ring(event_base* base, Phone& caller, Phone& callee) {
 void set_up_call(event_base* base, Phone& caller, Phone& callee) {
     ring(base, caller, callee);
     CHECK(caller.saw("available:" + callee.name));
-    callee->accept(caller.name);
+    sent(callee->accept(caller.name));
     REQUIRE(run_until(base, [&] {
         return caller.saw("started:" + callee.name) && callee.saw("started:" + caller.name);
     }));
@@ -201,11 +204,11 @@ void exchange_media(event_base* base, Phone& a, Phone& b, int n) {
     std::size_t a_before = a.sequences.size(), b_before = b.sequences.size();
     std::uint32_t a_first = 0, b_first = 0;
     for (int i = 0; i < n; ++i) {
-        std::uint32_t sa = a->send_media("from-a-" + std::to_string(i));
-        std::uint32_t sb = b->send_media("from-b-" + std::to_string(i));
-        REQUIRE(sa != 0);
-        REQUIRE(sb != 0);
-        if (i == 0) a_first = sa, b_first = sb;
+        auto sa = a->send_media("from-a-" + std::to_string(i));
+        auto sb = b->send_media("from-b-" + std::to_string(i));
+        REQUIRE_MESSAGE(sa.ok(), sa.error());
+        REQUIRE_MESSAGE(sb.ok(), sb.error());
+        if (i == 0) a_first = *sa, b_first = *sb;
     }
     REQUIRE(run_until(base, [&] {
         return a.sequences.size() >= a_before + std::size_t(n) && b.sequences.size() >= b_before + std::size_t(n);
@@ -228,7 +231,7 @@ TEST_CASE("a user logs in, sends a heartbeat and stays logged in") {
     CHECK_FALSE(alice->is_logged_in());
     log_in(b.base, alice);
     CHECK(alice->is_logged_in());
-    alice->heartbeat();
+    sent(alice->heartbeat());
     run_until(b.base, [] { return false; }, 100ms);
     CHECK(alice->is_logged_in());
     CHECK(alice.events == std::vector<std::string>{"logged_in"});
@@ -305,9 +308,11 @@ TEST_CASE("a full call carries media both ways with sequence numbers intact") {
     CHECK(as.registration_attempts >= 1);
     CHECK(w.server->stats().media_packets_relayed == as.media_sent_packets + bs.media_sent_packets);
 
-    alice->end("bob");
+    sent(alice->end("bob"));
     CHECK(alice->peer().empty());
-    CHECK(alice->send_media("late") == 0);
+    auto late = alice->send_media("late");
+    REQUIRE_FALSE(late);
+    CHECK(late.error() == "no call to send media to");
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
     CHECK(bob->peer().empty());
     CHECK(w.server->stats().calls == 0);
@@ -324,7 +329,7 @@ TEST_CASE("a call at the server's default pacing (what the real clients get)") {
     // The caller's frames are sequence-numbered from 1 for each call.
     CHECK(bob.sequences.front() == 1);
     CHECK(alice.sequences.front() == 1);
-    alice->end("bob");
+    sent(alice->end("bob"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
 }
 
@@ -335,7 +340,7 @@ TEST_CASE("the callee declines a ringing call") {
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
     log_in_all(b.base, {&alice, &bob});
     ring(b.base, alice, bob);
-    bob->end("alice");
+    sent(bob->end("alice"));
     REQUIRE(run_until(b.base, [&] { return alice.saw("ended:bob"); }));
     CHECK_FALSE(alice.saw_prefix("prepare:"));
     CHECK(alice->peer().empty());
@@ -349,11 +354,11 @@ TEST_CASE("the caller cancels before the callee answers") {
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
     log_in_all(b.base, {&alice, &bob});
     ring(b.base, alice, bob);
-    alice->end("bob");
+    sent(alice->end("bob"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
     CHECK(bob->peer().empty());
     // Accepting the cancelled call is now about a call that does not exist.
-    bob->accept("alice");
+    sent(bob->accept("alice"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("invalid"); }));
 }
 
@@ -367,28 +372,28 @@ TEST_CASE("calling a busy, offline or unknown user ends at once") {
 
     SUBCASE("busy in a call") {
         set_up_call(b.base, alice, bob);
-        carol->call("bob");
+        sent(carol->call("bob"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
         CHECK_FALSE(bob.saw("incoming:carol"));
         exchange_media(b.base, alice, bob, 3);  // the running call is untouched
     }
     SUBCASE("busy ringing") {
         ring(b.base, alice, bob);
-        carol->call("bob");
+        sent(carol->call("bob"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
     }
     SUBCASE("offline") {
         bob->disconnect();
         REQUIRE(run_until(b.base, [&] { return w.server->stats().logged_in == 2; }));
-        carol->call("bob");
+        sent(carol->call("bob"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
     }
     SUBCASE("unknown") {
-        carol->call("nobody");
+        sent(carol->call("nobody"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:nobody"); }));
     }
     SUBCASE("oneself") {
-        carol->call("carol");
+        sent(carol->call("carol"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:carol"); }));
     }
     CHECK(carol->peer().empty());
@@ -400,7 +405,7 @@ TEST_CASE("commands about no call are answered with invalid") {
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice"));
     log_in(b.base, alice);
-    alice->accept("bob");
+    sent(alice->accept("bob"));
     REQUIRE(run_until(b.base, [&] { return alice.saw("invalid"); }));
     CHECK(alice->is_logged_in());
 }
@@ -425,7 +430,7 @@ TEST_CASE("a reconnect with keepudp during a call keeps the call and its media")
     CHECK_FALSE(bob.saw("ended:alice"));
     exchange_media(b.base, alice, bob, 5);
     // The new session key works for the rest of the call.
-    alice->end("bob");
+    sent(alice->end("bob"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
 }
 
@@ -449,11 +454,11 @@ TEST_CASE("two Servers in one process carry a call each at the same time") {
     Phone a1(b.base, w1.client_config("alice")), b1(b.base, w1.client_config("bob"));
     Phone a2(b.base, w2.client_config("alice")), b2(b.base, w2.client_config("bob"));
     log_in_all(b.base, {&a1, &b1, &a2, &b2});
-    a1->call("bob");
-    a2->call("bob");
+    sent(a1->call("bob"));
+    sent(a2->call("bob"));
     REQUIRE(run_until(b.base, [&] { return b1.saw("incoming:alice") && b2.saw("incoming:alice"); }));
-    b1->accept("alice");
-    b2->accept("alice");
+    sent(b1->accept("alice"));
+    sent(b2->accept("alice"));
     REQUIRE(run_until(b.base, [&] {
         return a1.saw("started:bob") && b1.saw("started:alice") && a2.saw("started:bob") &&
                b2.saw("started:alice");
@@ -757,7 +762,9 @@ TEST_CASE("notices a logged-in client cannot use are ignored, not fatal") {
           std::vector<std::string>{"logged_in", "incoming:bob", "invalid", "available:x y\nz"});
     CHECK(alice->is_logged_in());
     CHECK(alice->peer() == "bob");
-    CHECK(alice->send_media("x") == 0);  // no start, no voice key
+    auto unstarted = alice->send_media("x");  // no start, no voice key
+    REQUIRE_FALSE(unstarted);
+    CHECK(unstarted.error() == "the call with bob has not started");
 }
 
 TEST_CASE("a logged-in client heartbeats on its own") {
