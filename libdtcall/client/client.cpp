@@ -465,8 +465,8 @@ struct Client::Impl : CommandLink::Handler {
 
     Result<std::uint32_t> send_media(const std::string& payload) {
         if (call.peer.empty()) return Error{"no call to send media to"};
-        if (!call.started) return Error{"the call with " + call.peer + " has not started"};
-        if (!call.voice_key) return Error{"no voice key yet for the call with " + call.peer};
+        if (!call.started) return Error{"the call with " + shown(call.peer) + " has not started"};
+        if (!call.voice_key) return Error{"no voice key yet for the call with " + shown(call.peer)};
         if (!media.is_open()) return Error{"the media socket is not open"};
         std::uint32_t sequence = call.next_sequence++;
         errno = 0;
@@ -536,7 +536,7 @@ Status sendable(const std::string& user) {
 
 Status Client::call(const std::string& callee) {
     if (!is_logged_in()) return Error{"not logged in"};
-    if (!impl_->call.peer.empty()) return Error{"already in a call with " + impl_->call.peer};
+    if (!impl_->call.peer.empty()) return Error{"already in a call with " + shown(impl_->call.peer)};
     if (auto ok = sendable(callee); !ok) return ok;
     impl_->call.peer = callee;
     impl_->call.caller = true;
@@ -546,7 +546,7 @@ Status Client::call(const std::string& callee) {
 Status Client::accept(const std::string& caller) {
     if (!is_logged_in()) return Error{"not logged in"};
     if (!impl_->call.peer.empty() && impl_->call.peer != caller) {
-        return Error{"in a call with " + impl_->call.peer + ", not " + shown(caller)};
+        return Error{"in a call with " + shown(impl_->call.peer) + ", not " + shown(caller)};
     }
     if (auto ok = sendable(caller); !ok) return ok;
     impl_->call.peer = caller;
