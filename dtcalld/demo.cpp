@@ -126,14 +126,14 @@ private:
         } else {
             step_ = "alice calls bob";
             say("alice calls bob");
-            alice().client->call("bob");
+            if (auto called = alice().client->call("bob"); !called) fail("alice cannot call: " + called.error());
         }
     }
 
     void incoming(const std::string& caller) {
         say("bob: incoming call from " + caller + "; bob accepts");
         step_ = "bob accepts";
-        bob().client->accept(caller);
+        if (auto accepted = bob().client->accept(caller); !accepted) fail("bob cannot accept: " + accepted.error());
     }
 
     void prepare(Side& side, const std::string& peer, const dtcall::PublicKey& key) {
@@ -170,8 +170,9 @@ private:
             done = false;
             std::string payload = side.name + "-frame-" + std::to_string(side.sent + 1) + ":";
             payload.resize(payload.size() + 40 + std::size_t(side.sent), '*');
-            // 0 = the callee's voice key has not arrived yet: try next tick.
-            if (side.client->send_media(payload) == 0) continue;
+            // An error here is the callee's voice key not having arrived yet
+            // (`direct` may follow `start`): try again next tick.
+            if (!side.client->send_media(payload)) continue;
             ++side.sent;
             side.sent_bytes += payload.size();
         }
@@ -193,7 +194,7 @@ private:
         }
         step_ = "alice hangs up";
         say("alice hangs up");
-        alice().client->end("bob");
+        if (auto ended = alice().client->end("bob"); !ended) fail("alice cannot hang up: " + ended.error());
     }
 
     void ended(Side& side, const std::string& peer) {

@@ -80,8 +80,15 @@ int main() {
         std::unique_ptr<dtcall::Client> alice, bob;
 
         dtcall::ClientEvents bob_events;
-        bob_events.logged_in = [&] { alice->call("bob"); };
-        bob_events.incoming = [&](const std::string& caller) { bob->accept(caller); };
+        // Commands return a Status: an error (e.g. "not logged in") means
+        // nothing was sent and no event will follow, so give up.
+        auto check = [&](const dtcall::Status& status) {
+            if (status) return;
+            std::fprintf(stderr, "embed: %s\n", status.error().c_str());
+            event_base_loopbreak(base);
+        };
+        bob_events.logged_in = [&] { check(alice->call("bob")); };
+        bob_events.incoming = [&](const std::string& caller) { check(bob->accept(caller)); };
         bob_events.ended = [&](const std::string&) {
             result = 0;
             event_base_loopbreak(base);
@@ -90,11 +97,18 @@ int main() {
         bob = std::make_unique<dtcall::Client>(base, phone_config("bob", bob_keys), bob_events);
 
         dtcall::ClientEvents alice_events;
-        alice_events.logged_in = [&] { (void)bob->connect(); };
-        alice_events.started = [&](const std::string& peer) { alice->end(peer); };
+        alice_events.logged_in = [&] { check(bob->connect()); };
+        alice_events.started = [&](const std::string& peer) { check(alice->end(peer)); };
         alice_events.closed = give_up;
         alice = std::make_unique<dtcall::Client>(base, phone_config("alice", alice_keys), alice_events);
-        (void)alice->connect();
+        if (auto connected = alice->connect(); !connected) {
+            std::fprintf(stderr, "embed: %s\n", connected.error().c_str());
+            alice.reset();
+            bob.reset();
+            server.stop();
+            event_base_free(base);
+            return 1;
+        }
 
         // Never hang: give up after 10 s.
         event* deadline = evtimer_new(base, [](evutil_socket_t, short, void* b) {

@@ -22,7 +22,11 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "client/protocol.hpp"  // media_frame: what a caller's phone sends
+
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -140,7 +144,10 @@ struct Phone {
         client = std::make_unique<dtcall::Client>(base, std::move(config), std::move(e));
     }
 
-    void note(const std::string& what) { events.push_back(what); }
+    void note(const std::string& what) {
+        events.push_back(what);
+        if (on_note) on_note(what);
+    }
     bool saw(const std::string& what) const {
         for (auto& e : events)
             if (e == what) return true;
@@ -164,7 +171,12 @@ struct Phone {
     std::vector<std::uint32_t> sequences;
     std::vector<std::string> payloads;
     dtcall::PublicKey peer_key;
+    // Runs inside the Client's callback, after the event is noted.
+    std::function<void(const std::string&)> on_note;
 };
+
+// A command the test expects to go out; shows why when it did not.
+void sent(const dtcall::Status& status) { REQUIRE_MESSAGE(status.ok(), status.error()); }
 
 void log_in(event_base* base, Phone& phone, bool keepudp = false) {
     std::size_t before = phone.count("logged_in");
@@ -179,7 +191,7 @@ void log_in_all(event_base* base, std::initializer_list<Phone*> phones) {
 
 // The caller calls the callee; returns when the callee hears it ring.
 void ring(event_base* base, Phone& caller, Phone& callee) {
-    caller->call(callee.name);
+    sent(caller->call(callee.name));
     REQUIRE(run_until(base, [&] { return callee.saw("incoming:" + caller.name); }));
 }
 
@@ -187,7 +199,7 @@ void ring(event_base* base, Phone& caller, Phone& callee) {
 void set_up_call(event_base* base, Phone& caller, Phone& callee) {
     ring(base, caller, callee);
     CHECK(caller.saw("available:" + callee.name));
-    callee->accept(caller.name);
+    sent(callee->accept(caller.name));
     REQUIRE(run_until(base, [&] {
         return caller.saw("started:" + callee.name) && callee.saw("started:" + caller.name);
     }));
@@ -201,11 +213,11 @@ void exchange_media(event_base* base, Phone& a, Phone& b, int n) {
     std::size_t a_before = a.sequences.size(), b_before = b.sequences.size();
     std::uint32_t a_first = 0, b_first = 0;
     for (int i = 0; i < n; ++i) {
-        std::uint32_t sa = a->send_media("from-a-" + std::to_string(i));
-        std::uint32_t sb = b->send_media("from-b-" + std::to_string(i));
-        REQUIRE(sa != 0);
-        REQUIRE(sb != 0);
-        if (i == 0) a_first = sa, b_first = sb;
+        auto sa = a->send_media("from-a-" + std::to_string(i));
+        auto sb = b->send_media("from-b-" + std::to_string(i));
+        REQUIRE_MESSAGE(sa.ok(), sa.error());
+        REQUIRE_MESSAGE(sb.ok(), sb.error());
+        if (i == 0) a_first = *sa, b_first = *sb;
     }
     REQUIRE(run_until(base, [&] {
         return a.sequences.size() >= a_before + std::size_t(n) && b.sequences.size() >= b_before + std::size_t(n);
@@ -228,7 +240,7 @@ TEST_CASE("a user logs in, sends a heartbeat and stays logged in") {
     CHECK_FALSE(alice->is_logged_in());
     log_in(b.base, alice);
     CHECK(alice->is_logged_in());
-    alice->heartbeat();
+    sent(alice->heartbeat());
     run_until(b.base, [] { return false; }, 100ms);
     CHECK(alice->is_logged_in());
     CHECK(alice.events == std::vector<std::string>{"logged_in"});
@@ -305,9 +317,11 @@ TEST_CASE("a full call carries media both ways with sequence numbers intact") {
     CHECK(as.registration_attempts >= 1);
     CHECK(w.server->stats().media_packets_relayed == as.media_sent_packets + bs.media_sent_packets);
 
-    alice->end("bob");
+    sent(alice->end("bob"));
     CHECK(alice->peer().empty());
-    CHECK(alice->send_media("late") == 0);
+    auto late = alice->send_media("late");
+    REQUIRE_FALSE(late);
+    CHECK(late.error() == "no call to send media to");
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
     CHECK(bob->peer().empty());
     CHECK(w.server->calls().size() == 0);
@@ -324,7 +338,7 @@ TEST_CASE("a call at the server's default pacing (what the real clients get)") {
     // The caller's frames are sequence-numbered from 1 for each call.
     CHECK(bob.sequences.front() == 1);
     CHECK(alice.sequences.front() == 1);
-    alice->end("bob");
+    sent(alice->end("bob"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
 }
 
@@ -335,7 +349,7 @@ TEST_CASE("the callee declines a ringing call") {
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
     log_in_all(b.base, {&alice, &bob});
     ring(b.base, alice, bob);
-    bob->end("alice");
+    sent(bob->end("alice"));
     REQUIRE(run_until(b.base, [&] { return alice.saw("ended:bob"); }));
     CHECK_FALSE(alice.saw_prefix("prepare:"));
     CHECK(alice->peer().empty());
@@ -349,11 +363,11 @@ TEST_CASE("the caller cancels before the callee answers") {
     Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
     log_in_all(b.base, {&alice, &bob});
     ring(b.base, alice, bob);
-    alice->end("bob");
+    sent(alice->end("bob"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
     CHECK(bob->peer().empty());
     // Accepting the cancelled call is now about a call that does not exist.
-    bob->accept("alice");
+    sent(bob->accept("alice"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("invalid"); }));
 }
 
@@ -367,28 +381,28 @@ TEST_CASE("calling a busy, offline or unknown user ends at once") {
 
     SUBCASE("busy in a call") {
         set_up_call(b.base, alice, bob);
-        carol->call("bob");
+        sent(carol->call("bob"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
         CHECK_FALSE(bob.saw("incoming:carol"));
         exchange_media(b.base, alice, bob, 3);  // the running call is untouched
     }
     SUBCASE("busy ringing") {
         ring(b.base, alice, bob);
-        carol->call("bob");
+        sent(carol->call("bob"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
     }
     SUBCASE("offline") {
         bob->disconnect();
         REQUIRE(run_until(b.base, [&] { return w.server->stats().logged_in == 2; }));
-        carol->call("bob");
+        sent(carol->call("bob"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:bob"); }));
     }
     SUBCASE("unknown") {
-        carol->call("nobody");
+        sent(carol->call("nobody"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:nobody"); }));
     }
     SUBCASE("oneself") {
-        carol->call("carol");
+        sent(carol->call("carol"));
         REQUIRE(run_until(b.base, [&] { return carol.saw("ended:carol"); }));
     }
     CHECK(carol->peer().empty());
@@ -400,7 +414,7 @@ TEST_CASE("commands about no call are answered with invalid") {
     REQUIRE(w.started.ok());
     Phone alice(b.base, w.client_config("alice"));
     log_in(b.base, alice);
-    alice->accept("bob");
+    sent(alice->accept("bob"));
     REQUIRE(run_until(b.base, [&] { return alice.saw("invalid"); }));
     CHECK(alice->is_logged_in());
 }
@@ -425,7 +439,7 @@ TEST_CASE("a reconnect with keepudp during a call keeps the call and its media")
     CHECK_FALSE(bob.saw("ended:alice"));
     exchange_media(b.base, alice, bob, 5);
     // The new session key works for the rest of the call.
-    alice->end("bob");
+    sent(alice->end("bob"));
     REQUIRE(run_until(b.base, [&] { return bob.saw("ended:alice"); }));
 }
 
@@ -449,11 +463,11 @@ TEST_CASE("two Servers in one process carry a call each at the same time") {
     Phone a1(b.base, w1.client_config("alice")), b1(b.base, w1.client_config("bob"));
     Phone a2(b.base, w2.client_config("alice")), b2(b.base, w2.client_config("bob"));
     log_in_all(b.base, {&a1, &b1, &a2, &b2});
-    a1->call("bob");
-    a2->call("bob");
+    sent(a1->call("bob"));
+    sent(a2->call("bob"));
     REQUIRE(run_until(b.base, [&] { return b1.saw("incoming:alice") && b2.saw("incoming:alice"); }));
-    b1->accept("alice");
-    b2->accept("alice");
+    sent(b1->accept("alice"));
+    sent(b2->accept("alice"));
     REQUIRE(run_until(b.base, [&] {
         return a1.saw("started:bob") && b1.saw("started:alice") && a2.saw("started:bob") &&
                b2.saw("started:alice");
@@ -757,7 +771,9 @@ TEST_CASE("notices a logged-in client cannot use are ignored, not fatal") {
           std::vector<std::string>{"logged_in", "incoming:bob", "invalid", "available:x y\nz"});
     CHECK(alice->is_logged_in());
     CHECK(alice->peer() == "bob");
-    CHECK(alice->send_media("x") == 0);  // no start, no voice key
+    auto unstarted = alice->send_media("x");  // no start, no voice key
+    REQUIRE_FALSE(unstarted);
+    CHECK(unstarted.error() == "the call with bob has not started");
 }
 
 TEST_CASE("a logged-in client heartbeats on its own") {
@@ -772,4 +788,320 @@ TEST_CASE("a logged-in client heartbeats on its own") {
     REQUIRE(run_until(b.base, [&] { return fake.received.size() >= 6; }));
     for (std::size_t i = 2; i < fake.received.size(); ++i) CHECK(fake.received[i] == "D");
     CHECK(alice->is_logged_in());
+}
+
+// --- commands that cannot go out, early and undecryptable media, callbacks --
+
+TEST_CASE("commands before login, or after disconnect, return an error and send nothing") {
+    Base b;
+    World w(b.base);
+    REQUIRE(w.started.ok());
+    Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
+    auto not_logged_in = [](const dtcall::Status& status) {
+        REQUIRE_FALSE(status);
+        CHECK(status.error() == "not logged in");
+    };
+    not_logged_in(alice->call("bob"));
+    not_logged_in(alice->accept("bob"));
+    not_logged_in(alice->end("bob"));
+    not_logged_in(alice->heartbeat());
+    CHECK(alice->peer().empty());  // the refused call() left nothing behind
+    auto media = alice->send_media("hello");
+    REQUIRE_FALSE(media);
+    CHECK(media.error() == "no call to send media to");
+
+    log_in_all(b.base, {&alice, &bob});
+    run_until(b.base, [] { return false; }, 100ms);
+    CHECK_FALSE(bob.saw("incoming:alice"));  // the early call() really was not sent
+    CHECK(alice.events == std::vector<std::string>{"logged_in"});
+
+    auto bad_name = alice->call("bob|x");
+    REQUIRE_FALSE(bad_name);
+    CHECK(bad_name.error().find("is not a user name that can be sent") != std::string::npos);
+    CHECK(alice->peer().empty());
+
+    ring(b.base, alice, bob);
+    auto again = alice->call("carol");
+    REQUIRE_FALSE(again);
+    CHECK(again.error() == "already in a call with bob");
+    auto other = bob->accept("carol");
+    REQUIRE_FALSE(other);
+    CHECK(other.error() == "in a call with alice, not carol");
+    auto unstarted = alice->send_media("x");
+    REQUIRE_FALSE(unstarted);
+    CHECK(unstarted.error() == "the call with bob has not started");
+
+    // A dropped link: commands fail, and end() keeps the call for connect(true).
+    bob->disconnect();
+    not_logged_in(bob->accept("alice"));
+    not_logged_in(bob->end("alice"));
+    not_logged_in(bob->heartbeat());
+    CHECK(bob->peer() == "alice");
+}
+
+namespace {
+
+// The caller's side of a call, played by the test against one real Client
+// (alice, the callee): a FakeServer for the commands and a UDP socket for
+// media. It logs alice in, rings her from bob, acks her registration and
+// starts the call, all without `direct`; the test then decides when media
+// and the voice key arrive.
+struct CalleeRig {
+    explicit CalleeRig(event_base* b, std::chrono::milliseconds early_hold = 2000ms)
+        : base(b), fake(b, "", [](const std::uint8_t*) { return std::string(); }),
+          caller(dtcall::KeyPair::generate()) {
+        randombytes(voice_key, sizeof voice_key);
+        media_fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        REQUIRE(media_fd >= 0);
+        sockaddr_in sin{};
+        sin.sin_family = AF_INET;
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(media_fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
+        socklen_t len = sizeof sin;
+        ::getsockname(media_fd, reinterpret_cast<sockaddr*>(&sin), &len);
+
+        LoginScript login{&fake, [this](const std::uint8_t* k) {
+                              std::string ts = now_ts();
+                              return text_frame(k, ts + "|incoming|bob") +
+                                     text_frame(k, ts + "|prepare|" +
+                                                       dtcall::public_key_file_text(caller.public_key) + "|bob");
+                          }};
+        fake.respond = [this, login](const std::string& text) {
+            if (text.find("|ready|bob|") != std::string::npos) return text_frame(fake.tcp_key, now_ts() + "|start|bob");
+            return login(text);
+        };
+        auto config = fake.client_config();
+        config.media_port = ntohs(sin.sin_port);
+        config.early_media_hold = early_hold;
+        alice = std::make_unique<Phone>(b, config);
+        REQUIRE((*alice)->connect().ok());
+        // Her registration datagram tells us where her media socket is.
+        REQUIRE(run_until(base, [&] { return alice->saw("prepare:bob") && receive_registration(); }));
+        send(ack());
+        REQUIRE(run_until(base, [&] { return alice->saw("started:bob"); }));
+        CHECK(alice->saw("media_registered:bob"));
+        CHECK_FALSE(alice->saw_prefix("voice_key:"));
+    }
+    ~CalleeRig() { ::close(media_fd); }
+
+    static void randombytes(std::uint8_t* out, std::size_t n) {
+        auto pair = dtcall::KeyPair::generate();  // any 32 unpredictable bytes will do
+        std::memcpy(out, pair.secret_key.data(), n);
+    }
+
+    bool receive_registration() {
+        std::uint8_t buffer[2048];
+        socklen_t len = sizeof alice_media;
+        ssize_t got = ::recvfrom(media_fd, buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&alice_media), &len);
+        return got > 0;
+    }
+    void send(const dtcall::Bytes& datagram) {
+        REQUIRE(::sendto(media_fd, datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&alice_media),
+                         sizeof alice_media) == ssize_t(datagram.size()));
+    }
+    dtcall::Bytes ack() const {
+        return dtcall::seal_secret_frame(fake.tcp_key, now_ts());
+    }
+    dtcall::Bytes frame(std::uint32_t sequence, const std::string& payload) const {
+        return dtcall::client_side::media_frame(voice_key, sequence, payload);
+    }
+    void command(const std::string& text) {
+        std::string f = text_frame(fake.tcp_key, now_ts() + "|" + text);
+        bufferevent_write(fake.conn, f.data(), f.size());
+    }
+    void direct() {
+        auto box = dtcall::seal_box_frame(caller.secret_key, fake.user.public_key,
+                                          std::string_view(reinterpret_cast<const char*>(voice_key), sizeof voice_key));
+        command("direct|" + dtcall::stringify(box) + "|bob");
+    }
+    const dtcall::ClientStats& stats() { return (*alice)->stats(); }
+    void settle() { run_until(base, [] { return false; }, 50ms); }
+
+    event_base* base;
+    FakeServer fake;
+    dtcall::KeyPair caller;  // bob's keys: he seals the voice key for alice
+    std::uint8_t voice_key[dtcall::key_size];
+    int media_fd = -1;
+    sockaddr_in alice_media{};
+    std::unique_ptr<Phone> alice;
+};
+
+}  // namespace
+
+TEST_CASE("early media: what the caller sends before `direct` is delivered, in order, once the key comes") {
+    Base b;
+    CalleeRig rig(b.base);
+    Phone& alice = *rig.alice;
+    // A repeated registration ack is neither media nor undecryptable.
+    rig.send(rig.ack());
+    for (std::uint32_t i = 1; i <= 5; ++i) rig.send(rig.frame(i, "early-" + std::to_string(i)));
+    rig.send(dtcall::Bytes(60, 0x55));  // garbage: kept too, it cannot be told apart yet
+    REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 6; }));
+    CHECK(alice.payloads.empty());
+    CHECK(rig.stats().media_received_packets == 0);
+    CHECK(rig.stats().media_undecryptable == 0);
+    auto no_key = alice->send_media("too soon");
+    REQUIRE_FALSE(no_key);
+    CHECK(no_key.error() == "no voice key yet for the call with bob");
+
+    rig.direct();
+    REQUIRE(run_until(b.base, [&] { return alice.payloads.size() == 5; }));
+    CHECK(alice.sequences == std::vector<std::uint32_t>{1, 2, 3, 4, 5});
+    CHECK(alice.payloads.front() == "early-1");
+    CHECK(alice.payloads.back() == "early-5");
+    CHECK(alice.events.back() == "voice_key:bob");  // the key first, then its media
+    CHECK(rig.stats().media_received_packets == 5);
+    CHECK(rig.stats().media_received_bytes == 5 * 7);
+    CHECK(rig.stats().media_undecryptable == 1);  // the garbage
+    CHECK(rig.stats().media_early == 6);
+    CHECK(rig.stats().media_early_dropped == 0);
+
+    // Once the key is known: live media, and what does not open is counted.
+    const std::uint8_t wrong_key[dtcall::key_size] = {9};
+    rig.send(dtcall::client_side::media_frame(wrong_key, 6, "wrong key"));
+    rig.send(dtcall::Bytes(3, 1));
+    rig.send(rig.frame(6, "live"));
+    REQUIRE(run_until(b.base, [&] { return alice.payloads.size() == 6; }));
+    CHECK(alice.payloads.back() == "live");
+    REQUIRE(run_until(b.base, [&] { return rig.stats().media_undecryptable == 3; }));
+    CHECK(rig.stats().media_early == 6);
+    auto reply = alice->send_media("hello bob");
+    REQUIRE_MESSAGE(reply.ok(), reply.error());
+    CHECK(*reply == 1);
+
+    // After the call: the old key no longer opens anything.
+    rig.command("end|bob");
+    REQUIRE(run_until(b.base, [&] { return alice.saw("ended:bob"); }));
+    rig.send(rig.frame(7, "after the end"));
+    REQUIRE(run_until(b.base, [&] { return rig.stats().media_undecryptable == 4; }));
+    CHECK(alice.payloads.size() == 6);
+    CHECK(rig.stats().media_early == 6);
+}
+
+TEST_CASE("early media is bounded: 32 datagrams, a hold time, and the call's end") {
+    Base b;
+    SUBCASE("more than 32 datagrams: the rest is dropped, the first 32 delivered") {
+        CalleeRig rig(b.base);
+        for (std::uint32_t i = 1; i <= 40; ++i) rig.send(rig.frame(i, "x"));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 40; }));
+        CHECK(rig.stats().media_early_dropped == 8);
+        rig.direct();
+        REQUIRE(run_until(b.base, [&] { return rig.alice->payloads.size() == 32; }));
+        CHECK(rig.alice->sequences.front() == 1);
+        CHECK(rig.alice->sequences.back() == 32);
+        rig.settle();
+        CHECK(rig.alice->payloads.size() == 32);
+    }
+    SUBCASE("more than 16 KiB: the store stops at its byte budget") {
+        CalleeRig rig(b.base);
+        for (std::uint32_t i = 1; i <= 6; ++i) rig.send(rig.frame(i, std::string(5000, 'v')));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 6; }));
+        CHECK(rig.stats().media_early_dropped == 3);  // 3 x 5048 bytes fit in 16 KiB, a 4th does not
+        rig.direct();
+        REQUIRE(run_until(b.base, [&] { return rig.alice->payloads.size() == 3; }));
+    }
+    SUBCASE("kept longer than early_media_hold: dropped, even without new datagrams") {
+        CalleeRig rig(b.base, 100ms);
+        for (std::uint32_t i = 1; i <= 3; ++i) rig.send(rig.frame(i, "stale"));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 3; }));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early_dropped == 3; }, 1s));
+        rig.send(rig.frame(4, "fresh"));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 4; }));
+        rig.direct();
+        REQUIRE(run_until(b.base, [&] { return rig.alice->payloads.size() == 1; }));
+        CHECK(rig.alice->payloads.front() == "fresh");
+    }
+    SUBCASE("the call ends before the key: all of it dropped, none delivered") {
+        CalleeRig rig(b.base);
+        for (std::uint32_t i = 1; i <= 4; ++i) rig.send(rig.frame(i, "x"));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 4; }));
+        rig.command("end|bob");
+        REQUIRE(run_until(b.base, [&] { return rig.alice->saw("ended:bob"); }));
+        CHECK(rig.stats().media_early_dropped == 4);
+        rig.direct();  // about a call that is over: ignored
+        rig.settle();
+        CHECK(rig.alice->payloads.empty());
+        CHECK_FALSE(rig.alice->saw_prefix("voice_key:"));
+    }
+    SUBCASE("a `voice_key` callback that ends the call: the early media is dropped, not delivered") {
+        CalleeRig rig(b.base);
+        for (std::uint32_t i = 1; i <= 4; ++i) rig.send(rig.frame(i, "x"));
+        REQUIRE(run_until(b.base, [&] { return rig.stats().media_early == 4; }));
+        rig.alice->on_note = [&](const std::string& e) {
+            if (e == "voice_key:bob") sent((*rig.alice)->end("bob"));
+        };
+        rig.direct();
+        REQUIRE(run_until(b.base, [&] { return rig.alice->saw("voice_key:bob"); }));
+        rig.settle();
+        CHECK(rig.alice->payloads.empty());
+        CHECK(rig.stats().media_early_dropped == 4);
+    }
+}
+
+TEST_CASE("a caller talking from `start` on loses nothing at the callee, through a real server") {
+    Base b;
+    World w(b.base);
+    REQUIRE(w.started.ok());
+    Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
+    log_in_all(b.base, {&alice, &bob});
+    alice.on_note = [&](const std::string& e) {
+        if (e != "started:bob") return;
+        for (int i = 1; i <= 10; ++i) {
+            auto sequence = alice->send_media("at-start-" + std::to_string(i));
+            REQUIRE_MESSAGE(sequence.ok(), sequence.error());
+        }
+    };
+    set_up_call(b.base, alice, bob);
+    REQUIRE(run_until(b.base, [&] { return bob.payloads.size() == 10; }));
+    CHECK(bob.sequences.front() == 1);
+    CHECK(bob.sequences.back() == 10);
+    const auto& stats = bob->stats();
+    MESSAGE("early at the callee: " << stats.media_early);
+    CHECK(stats.media_early_dropped == 0);
+    CHECK(stats.media_undecryptable == 0);
+    CHECK(stats.media_received_packets == 10);
+}
+
+TEST_CASE("callbacks may disconnect and reconnect their own Client, and destroy another") {
+    Base b;
+    World w(b.base);
+    REQUIRE(w.started.ok());
+    Phone alice(b.base, w.client_config("alice")), bob(b.base, w.client_config("bob"));
+    auto carol = std::make_unique<Phone>(b.base, w.client_config("carol"));
+    log_in(b.base, *carol);
+    log_in(b.base, bob);
+
+    alice.on_note = [&](const std::string& e) {
+        if (e == "logged_in" && alice.count("logged_in") == 1) {
+            alice->disconnect();  // in the middle of reading the server's frames
+            CHECK_FALSE(alice->is_logged_in());
+            CHECK(alice->heartbeat().error() == "not logged in");
+            sent(alice->connect());
+        } else if (e == "available:bob") {
+            carol.reset();  // another Client, gone from inside this one's callback
+        }
+    };
+    bob.on_note = [&](const std::string& e) {
+        if (e == "ended:alice") {
+            bob->disconnect();
+            sent(bob->connect());
+        }
+    };
+
+    REQUIRE(alice->connect().ok());
+    REQUIRE(run_until(b.base, [&] { return alice.count("logged_in") == 2 && alice->is_logged_in(); }));
+    CHECK(alice.events == std::vector<std::string>{"logged_in", "logged_in"});  // no `closed`
+    REQUIRE(run_until(b.base, [&] { return w.server->stats().logged_in == 3; }));
+
+    set_up_call(b.base, alice, bob);
+    CHECK(carol == nullptr);
+    REQUIRE(run_until(b.base, [&] { return w.server->stats().logged_in == 2; }));
+    exchange_media(b.base, alice, bob, 3);
+
+    sent(alice->end("bob"));
+    REQUIRE(run_until(b.base, [&] { return bob.count("logged_in") == 2 && bob->is_logged_in(); }));
+    CHECK_FALSE(bob.saw_prefix("closed:"));
+    CHECK(bob->peer().empty());
+    // Both still work after all that.
+    ring(b.base, bob, alice);
 }

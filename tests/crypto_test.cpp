@@ -104,6 +104,67 @@ TEST_CASE("key files: malformed text gives a reason") {
     CHECK(hdr.error().find("SODIUM PUBLIC KEY") != std::string::npos);
 }
 
+TEST_CASE("PublicKey::from_digits reads the 96-digit form of the vector keys and key files") {
+    for (std::string who : {"server", "alice"}) {
+        CAPTURE(who);
+        std::string text = read_file(vectors_dir() + "/" + who + "_public.na");
+        std::string digits = text.substr(public_key_header.size());
+        REQUIRE(digits.size() == 96);
+        auto key = PublicKey::from_digits(digits);
+        REQUIRE(key);
+        CHECK(*key == pub(who + "_public"));
+        CHECK(key->to_digits() == digits);
+        CHECK(*key == *parse_public_key_file(text));
+        CHECK(public_key_file_text(*key) == text);
+    }
+    // The stringify vector, byte for byte, inside a key.
+    PublicKey k;
+    auto input = hex(V().at("stringify_input"));
+    std::copy(input.begin(), input.end(), k.bytes.begin());
+    CHECK(k.to_digits().substr(0, 15) == V().at("stringify_output"));
+    CHECK(k.to_digits().substr(15) == std::string(81, '0'));
+    CHECK(*PublicKey::from_digits(k.to_digits()) == k);
+    CHECK(*PublicKey::from_digits(std::string(96, '0')) == PublicKey{});
+    std::string all_255;
+    for (int i = 0; i < 32; ++i) all_255 += "255";
+    auto top = PublicKey::from_digits(all_255);
+    REQUIRE(top);
+    for (auto byte : top->bytes) CHECK(byte == 255);
+}
+
+TEST_CASE("PublicKey::from_digits says what is wrong") {
+    std::string good = pub("alice_public").to_digits();
+    auto error_of = [](std::string_view digits) {
+        auto r = PublicKey::from_digits(digits);
+        CHECK_FALSE(r);
+        return r.ok() ? std::string() : r.error();
+    };
+    CHECK(error_of("") == "key must be exactly 96 digits, found 0 characters");
+    CHECK(error_of(good.substr(0, 95)) == "key must be exactly 96 digits, found 95 characters");
+    CHECK(error_of(good + "0") == "key must be exactly 96 digits, found 97 characters");
+    CHECK(error_of(good + "\n") == "key must be exactly 96 digits, found 97 characters");  // no newline here
+    CHECK(error_of(std::string(public_key_header) + good).find("found 114 characters") != std::string::npos);
+    std::string letter = good;
+    letter[40] = 'x';
+    CHECK(error_of(letter) == "key character 41 of 96 is not a digit");
+    std::string space = good;
+    space[0] = ' ';
+    CHECK(error_of(space) == "key character 1 of 96 is not a digit");
+    std::string sign = good;
+    sign[95] = '-';
+    CHECK(error_of(sign) == "key character 96 of 96 is not a digit");
+    std::string big = good;
+    big.replace(3, 3, "256");
+    CHECK(error_of(big) == "key byte 2 (characters 4-6) is a triple above 255");
+    big.replace(93, 3, "999");
+    big.replace(3, 3, "000");
+    CHECK(error_of(big) == "key byte 32 (characters 94-96) is a triple above 255");
+    // Key files report the same reasons.
+    std::string file = public_key_file_text(pub("alice_public"));
+    file[20] = 'x';
+    CHECK(parse_public_key_file(file).error() == "key character 3 of 96 is not a digit");
+}
+
 TEST_CASE("key files: read errors name the path; huge files are refused") {
     TempDir dir;
     auto missing = read_public_key_file(dir.path + "/nope.na");

@@ -338,7 +338,7 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
                       read_logs(s.logs));
         CHECK(contains(read_logs(s.logs), "SIGHUP: reloading"));
         CHECK(try_login(s, "carol") == "logged in");
-        held.heartbeat();
+        REQUIRE(held.heartbeat());
         timeval settle{0, 300000};
         event_base_loopexit(held_base, &settle);
         event_base_dispatch(held_base);

@@ -21,8 +21,15 @@ constexpr std::size_t key_size = 32;
 // Returns false only when libsodium cannot start (no entropy source).
 DTCALL_API bool crypto_init();
 
-struct PublicKey {
+struct DTCALL_API PublicKey {
     std::array<std::uint8_t, key_size> bytes{};
+    // The "stringify" form clients exchange: exactly 96 decimal digits, three
+    // per byte, no header, nothing around them. Errors (ErrorCode::bad_key)
+    // say what is wrong (the length, which character is not a digit, which
+    // triple is above 255) without echoing the text.
+    static Result<PublicKey> from_digits(std::string_view digits);
+    // The 96 digits of this key (what follows the header in a key file).
+    std::string to_digits() const;
     bool operator==(const PublicKey& o) const { return bytes == o.bytes; }
     bool operator!=(const PublicKey& o) const { return !(*this == o); }
 };

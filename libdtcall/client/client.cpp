@@ -21,6 +21,10 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
 #include <optional>
 #include <vector>
 
@@ -33,6 +37,12 @@ using client_side::MediaLink;
 // The real clients retry registration 10 times, 100 ms apart.
 constexpr int registration_attempts = 10;
 constexpr timeval registration_interval{0, 100 * 1000};
+// Early media kept for a voice key still on its way: a few hundred ms of
+// speech at the real clients' frame rates, and little memory.
+constexpr std::size_t max_early_datagrams = 32;
+constexpr std::size_t max_early_bytes = 16 * 1024;
+
+using Clock = std::chrono::steady_clock;
 
 timeval to_timeval(std::chrono::milliseconds ms) {
     return timeval{static_cast<decltype(timeval::tv_sec)>(ms.count() / 1000),
@@ -87,18 +97,26 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         std::uint32_t next_sequence = 1;
     };
 
+    // A datagram that came before the voice key (callee, before `direct`).
+    struct EarlyDatagram {
+        Bytes data;
+        Clock::time_point arrived;
+    };
+
     Impl(event_base* b, ClientConfig c, ClientEvents e)
         : base(b), config(std::move(c)), events(std::move(e)), link(b, *this),
           media(b, [this](const std::uint8_t* d, std::size_t n) { datagram(d, n); }) {
         retry_timer = evtimer_new(base, on_retry, this);
         login_timer = evtimer_new(base, on_login_timeout, this);
         heartbeat_timer = event_new(base, -1, EV_PERSIST, on_heartbeat, this);
+        early_timer = evtimer_new(base, on_early_expiry, this);
     }
 
     ~Impl() override {
         event_free(retry_timer);
         event_free(login_timer);
         event_free(heartbeat_timer);
+        event_free(early_timer);
         link.close();
         media.close();
         wipe(session_key);
@@ -232,8 +250,10 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         wipe(text);
     }
 
-    void command(std::initializer_list<std::string_view> fields) {
-        if (login == Login::logged_in) send(fields, true);
+    Status command(std::initializer_list<std::string_view> fields) {
+        if (login != Login::logged_in) return Error{"not logged in"};
+        send(fields, true);
+        return Done{};
     }
 
     // --- call ------------------------------------------------------------
@@ -286,7 +306,9 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         if (box.empty()) return;  // a degenerate peer key: no call possible
         call.voice_key = voice;
         std::string peer = call.peer;
-        command({"passthrough", peer, stringify(box)});
+        // Only a `prepare` callback that disconnected can make this fail; the
+        // call then cannot carry media, as with a link lost at this moment.
+        (void)command({"passthrough", peer, stringify(box)});
         fire(events.voice_key, peer);
     }
 
@@ -298,11 +320,16 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         bool opened = key && key->size() == key_size;
         if (opened) call.voice_key = SecretKey(reinterpret_cast<const std::uint8_t*>(key->data()));
         if (key) wipe(*key);
-        if (opened) fire(events.voice_key, peer);
+        if (!opened) return;
+        std::uint64_t generation = call_generation;
+        fire(events.voice_key, peer);
+        if (generation == call_generation) deliver_early();  // unless the callback ended the call
     }
 
     void clear_call() {
         evtimer_del(retry_timer);
+        drop_early();
+        ++call_generation;
         call = Call{};  // SecretKey wipes the old voice key
     }
 
@@ -336,37 +363,120 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     }
 
     void datagram(const std::uint8_t* data, std::size_t size) {
-        if (call.voice_key) {
-            if (auto packet = client_side::open_media_frame(call.voice_key->data(), data, size)) {
-                ++stats.media_received_packets;
-                stats.media_received_bytes += packet->payload.size();
-                fire(events.media, packet->sequence, packet->payload);
+        if (call.voice_key && deliver(data, size)) return;
+        // Acks are recognised whenever the TCP key can tell: a late or repeated
+        // one (an ack per attempt) is not media, nor early media.
+        if (link.ready()) {
+            auto ack = open_secret_frame(link.tcp_key(), data, size);
+            if (ack && wire::timestamp_in_window(*ack, std::time(nullptr), config.timestamp_window)) {
+                if (call.registering) registered();
                 return;
             }
         }
-        if (call.registering && link.ready()) {
-            auto ack = open_secret_frame(link.tcp_key(), data, size);
-            if (ack && wire::timestamp_in_window(*ack, std::time(nullptr), config.timestamp_window)) {
-                registered();
+        // A callee past `prepare` without the voice key: the caller may
+        // already be talking (it starts at `start`, `direct` may still come).
+        if (!call.voice_key && call.peer_key && !call.caller) return keep_early(data, size);
+        ++stats.media_undecryptable;
+    }
+
+    // Opens a media frame under the voice key and hands it on; false if it
+    // does not open.
+    bool deliver(const std::uint8_t* data, std::size_t size) {
+        auto packet = client_side::open_media_frame(call.voice_key->data(), data, size);
+        if (!packet) return false;
+        ++stats.media_received_packets;
+        stats.media_received_bytes += packet->payload.size();
+        fire(events.media, packet->sequence, packet->payload);
+        return true;
+    }
+
+    // --- early media: before the voice key ------------------------------
+
+    void keep_early(const std::uint8_t* data, std::size_t size) {
+        ++stats.media_early;
+        auto now = Clock::now();
+        expire_early(now);
+        if (config.early_media_hold.count() <= 0 || early.size() == max_early_datagrams ||
+            early_bytes + size > max_early_bytes) {
+            ++stats.media_early_dropped;
+            return;
+        }
+        early.push_back({Bytes(data, data + size), now});
+        early_bytes += size;
+        if (early.size() == 1) arm_early_timer(now);
+    }
+
+    void arm_early_timer(Clock::time_point now) {
+        auto due = early.front().arrived + config.early_media_hold - now;
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(due) + std::chrono::milliseconds(1);
+        timeval t = to_timeval(std::max(ms, std::chrono::milliseconds(1)));
+        evtimer_add(early_timer, &t);
+    }
+
+    // Drops what has waited longer than early_media_hold.
+    void expire_early(Clock::time_point now) {
+        while (!early.empty() && now - early.front().arrived >= config.early_media_hold) {
+            early_bytes -= early.front().data.size();
+            early.pop_front();
+            ++stats.media_early_dropped;
+        }
+    }
+
+    void drop_early() {
+        evtimer_del(early_timer);
+        stats.media_early_dropped += early.size();
+        early.clear();
+        early_bytes = 0;
+    }
+
+    // The voice key is here: what waited for it goes out, oldest first.
+    void deliver_early() {
+        evtimer_del(early_timer);
+        expire_early(Clock::now());
+        std::deque<EarlyDatagram> waiting;
+        waiting.swap(early);
+        early_bytes = 0;
+        std::uint64_t generation = call_generation;
+        for (auto& d : waiting) {
+            if (generation != call_generation) {
+                ++stats.media_early_dropped;  // a `media` callback ended the call
+            } else if (!deliver(d.data.data(), d.data.size())) {
+                ++stats.media_undecryptable;
             }
         }
+    }
+
+    static void on_early_expiry(evutil_socket_t, short, void* arg) {
+        auto& self = *static_cast<Impl*>(arg);
+        auto now = Clock::now();
+        self.expire_early(now);
+        if (!self.early.empty()) self.arm_early_timer(now);
     }
 
     void registered() {
         call.registering = false;
         evtimer_del(retry_timer);
         std::string peer = call.peer;
-        command({"ready", peer});
+        // The ack opened under the TCP key, so the link is up and logged in
+        // unless a callback dropped it since; then there is nobody to tell.
+        (void)command({"ready", peer});
         fire(events.media_registered, peer);
     }
 
-    std::uint32_t send_media(const std::string& payload) {
-        if (!call.started || !call.voice_key || !media.is_open()) return 0;
+    Result<std::uint32_t> send_media(const std::string& payload) {
+        if (call.peer.empty()) return Error{"no call to send media to"};
+        if (!call.started) return Error{"the call with " + shown(call.peer) + " has not started"};
+        if (!call.voice_key) return Error{"no voice key yet for the call with " + shown(call.peer)};
+        if (!media.is_open()) return Error{"the media socket is not open"};
         std::uint32_t sequence = call.next_sequence++;
-        if (media.send(client_side::media_frame(call.voice_key->data(), sequence, payload))) {
-            ++stats.media_sent_packets;
-            stats.media_sent_bytes += payload.size();
+        errno = 0;
+        if (!media.send(client_side::media_frame(call.voice_key->data(), sequence, payload))) {
+            int error = errno;
+            return Error{"media frame " + std::to_string(sequence) + " not sent: " +
+                         (error ? std::strerror(error) : "short write")};
         }
+        ++stats.media_sent_packets;
+        stats.media_sent_bytes += payload.size();
         return sequence;
     }
 
@@ -396,10 +506,14 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     event* retry_timer = nullptr;
     event* login_timer = nullptr;
     event* heartbeat_timer = nullptr;
+    event* early_timer = nullptr;
     Login login = Login::offline;
     bool keepudp = false;
     std::string session_key;
     Call call;
+    std::uint64_t call_generation = 0;  // bumped whenever `call` is reset
+    std::deque<EarlyDatagram> early;
+    std::size_t early_bytes = 0;
     ClientStats stats;
 };
 
@@ -410,30 +524,50 @@ Client::~Client() = default;
 
 Status Client::connect(bool keepudp) { return impl_->connect(keepudp); }
 
-void Client::call(const std::string& callee) {
-    if (!impl_->call.peer.empty() || !is_logged_in()) return;
+namespace {
+
+// A name that would add or break fields must not reach the command line.
+Status sendable(const std::string& user) {
+    if (wire::valid_user_name(user)) return Done{};
+    return Error{"\"" + shown(user) + "\" is not a user name that can be sent"};
+}
+
+}  // namespace
+
+Status Client::call(const std::string& callee) {
+    if (!is_logged_in()) return Error{"not logged in"};
+    if (!impl_->call.peer.empty()) return Error{"already in a call with " + shown(impl_->call.peer)};
+    if (auto ok = sendable(callee); !ok) return ok;
     impl_->call.peer = callee;
     impl_->call.caller = true;
-    impl_->command({"call", callee});
+    return impl_->command({"call", callee});
 }
 
-void Client::accept(const std::string& caller) {
-    if (!is_logged_in() || (!impl_->call.peer.empty() && impl_->call.peer != caller)) return;
+Status Client::accept(const std::string& caller) {
+    if (!is_logged_in()) return Error{"not logged in"};
+    if (!impl_->call.peer.empty() && impl_->call.peer != caller) {
+        return Error{"in a call with " + shown(impl_->call.peer) + ", not " + shown(caller)};
+    }
+    if (auto ok = sendable(caller); !ok) return ok;
     impl_->call.peer = caller;
     impl_->call.caller = false;
-    impl_->command({"accept", caller});
+    return impl_->command({"accept", caller});
 }
 
-void Client::end(const std::string& peer) {
-    impl_->command({"end", peer});
-    if (peer == impl_->call.peer) impl_->clear_call();
+Status Client::end(const std::string& peer) {
+    if (auto ok = sendable(peer); !ok) return ok;
+    auto sent = impl_->command({"end", peer});
+    if (sent && peer == impl_->call.peer) impl_->clear_call();
+    return sent;
 }
 
-void Client::heartbeat() {
-    if (is_logged_in()) impl_->link.send("D");
+Status Client::heartbeat() {
+    if (!is_logged_in()) return Error{"not logged in"};
+    impl_->link.send("D");
+    return Done{};
 }
 
-std::uint32_t Client::send_media(const std::string& payload) { return impl_->send_media(payload); }
+Result<std::uint32_t> Client::send_media(const std::string& payload) { return impl_->send_media(payload); }
 
 void Client::disconnect() { impl_->drop_connection(); }
 

@@ -22,6 +22,30 @@ std::string key_file_text(std::string_view header, const std::uint8_t* key) {
     return text;
 }
 
+// Exactly 96 digits into the 32 bytes at `out`. Positions, never the
+// characters, go into errors: the digits may be a private key.
+Status decode_key_digits(std::string_view digits, std::uint8_t* out) {
+    if (digits.size() != digits_size) {
+        return Error{"key must be exactly 96 digits, found " + std::to_string(digits.size()) + " characters"};
+    }
+    for (std::size_t i = 0; i < key_size; ++i) {
+        unsigned value = 0;
+        for (std::size_t j = 0; j < 3; ++j) {
+            char c = digits[i * 3 + j];
+            if (c < '0' || c > '9') {
+                return Error{"key character " + std::to_string(i * 3 + j + 1) + " of 96 is not a digit"};
+            }
+            value = value * 10 + unsigned(c - '0');
+        }
+        if (value > 255) {
+            return Error{"key byte " + std::to_string(i + 1) + " (characters " + std::to_string(i * 3 + 1) + "-" +
+                         std::to_string(i * 3 + 3) + ") is a triple above 255"};
+        }
+        out[i] = std::uint8_t(value);
+    }
+    return Done{};
+}
+
 // Shared by both key kinds: check the header, drop one trailing newline,
 // decode 96 digits into `out`.
 Status parse_key_text(std::string_view text, std::string_view header, std::uint8_t* out) {
@@ -36,11 +60,7 @@ Status parse_key_text(std::string_view text, std::string_view header, std::uint8
         return Error{"key must be exactly 96 digits after the header, found " +
                      std::to_string(digits.size()) + " characters"};
     }
-    auto bytes = unstringify(digits);
-    if (!bytes) return Error{"key has a character that is not a digit or a triple above 255"};
-    std::memcpy(out, bytes->data(), key_size);
-    wipe(*bytes);
-    return Done{};
+    return decode_key_digits(digits, out);
 }
 
 Status write_new_file(const std::string& path, const std::string& text, mode_t mode) {
@@ -68,6 +88,15 @@ Status write_new_file(const std::string& path, const std::string& text, mode_t m
 }
 
 }  // namespace
+
+Result<PublicKey> PublicKey::from_digits(std::string_view digits) {
+    PublicKey key;
+    auto status = decode_key_digits(digits, key.bytes.data());
+    if (!status) return Error{status.error()};
+    return key;
+}
+
+std::string PublicKey::to_digits() const { return stringify(bytes.data(), key_size); }
 
 std::string public_key_file_text(const PublicKey& key) {
     return key_file_text(public_key_header, key.bytes.data());
