@@ -4,14 +4,23 @@
 // timings depend on the machine and on whatever else runs beside the test.
 #include "bench.hpp"
 #include "histogram.hpp"
+#include "modes.hpp"
 #include "options.hpp"
+#include "proc_stats.hpp"
 #include "report.hpp"
+#include "temp_dir.hpp"
+
+#include "crypto/crypto.hpp"
 
 #include <doctest/doctest.h>
 
 #include <cctype>
+#include <cmath>
 #include <string>
 #include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace {
 
@@ -259,4 +268,88 @@ TEST_CASE("summary: every part runs and lands in one table, relay rows beside th
     CHECK(r.failures.empty());
     std::string json = dtbench::render_json(r);
     CHECK(JsonChecker(json).valid());
+}
+
+// A pid no process can have: pid_max is at most 2^22, and pids stay below it.
+// What a --server-pid looks like when /proc belongs to another PID namespace.
+constexpr pid_t absent_pid = 4194304;
+
+TEST_CASE("proc stats of a process that does not exist: an error naming the file, not a crash") {
+    auto rss = dtbench::resident_bytes(absent_pid);
+    REQUIRE_FALSE(rss.ok());
+    CHECK(rss.error() == "cannot read /proc/4194304/status: No such file or directory");
+    auto cpu = dtbench::process_cpu(absent_pid);
+    REQUIRE_FALSE(cpu.ok());
+    CHECK(cpu.error() == "cannot read /proc/4194304/stat: No such file or directory");
+    // This process's own figures are there.
+    auto own = dtbench::resident_bytes(getpid());
+    REQUIRE_MESSAGE(own.ok(), own.error());
+    CHECK(*own > 0);
+    REQUIRE(dtbench::process_cpu(getpid()).ok());
+
+    dtbench::ServerProbe probe(absent_pid);
+    auto begun = probe.begin();
+    REQUIRE_FALSE(begun.ok());
+    CHECK(begun.error() == "cannot read /proc/4194304/stat: No such file or directory");
+    auto cpu_ns = probe.cpu_ns();
+    CHECK_FALSE(cpu_ns.ok());
+    auto probe_rss = probe.rss();
+    REQUIRE_FALSE(probe_rss.ok());
+    CHECK(probe_rss.error() == "cannot read /proc/4194304/status: No such file or directory");
+
+    // No pid (an external server without --server-pid): no figures, no error.
+    dtbench::ServerProbe blind(std::nullopt);
+    CHECK(blind.begin().ok());
+    auto blind_cpu = blind.cpu_ns();
+    REQUIRE(blind_cpu.ok());
+    CHECK_FALSE(blind_cpu->has_value());
+    auto blind_rss = blind.rss();
+    REQUIRE(blind_rss.ok());
+    CHECK_FALSE(blind_rss->has_value());
+}
+
+TEST_CASE("summary: a figure a part did not report prints as n/a with a note") {
+    dtbench::Report part;
+    part.add("logins_per_s", "logins", "/s", 1234, 0);
+    dtbench::Report summary;
+    summary.title = "summary";
+    dtbench::copy_part_metric(summary, part, "logins_per_s", "login_16", "logins, 16 at a time");
+    dtbench::copy_part_metric(summary, part, "server_cpu_us_per_login", "login_16", "  server CPU per login");
+    REQUIRE(summary.find("login_16_logins_per_s") != nullptr);
+    CHECK(summary.find("login_16_logins_per_s")->value == 1234);
+    const dtbench::Metric* missing = summary.find("login_16_server_cpu_us_per_login");
+    REQUIRE(missing != nullptr);
+    CHECK(std::isnan(missing->value));
+    REQUIRE(summary.notes.size() == 1);
+    CHECK(summary.notes[0].find("login_16: server_cpu_us_per_login: n/a") == 0);
+    std::string table = dtbench::render_table(summary);
+    CHECK(table.find("server CPU per login") != std::string::npos);
+    CHECK(table.find("n/a") != std::string::npos);
+    std::string json = dtbench::render_json(summary);
+    CHECK(JsonChecker(json).valid());
+    CHECK(json.find("\"login_16_server_cpu_us_per_login\":{\"value\":null") != std::string::npos);
+}
+
+TEST_CASE("summary and login with a --server-pid /proc does not know: the run fails naming the file") {
+    // An external server that is never reached: the server's figures are read
+    // before the first connection, and that read fails.
+    test_support::TempDir dir;
+    auto server = dtcall::KeyPair::generate();
+    REQUIRE(dtcall::write_key_files(server, dir / "server_public.na", dir / "server_private.na").ok());
+    REQUIRE(mkdir((dir / "users").c_str(), 0700) == 0);
+    auto user = dtcall::KeyPair::generate();
+    REQUIRE(dtcall::write_key_files(user, dir / "users/u1_public.na", dir / "users/u1_private.na").ok());
+    for (const char* mode : {"login", "summary"}) {
+        CAPTURE(mode);
+        std::vector<std::string> args = {mode, "--host", "127.0.0.1", "--port", "9", "--server-key",
+                                         dir / "server_public.na", "--users", dir / "users", "--server-pid",
+                                         std::to_string(absent_pid), "--duration", "0.2", "--quiet"};
+        if (std::string(mode) == "login") args.insert(args.end(), {"--concurrency", "1"});
+        auto options = dtbench::parse_options(args);
+        REQUIRE_MESSAGE(options.ok(), options.error());
+        auto report = dtbench::run(*options);
+        REQUIRE_FALSE(report.ok());
+        CHECK(report.error() == std::string(mode == std::string("login") ? "" : "login_1: ") +
+                                    "cannot read /proc/4194304/stat: No such file or directory");
+    }
 }

@@ -34,7 +34,7 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
                    Clock::now() + std::chrono::seconds(30) + std::chrono::milliseconds(o.pairs * 40));
 
     ServerProbe server(target->pid);
-    server.begin();
+    if (auto begun = server.begin(); !begun) return dtcall::Error{begun.error()};
     std::int64_t own_before = own_cpu_ns();
     auto start = Clock::now();
     driver.begin_calling();
@@ -46,8 +46,10 @@ dtcall::Result<Report> run_calls(const RunContext& run) {
                         std::to_string(driver.stats().calls_failed) + " failed");
     });
     double elapsed = seconds_since(start);
-    auto server_cpu = server.cpu_ns();
+    auto server_cpu_read = server.cpu_ns();
     std::int64_t own_cpu = own_cpu_ns() - own_before;
+    if (!server_cpu_read) return dtcall::Error{server_cpu_read.error()};
+    std::optional<std::int64_t> server_cpu = *server_cpu_read;
     std::uint64_t calls_in_time = driver.stats().calls_up;
     driver.stop_calling();
     // Let calls in progress finish, so that failures among them are counted.

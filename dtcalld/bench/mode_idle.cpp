@@ -9,6 +9,7 @@
 #include "target.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <unistd.h>
 #include <memory>
@@ -86,7 +87,9 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     PhoneContext& context = (*rig)->context;
 
     ServerProbe server(target->pid);
-    auto rss_before = server.rss();
+    auto rss_before_read = server.rss();
+    if (!rss_before_read) return dtcall::Error{rss_before_read.error()};
+    std::optional<std::uint64_t> rss_before = *rss_before_read;
     auto slab_before = slab_bytes();
     auto own_rss_before = resident_bytes(getpid());
 
@@ -106,7 +109,9 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     loop.run_until([] { return false; },
                    Clock::now() + std::chrono::milliseconds(std::clamp<std::size_t>(count, 200, 1000)));
     std::size_t held = holder.holding();
-    auto rss_after = server.rss();
+    auto rss_after_read = server.rss();
+    if (!rss_after_read) return dtcall::Error{rss_after_read.error()};
+    std::optional<std::uint64_t> rss_after = *rss_after_read;
     auto slab_after = slab_bytes();
     auto own_rss_after = resident_bytes(getpid());
 
@@ -149,14 +154,20 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     } else {
         report.notes.push_back("no server memory figures: give --server-pid PID for an external server");
     }
-    if (slab_before && slab_after && held) {
-        report.add("kernel_slab_bytes_per_session", "kernel slab per session (both ends, whole machine)", "B",
-                   (double(*slab_after) - double(*slab_before)) / double(held), 0);
-    }
-    if (own_rss_before && own_rss_after && held) {
-        report.add("generator_bytes_per_session", "generator RSS per session", "B",
-                   (double(*own_rss_after) - double(*own_rss_before)) / double(held), 0);
-    }
+    // Optional figures: when /proc cannot tell, the row says n/a and a note why.
+    auto optional_figure = [&](const char* key, const char* label, const dtcall::Result<std::uint64_t>& before,
+                               const dtcall::Result<std::uint64_t>& after) {
+        if (!held) return;
+        if (before && after) {
+            report.add(key, label, "B", (double(*after) - double(*before)) / double(held), 0);
+            return;
+        }
+        report.add(key, label, "B", NAN, 0);
+        report.notes.push_back(std::string(label) + ": n/a, " + (before ? after.error() : before.error()));
+    };
+    optional_figure("kernel_slab_bytes_per_session", "kernel slab per session (both ends, whole machine)",
+                    slab_before, slab_after);
+    optional_figure("generator_bytes_per_session", "generator RSS per session", own_rss_before, own_rss_after);
     if (o.in_process)
         report.notes.push_back("the in-process server is a child process: its RSS holds only server memory "
                                "(plus pages shared with this process since fork, the same before and after)");

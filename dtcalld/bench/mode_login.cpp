@@ -123,7 +123,7 @@ dtcall::Result<Report> run_login(const RunContext& run) {
     LoginLoops loops(context, (*target)->users, o.concurrency);
     ServerProbe server((*target)->pid);
     Progress progress(!o.quiet && o.duration >= 3, "login");
-    server.begin();
+    if (auto begun = server.begin(); !begun) return dtcall::Error{begun.error()};
     std::int64_t own_before = own_cpu_ns();
     auto start = Clock::now();
     loops.start();
@@ -134,9 +134,11 @@ dtcall::Result<Report> run_login(const RunContext& run) {
                         "/s), " + std::to_string(loops.failures) + " failed");
     });
     double elapsed = seconds_since(start);
-    auto server_cpu = server.cpu_ns();
+    auto server_cpu_read = server.cpu_ns();
     std::int64_t own_cpu = own_cpu_ns() - own_before;
     loops.stop();
+    if (!server_cpu_read) return dtcall::Error{server_cpu_read.error()};
+    std::optional<std::int64_t> server_cpu = *server_cpu_read;
     progress.finish();
     (*target)->stop();
     SodiumBound after = measure_bound();

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -33,6 +34,7 @@ struct Leg {
     std::optional<std::int64_t> server_cpu_ns;
     double wall_seconds = 0;
     std::optional<std::uint64_t> socket_drops;
+    std::string socket_drops_error;  // why there is no socket_drops figure for a local relay
     std::optional<ServerCounters> counters_before, counters_after;
     std::size_t pairs = 0;
 };
@@ -50,27 +52,33 @@ MediaSettings media_settings(const Options& o, const std::string& what) {
     return s;
 }
 
-// The relay's socket drops over the run: before and after, same port.
-std::optional<std::uint64_t> drops_since(std::optional<std::uint64_t> before, std::uint16_t port) {
+// The relay's socket drops over the run: before and after, same port. An
+// unreadable /proc/net/udp leaves the figure out and says why.
+void drops_since(Leg& leg, const dtcall::Result<std::uint64_t>& before, std::uint16_t port) {
     auto after = udp_socket_drops(port);
-    if (!before || !after) return std::nullopt;
-    return *after - *before;
+    if (!before) leg.socket_drops_error = before.error();
+    else if (!after) leg.socket_drops_error = after.error();
+    else leg.socket_drops = *after - *before;
 }
 
-Leg measure(const std::vector<MediaParty>& parties, const SharedSocket* shared, const Options& o,
-            std::optional<pid_t> pid, std::uint16_t media_port,
-            const std::function<std::optional<ServerCounters>()>& counters, const std::string& what) {
+// An error names the /proc file of the server (or forwarder) it could not read.
+dtcall::Result<Leg> measure(const std::vector<MediaParty>& parties, const SharedSocket* shared, const Options& o,
+                            std::optional<pid_t> pid, std::uint16_t media_port,
+                            const std::function<std::optional<ServerCounters>()>& counters, const std::string& what) {
     Leg leg;
     leg.pairs = parties.size() / 2;
     ServerProbe server(pid);
     // Port 0: the relay is on another machine; its socket is not ours to read.
-    auto drops_before = media_port ? udp_socket_drops(media_port) : std::nullopt;
+    dtcall::Result<std::uint64_t> drops_before = dtcall::Error{"not read"};
+    if (media_port) drops_before = udp_socket_drops(media_port);
     leg.counters_before = counters();
-    server.begin();
+    if (auto begun = server.begin(); !begun) return dtcall::Error{begun.error()};
     leg.media = run_media(parties, media_settings(o, what), shared);
-    leg.server_cpu_ns = server.cpu_ns();
+    auto server_cpu = server.cpu_ns();
+    if (!server_cpu) return dtcall::Error{server_cpu.error()};
+    leg.server_cpu_ns = *server_cpu;
     leg.wall_seconds = server.wall_seconds();
-    leg.socket_drops = drops_since(drops_before, media_port);
+    if (media_port) drops_since(leg, drops_before, media_port);
     leg.counters_after = counters();
     return leg;
 }
@@ -139,8 +147,10 @@ dtcall::Result<Leg> relay_leg(const RunContext& run, Report& report, std::string
     }
     Target& t = *target;
     bool local = t.host.compare(0, 4, "127.") == 0 || t.host == "::1";
-    Leg leg = measure(parties, shared ? &socket : nullptr, o, t.pid, local ? t.media_port : 0,
-                      [&t] { return t.counters(); }, "relay");
+    auto measured = measure(parties, shared ? &socket : nullptr, o, t.pid, local ? t.media_port : 0,
+                            [&t] { return t.counters(); }, "relay");
+    if (!measured) return dtcall::Error{"relay: " + measured.error()};
+    Leg leg = std::move(*measured);
     leg.shared_socket = shared != nullptr;
     driver.hang_up_all();
     loop.run_until([] { return false; }, Clock::now() + std::chrono::milliseconds(300));
@@ -199,13 +209,15 @@ dtcall::Result<Leg> baseline_leg(const RunContext& run, std::string& description
     for (std::size_t i = 0; i < count; ++i) parties.push_back({-1, std::uint32_t(i ^ 1), std::uint32_t(i)});
     SharedSocket socket{shared.fd(), shared.relay()};
     ChildProcess& forwarder = **child;
-    Leg leg = measure(parties, &socket, o, forwarder.pid(), std::uint16_t(port),
+    auto measured = measure(parties, &socket, o, forwarder.pid(), std::uint16_t(port),
                       [&forwarder]() -> std::optional<ServerCounters> {
                           auto line = forwarder.ask("stats", std::chrono::milliseconds(2000));
                           return line ? parse_server_counters(*line) : std::nullopt;
                       },
                       "baseline");
     forwarder.stop();
+    if (!measured) return dtcall::Error{"baseline: " + measured.error()};
+    Leg leg = std::move(*measured);
     leg.shared_socket = true;
     return leg;
 }
@@ -237,6 +249,7 @@ std::map<std::string, double> figures(const Leg& leg, const Options& o) {
     f["send_failures"] = double(m.send_failures);
     f["misrouted"] = double(m.misrouted);
     if (leg.socket_drops) f["relay_socket_drops"] = double(*leg.socket_drops);
+    if (!leg.socket_drops_error.empty()) f["relay_socket_drops"] = NAN;  // n/a, with a note
     if (leg.counters_before && leg.counters_after)
         f["relay_forwarded"] = double(leg.counters_after->relayed_packets - leg.counters_before->relayed_packets);
     return f;
@@ -373,6 +386,10 @@ dtcall::Result<Report> run_relay(const RunContext& run) {
     }
     if (with_relay && !with_baseline)
         report.notes.push_back("no baseline run (--no-baseline): no ratios");
+    for (const std::optional<Leg>* leg : {&relay, &baseline})
+        if (*leg && !(**leg).socket_drops_error.empty())
+            report.notes.push_back(std::string(leg == &relay ? "relay" : "baseline") +
+                                   " socket drops: n/a, " + (**leg).socket_drops_error);
     if (relay && relay->shared_socket)
         report.notes.push_back("parties: one address each (127.64.x.y, one port) on one generator socket, "
                                "64 datagrams per sendmmsg/recvmmsg; the relay sees a distinct address per party");

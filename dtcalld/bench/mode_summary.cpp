@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -25,16 +26,20 @@ struct Part {
     std::vector<Row> rows;  // what the summary shows of it
 };
 
-// Copies one figure of a part's report into the summary, with its baseline.
-void copy_metric(Report& summary, const Report& part, const std::string& key, const std::string& prefix,
-                 const std::string& label) {
+}  // namespace
+
+void copy_part_metric(Report& summary, const Report& part, const std::string& key, const std::string& prefix,
+                      const std::string& label) {
     const Metric* m = part.find(key);
-    if (!m) return;
+    if (!m) {
+        summary.add(prefix + "_" + key, label, "", NAN, 0);
+        summary.notes.push_back(prefix + ": " + key + ": n/a, the part did not report this figure"
+                                " (see its notes; an external server needs --server-pid for CPU and memory)");
+        return;
+    }
     Metric& copied = summary.add(prefix + "_" + key, label, m->unit, m->value, m->decimals);
     copied.baseline = m->baseline;
 }
-
-}  // namespace
 
 dtcall::Result<Report> run_summary(const RunContext& run) {
     const Options& o = run.options;
@@ -103,7 +108,7 @@ dtcall::Result<Report> run_summary(const RunContext& run) {
         std::string p = part.name;
         for (const std::string& note : r.notes) summary.notes.push_back(p + ": " + note);
         for (const std::string& failure : r.failures) summary.failures.push_back(p + ": " + failure);
-        for (const Row& row : part.rows) copy_metric(summary, r, row.key, p, row.label);
+        for (const Row& row : part.rows) copy_part_metric(summary, r, row.key, p, row.label);
     }
     return summary;
 }

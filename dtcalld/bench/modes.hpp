@@ -27,20 +27,28 @@ dtcall::Result<Report> run_calls(const RunContext& run);
 dtcall::Result<Report> run_relay(const RunContext& run);  // relay and baseline
 dtcall::Result<Report> run_summary(const RunContext& run);  // all of them, the README's table
 
-// CPU and memory of the server process between two moments.
+// CPU and memory of the server process between two moments. Without a pid
+// (an external server, no --server-pid) there are no figures (nullopt); with
+// one, a /proc file that cannot be read is an error that names it.
 class ServerProbe {
 public:
     explicit ServerProbe(std::optional<pid_t> pid) : pid_(pid) {}
-    void begin();
-    // CPU the server used since begin(), in ns; nullopt without a pid.
-    std::optional<std::int64_t> cpu_ns() const;
+    dtcall::Status begin();
+    // CPU the server used since begin(), in ns.
+    dtcall::Result<std::optional<std::int64_t>> cpu_ns() const;
     double wall_seconds() const;
-    std::optional<std::uint64_t> rss() const { return pid_ ? resident_bytes(*pid_) : std::nullopt; }
+    dtcall::Result<std::optional<std::uint64_t>> rss() const;
 
 private:
     std::optional<pid_t> pid_;
     std::optional<CpuSample> start_;
     std::int64_t wall_start_ns_ = 0;
 };
+
+// summary: copies `key` of a part's report into the summary as
+// PREFIX_KEY, with its baseline. A figure the part did not report shows as
+// "n/a" (null in JSON) with a note saying which, never a missing row.
+void copy_part_metric(Report& summary, const Report& part, const std::string& key, const std::string& prefix,
+                      const std::string& label);
 
 }  // namespace dtbench

@@ -1,12 +1,13 @@
 #include "proc_stats.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -14,29 +15,44 @@ namespace dtbench {
 namespace {
 
 // A /proc file whole; they are small, and reading stops at 1 MiB anyway.
-std::optional<std::string> slurp(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
+// The error names the file and the reason: "cannot read PATH: REASON".
+dtcall::Result<std::string> slurp(const std::string& path) {
+    auto failed = [&path](int error) {
+        return dtcall::Error{"cannot read " + path + ": " + std::strerror(error)};
+    };
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return failed(errno);
     std::string text;
     char chunk[4096];
-    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
-        text.append(chunk, std::size_t(in.gcount()));
+    for (;;) {
+        ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int error = errno;
+            ::close(fd);
+            return failed(error);
+        }
+        if (n == 0) break;
+        text.append(chunk, std::size_t(n));
         if (text.size() > (1u << 20)) break;
     }
+    ::close(fd);
     return text;
 }
 
-std::optional<std::uint64_t> field_kib(const std::string& text, const char* name) {
+dtcall::Result<std::uint64_t> field_kib(const std::string& path, const std::string& text, const char* name) {
     auto at = text.find(name);
-    if (at == std::string::npos) return std::nullopt;
     unsigned long long kib = 0;
-    if (std::sscanf(text.c_str() + at + std::strlen(name), " %llu", &kib) != 1) return std::nullopt;
+    if (at == std::string::npos || std::sscanf(text.c_str() + at + std::strlen(name), " %llu", &kib) != 1) {
+        const char* shown = name[0] == '\n' ? name + 1 : name;
+        return dtcall::Error{"cannot read " + path + ": no \"" + std::string(shown) + "\" figure in it"};
+    }
     return std::uint64_t(kib) * 1024;
 }
 
-std::optional<std::uint64_t> drops_in(const std::string& path, std::uint16_t port) {
+dtcall::Result<std::uint64_t> drops_in(const std::string& path, std::uint16_t port) {
     auto text = slurp(path);
-    if (!text) return std::nullopt;
+    if (!text) return dtcall::Error{text.error()};
     std::istringstream lines(*text);
     std::string line;
     std::getline(lines, line);  // header
@@ -58,27 +74,31 @@ std::optional<std::uint64_t> drops_in(const std::string& path, std::uint16_t por
 
 }  // namespace
 
-std::optional<std::uint64_t> resident_bytes(pid_t pid) {
-    auto text = slurp("/proc/" + std::to_string(pid) + "/status");
-    if (!text) return std::nullopt;
-    return field_kib(*text, "VmRSS:");
+dtcall::Result<std::uint64_t> resident_bytes(pid_t pid) {
+    std::string path = "/proc/" + std::to_string(pid) + "/status";
+    auto text = slurp(path);
+    if (!text) return dtcall::Error{text.error()};
+    return field_kib(path, *text, "VmRSS:");
 }
 
-std::optional<CpuSample> process_cpu(pid_t pid) {
+dtcall::Result<CpuSample> process_cpu(pid_t pid) {
     std::string dir = "/proc/" + std::to_string(pid);
     auto stat = slurp(dir + "/stat");
-    if (!stat) return std::nullopt;
+    if (!stat) return dtcall::Error{stat.error()};
     // The command name is in parentheses and may hold spaces: fields count
     // from the last ')'. utime and stime are fields 14 and 15.
     auto close = stat->rfind(')');
-    if (close == std::string::npos) return std::nullopt;
+    if (close == std::string::npos || close + 2 > stat->size())
+        return dtcall::Error{"cannot read " + dir + "/stat: not the format of a Linux /proc/PID/stat"};
     std::istringstream fields(stat->substr(close + 2));
     std::string word;
     unsigned long long utime = 0, stime = 0;
-    for (int field = 3; field <= 15 && fields >> word; ++field) {
+    int field = 3;
+    for (; field <= 15 && fields >> word; ++field) {
         if (field == 14) utime = std::strtoull(word.c_str(), nullptr, 10);
         if (field == 15) stime = std::strtoull(word.c_str(), nullptr, 10);
     }
+    if (field <= 15) return dtcall::Error{"cannot read " + dir + "/stat: it has no utime and stime fields"};
     long ticks = sysconf(_SC_CLK_TCK);
     if (ticks <= 0) ticks = 100;
     CpuSample sample;
@@ -91,7 +111,7 @@ std::optional<CpuSample> process_cpu(pid_t pid) {
         while (dirent* entry = readdir(tasks)) {
             if (entry->d_name[0] == '.') continue;
             auto schedstat = slurp(dir + "/task/" + entry->d_name + "/schedstat");
-            if (!schedstat) continue;
+            if (!schedstat) continue;  // a thread that ended meanwhile
             runtime += std::strtoll(schedstat->c_str(), nullptr, 10);
             any = true;
         }
@@ -109,17 +129,18 @@ std::int64_t own_cpu_ns() {
     return ns(usage.ru_utime) + ns(usage.ru_stime);
 }
 
-std::optional<std::uint64_t> udp_socket_drops(std::uint16_t port) {
+dtcall::Result<std::uint64_t> udp_socket_drops(std::uint16_t port) {
+    // Either table may be missing (a kernel without IPv6): one is enough.
     auto v4 = drops_in("/proc/net/udp", port);
     auto v6 = drops_in("/proc/net/udp6", port);
-    if (!v4 && !v6) return std::nullopt;
-    return v4.value_or(0) + v6.value_or(0);
+    if (!v4 && !v6) return dtcall::Error{v4.error() + "; " + v6.error()};
+    return (v4 ? *v4 : 0) + (v6 ? *v6 : 0);
 }
 
-std::optional<std::uint64_t> slab_bytes() {
+dtcall::Result<std::uint64_t> slab_bytes() {
     auto text = slurp("/proc/meminfo");
-    if (!text) return std::nullopt;
-    return field_kib(*text, "\nSlab:");
+    if (!text) return dtcall::Error{text.error()};
+    return field_kib("/proc/meminfo", *text, "\nSlab:");
 }
 
 std::uint64_t raise_open_files_limit() {

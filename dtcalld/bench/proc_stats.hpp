@@ -1,17 +1,19 @@
 // What the kernel says about a process and the machine: resident memory,
 // CPU time, UDP drop counters, the open-files limit. Linux /proc readers;
-// each returns nullopt when the figure cannot be read (process gone, no
-// permission, another OS), never throws.
+// each returns an error naming what it could not read ("cannot read
+// /proc/1234/status: No such file or directory": process gone, no
+// permission, a /proc of another PID namespace, another OS), never throws.
 #pragma once
 
+#include <dtcall/result.hpp>
+
 #include <cstdint>
-#include <optional>
 #include <sys/types.h>
 
 namespace dtbench {
 
 // VmRSS of /proc/PID/status, in bytes.
-std::optional<std::uint64_t> resident_bytes(pid_t pid);
+dtcall::Result<std::uint64_t> resident_bytes(pid_t pid);
 
 // CPU time a process used, all threads. `runtime_ns` comes from the
 // scheduler (/proc/PID/task/*/schedstat, nanosecond resolution); user and
@@ -21,18 +23,18 @@ struct CpuSample {
     std::int64_t user_ns = 0;
     std::int64_t system_ns = 0;
 };
-std::optional<CpuSample> process_cpu(pid_t pid);
+dtcall::Result<CpuSample> process_cpu(pid_t pid);
 
 // This process's own CPU time (getrusage), user + system, in nanoseconds.
 std::int64_t own_cpu_ns();
 
 // Datagrams the kernel dropped at the UDP sockets bound to local `port`
 // (the "drops" column of /proc/net/udp and udp6): a full receive buffer.
-std::optional<std::uint64_t> udp_socket_drops(std::uint16_t port);
+dtcall::Result<std::uint64_t> udp_socket_drops(std::uint16_t port);
 
 // Slab memory of the whole machine (/proc/meminfo), in bytes: where socket
 // structures live, which no process's RSS shows.
-std::optional<std::uint64_t> slab_bytes();
+dtcall::Result<std::uint64_t> slab_bytes();
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 std::uint64_t raise_open_files_limit();

@@ -1,6 +1,7 @@
 #!/bin/sh
 # A user's view of `meson install`: install into a temporary DESTDIR, check
-# every file is where the README and the man pages say, build
+# the installed files are exactly those the README lists (none missing, none
+# extra), where the README and the man pages say, build
 # examples/embed.cpp against the installed tree with nothing but c++ and
 # pkg-config, run it (it serves a whole call on 127.0.0.1 and exits 0), and
 # run the installed dtcalld on the installed sample settings. No root needed.
@@ -30,20 +31,30 @@ note "meson install --destdir $dest (prefix $PREFIX)"
 "$MESON" install -C "$BUILD_ROOT" --destdir "$dest" --no-rebuild --quiet >"$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log"; fail "meson install"; }
 
-# --- every file of the install, by the paths Meson was configured with.
-missing=""
-want() { [ -e "$dest$1" ] || missing="$missing $1"; }
-for f in libdtcall.so libdtcall.so.0 libdtcall.a pkgconfig/dtcall.pc; do want "$LIBDIR/$f"; done
-for h in "$SOURCE_ROOT"/include/dtcall/*.hpp; do want "$INCLUDEDIR/dtcall/${h##*/}"; done
-want "$SBINDIR/dtcalld"
-want "$BINDIR/dtcall-keygen"
-for page in man1/dtcall-keygen.1 man5/dtcall-users.5 man5/dtcalld.conf.5 man8/dtcalld.8; do want "$MANDIR/$page"; done
-for f in examples/embed.cpp settings/dtcalld.conf settings/users; do want "$DOCDIR/$f"; done
-[ "$UNITDIR" = no ] || want "$UNITDIR/dtcalld.service"
-[ -z "$missing" ] || fail "not installed:$missing"
-# Nothing may be installed outside the prefix, except the unit (systemd's dir).
-stray=$(cd "$dest" && find . -type f | sed 's|^\.||' | grep -v "^$PREFIX/" | grep -v "^$UNITDIR/dtcalld.service\$")
-[ -z "$stray" ] || fail "installed outside $PREFIX: $stray"
+# --- the install is exactly the README's list ("Install"), by the paths Meson
+# was configured with: a missing file fails, and so does any file or link not
+# on the list (which also covers anything outside the prefix but the unit).
+{
+    for f in libdtcall.so libdtcall.so.0 "libdtcall.so.$VERSION" libdtcall.a pkgconfig/dtcall.pc; do
+        echo "$LIBDIR/$f"
+    done
+    (cd "$SOURCE_ROOT/include" && find dtcall ! -type d) | sed "s|^|$INCLUDEDIR/|"
+    echo "$SBINDIR/dtcalld"
+    echo "$BINDIR/dtcall-keygen"
+    for page in man1/dtcall-keygen.1 man5/dtcall-users.5 man5/dtcalld.conf.5 man8/dtcalld.8; do echo "$MANDIR/$page"; done
+    if [ "$BENCH" = true ]; then
+        echo "$BINDIR/dtcall-bench"
+        echo "$MANDIR/man1/dtcall-bench.1"
+    fi
+    for f in examples/embed.cpp settings/dtcalld.conf settings/users; do echo "$DOCDIR/$f"; done
+    [ "$UNITDIR" = no ] || echo "$UNITDIR/dtcalld.service"
+} | LC_ALL=C sort >"$tmp/expected"
+(cd "$dest" && find . ! -type d) | sed 's|^\.||' | LC_ALL=C sort >"$tmp/installed"
+missing=$(LC_ALL=C comm -23 "$tmp/expected" "$tmp/installed")
+extra=$(LC_ALL=C comm -13 "$tmp/expected" "$tmp/installed")
+[ -z "$missing" ] || fail "not installed: $(echo "$missing" | tr "\n" " ")"
+[ -z "$extra" ] || fail "installed but not in the README's list: $(echo "$extra" | tr "\n" " ")"
+note "installed exactly the $(wc -l <"$tmp/expected") files of the list"
 if [ "$UNITDIR" != no ]; then
     grep -qx "ExecStart=$SBINDIR/dtcalld --settings /etc/dtoperator --log /var/log/dtoperator" \
         "$dest$UNITDIR/dtcalld.service" || fail "dtcalld.service: ExecStart does not name $SBINDIR/dtcalld"
@@ -143,5 +154,5 @@ kill "$watchdog" 2>/dev/null
 daemon=""
 [ $status -eq 0 ] || fail "dtcalld exited $status after SIGTERM (137: it did not stop within 5 s)"
 
-echo "PASS: installed tree complete; embed built with pkg-config (shared and static) served a call;"
+echo "PASS: installed tree exactly as listed; embed built with pkg-config (shared and static) served a call;"
 echo "      dtcalld ran on the sample settings"
