@@ -107,3 +107,34 @@ TEST_CASE("value() of a failed Result is a clear abort, and the error says what 
     CHECK(fine.value() == 7);
     CHECK(fine.code() == dtcall::ErrorCode::other);
 }
+
+TEST_CASE("errors say what kind: a taken port, a bad address, a missing or malformed key file") {
+    REQUIRE(dtcall::crypto_init());
+    dtcall::InMemoryUserDirectory users;
+    dtcall::Config config;
+    config.listen_addresses = {"127.0.0.1"};
+    config.command_port = 0;
+    config.media_port = 0;
+    config.server_keys = dtcall::KeyPair::generate();
+    dtcall::Server first(config, users);
+    REQUIRE(first.start());
+    CHECK(first.start().code() == dtcall::ErrorCode::invalid_state);
+
+    dtcall::Config same_port = config;
+    same_port.command_port = first.command_port();
+    dtcall::Server second(same_port, users);
+    dtcall::Status taken = second.start();
+    CHECK(taken.code() == dtcall::ErrorCode::address_in_use);
+    CHECK(taken.error().find("127.0.0.1") != std::string::npos);
+
+    dtcall::Config bad = config;
+    bad.listen_addresses = {"not-an-address"};
+    dtcall::Server third(bad, users);
+    CHECK(third.start().code() == dtcall::ErrorCode::bad_address);
+
+    auto missing = dtcall::read_public_key_file("/nonexistent/dtcall/key.na");
+    CHECK(missing.code() == dtcall::ErrorCode::not_found);
+    CHECK(missing.error().find("/nonexistent/dtcall/key.na") != std::string::npos);
+    CHECK(dtcall::parse_public_key_file("SODIUM PUBLIC KEY\n123").code() == dtcall::ErrorCode::bad_key);
+    CHECK(dtcall::PublicKey::from_digits("12x").code() == dtcall::ErrorCode::bad_key);
+}

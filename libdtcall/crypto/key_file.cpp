@@ -1,3 +1,4 @@
+#include "io/system_error.hpp"
 #include "crypto/crypto.hpp"
 
 #include "io/read_bounded.hpp"
@@ -26,19 +27,19 @@ std::string key_file_text(std::string_view header, const std::uint8_t* key) {
 // characters, go into errors: the digits may be a private key.
 Status decode_key_digits(std::string_view digits, std::uint8_t* out) {
     if (digits.size() != digits_size) {
-        return Error{"key must be exactly 96 digits, found " + std::to_string(digits.size()) + " characters"};
+        return Error{ErrorCode::bad_key, "key must be exactly 96 digits, found " + std::to_string(digits.size()) + " characters"};
     }
     for (std::size_t i = 0; i < key_size; ++i) {
         unsigned value = 0;
         for (std::size_t j = 0; j < 3; ++j) {
             char c = digits[i * 3 + j];
             if (c < '0' || c > '9') {
-                return Error{"key character " + std::to_string(i * 3 + j + 1) + " of 96 is not a digit"};
+                return Error{ErrorCode::bad_key, "key character " + std::to_string(i * 3 + j + 1) + " of 96 is not a digit"};
             }
             value = value * 10 + unsigned(c - '0');
         }
         if (value > 255) {
-            return Error{"key byte " + std::to_string(i + 1) + " (characters " + std::to_string(i * 3 + 1) + "-" +
+            return Error{ErrorCode::bad_key, "key byte " + std::to_string(i + 1) + " (characters " + std::to_string(i * 3 + 1) + "-" +
                          std::to_string(i * 3 + 3) + ") is a triple above 255"};
         }
         out[i] = std::uint8_t(value);
@@ -50,14 +51,14 @@ Status decode_key_digits(std::string_view digits, std::uint8_t* out) {
 // decode 96 digits into `out`.
 Status parse_key_text(std::string_view text, std::string_view header, std::uint8_t* out) {
     if (text.substr(0, header.size()) != header) {
-        return Error{"does not start with \"" + std::string(header.substr(0, header.size() - 1)) +
+        return Error{ErrorCode::bad_key, "does not start with \"" + std::string(header.substr(0, header.size() - 1)) +
                      "\" on its own line"};
     }
     std::string_view digits = text.substr(header.size());
     if (digits.size() == digits_size + 1 && digits.back() == '\n') digits.remove_suffix(1);
     else if (digits.size() == digits_size + 2 && digits.substr(digits_size) == "\r\n") digits.remove_suffix(2);
     if (digits.size() != digits_size) {
-        return Error{"key must be exactly 96 digits after the header, found " +
+        return Error{ErrorCode::bad_key, "key must be exactly 96 digits after the header, found " +
                      std::to_string(digits.size()) + " characters"};
     }
     return decode_key_digits(digits, out);
@@ -66,8 +67,8 @@ Status parse_key_text(std::string_view text, std::string_view header, std::uint8
 Status write_new_file(const std::string& path, const std::string& text, mode_t mode) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
-        if (errno == EEXIST) return Error{path + ": already exists, not overwriting"};
-        return Error{path + ": cannot create: " + std::strerror(errno)};
+        if (errno == EEXIST) return Error{ErrorCode::invalid_state, path + ": already exists, not overwriting"};
+        return system_error(path + ": cannot create", errno);
     }
     // The umask may have widened nothing, but an inherited ACL could: be explicit.
     (void)fchmod(fd, mode);
@@ -79,11 +80,11 @@ Status write_new_file(const std::string& path, const std::string& text, mode_t m
             int err = errno;
             ::close(fd);
             ::unlink(path.c_str());
-            return Error{path + ": cannot write: " + std::strerror(err)};
+            return system_error(path + ": cannot write", err);
         }
         done += std::size_t(n);
     }
-    if (::close(fd) != 0) return Error{path + ": cannot write: " + std::strerror(errno)};
+    if (::close(fd) != 0) return system_error(path + ": cannot write", errno);
     return Done{};
 }
 
@@ -92,7 +93,7 @@ Status write_new_file(const std::string& path, const std::string& text, mode_t m
 Result<PublicKey> PublicKey::from_digits(std::string_view digits) {
     PublicKey key;
     auto status = decode_key_digits(digits, key.bytes.data());
-    if (!status) return Error{status.error()};
+    if (!status) return status.failure();
     return key;
 }
 
@@ -109,37 +110,37 @@ std::string private_key_file_text(const SecretKey& key) {
 Result<PublicKey> parse_public_key_file(std::string_view text) {
     PublicKey key;
     auto status = parse_key_text(text, public_key_header, key.bytes.data());
-    if (!status) return Error{status.error()};
+    if (!status) return status.failure();
     return key;
 }
 
 Result<SecretKey> parse_private_key_file(std::string_view text) {
     SecretKey key;
     auto status = parse_key_text(text, private_key_header, key.data());
-    if (!status) return Error{status.error()};
+    if (!status) return status.failure();
     return key;
 }
 
 Result<PublicKey> read_public_key_file(const std::string& path) {
     auto text = read_bounded(path, max_key_file, "key file");
-    if (!text) return Error{text.error()};
+    if (!text) return text.failure();
     auto key = parse_public_key_file(*text);
-    if (!key) return Error{path + ": " + key.error()};
+    if (!key) return Error{key.code(), path + ": " + key.error()};
     return key;
 }
 
 Result<SecretKey> read_private_key_file(const std::string& path) {
     auto text = read_bounded(path, max_key_file, "key file");
-    if (!text) return Error{text.error()};
+    if (!text) return text.failure();
     auto key = parse_private_key_file(*text);
     wipe(*text);
-    if (!key) return Error{path + ": " + key.error()};
+    if (!key) return Error{key.code(), path + ": " + key.error()};
     return key;
 }
 
 Status write_key_files(const KeyPair& pair, const std::string& public_path,
                        const std::string& private_path) {
-    if (::access(public_path.c_str(), F_OK) == 0) return Error{public_path + ": already exists, not overwriting"};
+    if (::access(public_path.c_str(), F_OK) == 0) return Error{ErrorCode::invalid_state, public_path + ": already exists, not overwriting"};
     std::string secret_text = private_key_file_text(pair.secret_key);
     auto status = write_new_file(private_path, secret_text, 0600);
     wipe(secret_text);

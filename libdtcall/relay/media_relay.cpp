@@ -49,7 +49,7 @@ Result<std::uint16_t> probe_free_port(const std::vector<ListenAddress>& plan, st
         auto fd = open_bound_socket(address, port, SOCK_DGRAM, 0, "media");
         if (!fd) {
             close_probes();
-            return Error{fd.error()};
+            return fd.failure();
         }
         probes.push_back(*fd);
         if (port == 0) port = bound_port(*fd);
@@ -162,12 +162,12 @@ std::size_t MediaRelay::registered() const { return state_->by_user.size(); }
 
 Status MediaRelay::open() {
     auto plan = plan_listen_addresses(config_.listen_addresses);
-    if (!plan) return Error{plan.error()};
+    if (!plan) return plan.failure();
     bool threaded = config_.media_threads > 0;
     std::uint16_t port = config_.media_port;
     if (threaded) {
         auto free = probe_free_port(*plan, port);
-        if (!free) return Error{free.error()};
+        if (!free) return free.failure();
         port = *free;
     }
     auto open_socket = [&](const ListenAddress& address) -> Result<int> {
@@ -184,7 +184,7 @@ Status MediaRelay::open() {
         auto fd = open_socket(address);
         if (!fd) {
             close();
-            return Error{fd.error()};
+            return fd.failure();
         }
         auto socket = std::make_unique<State::Socket>(
             State::Socket{this, *fd, unsigned(state_->sockets.size()), nullptr});
@@ -204,7 +204,7 @@ Status MediaRelay::open() {
                 for (auto& fds : thread_sockets)
                     for (int open_fd : fds) ::close(open_fd);
                 close();
-                return Error{fd.error()};
+                return fd.failure();
             }
             thread_sockets.back().push_back(*fd);
         }

@@ -1,3 +1,4 @@
+#include "io/system_error.hpp"
 #include "bound_socket.hpp"
 
 #include <event2/util.h>
@@ -54,7 +55,7 @@ Result<std::vector<ListenAddress>> plan_listen_addresses(const std::vector<std::
         if (bare.find_first_of("[]") != std::string::npos ||
             evutil_parse_sockaddr_port(bare.c_str(), reinterpret_cast<sockaddr*>(&where.address), &length) != 0 ||
             reinterpret_cast<sockaddr_in*>(&where.address)->sin_port != 0) {
-            return Error{"listen: \"" + text + "\" is not an IPv4 or IPv6 address (no port; ports are set apart)"};
+            return Error{ErrorCode::bad_address, "listen: \"" + text + "\" is not an IPv4 or IPv6 address (no port; ports are set apart)"};
         }
         where.length = socklen_t(length);
         any_ipv4 = any_ipv4 || where.address.ss_family == AF_INET;
@@ -79,13 +80,13 @@ Result<int> open_bound_socket(const ListenAddress& where, std::uint16_t port, in
     std::string name = std::string(what) + ": " + (type == SOCK_STREAM ? "TCP " : "UDP ") + where.text +
                        " port " + std::to_string(port);
     int fd = ::socket(address.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Error{name + ": cannot create a socket: " + std::strerror(errno)};
+    if (fd < 0) return system_error(name + ": cannot create a socket", errno);
     int one = 1;
     if (type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
         int err = errno;
         ::close(fd);
-        return Error{name + ": cannot set SO_REUSEPORT: " + std::strerror(err)};
+        return system_error(name + ": cannot set SO_REUSEPORT", err);
     }
     if (address.ss_family == AF_INET6) {
         int v6_only = where.v6_only ? 1 : 0;
@@ -95,7 +96,7 @@ Result<int> open_bound_socket(const ListenAddress& where, std::uint16_t port, in
         (type == SOCK_STREAM && ::listen(fd, backlog) != 0)) {
         int err = errno;
         ::close(fd);
-        return Error{name + ": cannot bind: " + std::strerror(err)};
+        return system_error(name + ": cannot bind", err);
     }
     return fd;
 }

@@ -116,17 +116,17 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
 
     // ---- lifecycle ----
     Status start() {
-        if (!crypto_init()) return Error{"libsodium could not be initialised"};
-        if (!listeners_.empty()) return Error{"server already started"};
+        if (!crypto_init()) return Error{ErrorCode::other, "libsodium could not be initialised"};
+        if (!listeners_.empty()) return Error{ErrorCode::invalid_state, "server already started"};
         auto plan = plan_listen_addresses(cfg.listen_addresses);
-        if (!plan) return Error{plan.error()};
+        if (!plan) return plan.failure();
         std::uint16_t port = cfg.command_port;
         std::string where;
         for (const ListenAddress& address : *plan) {
             auto fd = open_bound_socket(address, port, SOCK_STREAM, 1024, "command");
             if (!fd) {
                 close_listeners();
-                return Error{fd.error()};
+                return fd.failure();
             }
             if (port == 0) port = bound_port(*fd);  // the same port on every address
             evconnlistener* listener = evconnlistener_new(base, &Impl::on_accept, this,
