@@ -8,6 +8,7 @@
 #include "bound_socket.hpp"
 #include "../crypto/shared_key_cache.hpp"
 #include "missed_notices.hpp"
+#include "user_timers.hpp"
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -27,58 +28,6 @@
 #include <vector>
 
 namespace dtcall {
-namespace {
-
-timeval to_timeval(std::chrono::milliseconds ms) {
-    timeval tv;
-    tv.tv_sec = static_cast<long>(ms.count() / 1000);
-    tv.tv_usec = static_cast<long>(ms.count() % 1000 * 1000);
-    return tv;
-}
-
-// A one-shot timer per user (held `direct`, call grace), cancelled by replacing it.
-class UserTimers {
-public:
-    using Fire = void (*)(void* owner, const std::string& user);
-    UserTimers(event_base* base, void* owner, Fire fire) : base_(base), owner_(owner), fire_(fire) {}
-    ~UserTimers() { clear(); }
-
-    void arm(const std::string& user, std::chrono::milliseconds after) {
-        cancel(user);
-        auto entry = std::make_unique<Entry>(Entry{this, user, nullptr});
-        entry->ev = evtimer_new(base_, &UserTimers::on_fire, entry.get());
-        timeval tv = to_timeval(after);
-        evtimer_add(entry->ev, &tv);
-        entries_[user] = std::move(entry);
-    }
-    void cancel(const std::string& user) { entries_.erase(user); }
-    void clear() { entries_.clear(); }
-    bool armed(const std::string& user) const { return entries_.count(user) != 0; }
-
-private:
-    struct Entry {
-        UserTimers* timers;
-        std::string user;
-        event* ev;
-        ~Entry() {
-            if (ev) event_free(ev);
-        }
-    };
-    static void on_fire(int, short, void* arg) {
-        auto* entry = static_cast<Entry*>(arg);
-        UserTimers* timers = entry->timers;
-        std::string user = entry->user;
-        timers->entries_.erase(user);  // frees the entry: use only the copies from here on
-        timers->fire_(timers->owner_, user);
-    }
-
-    event_base* base_;
-    void* owner_;
-    Fire fire_;
-    std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;
-};
-
-}  // namespace
 
 struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox {
     Impl(Config config, UserDirectory& dir, event_base* given)
