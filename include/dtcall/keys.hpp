@@ -1,7 +1,7 @@
 // Keys and key files: the server's key pair, users' public keys, and the
-// key-file text format the original server and its clients use (see
-// "Key files" in doc/protocol.md). Pure functions over libsodium; no I/O
-// except the key-file readers and writers.
+// key-file text format the original server and its clients use (see "Keys
+// and key files" in dtcall-protocol(7)). Pure functions over libsodium; no
+// I/O except the key-file readers and writers.
 #pragma once
 
 #include <dtcall/export.hpp>
