@@ -246,3 +246,17 @@ TEST_CASE_FIXTURE(Fixture, "the server ends a call: both parties get end, as a h
     CHECK_FALSE(router.end_by_server("bob"));  // no call any more
     CHECK(out.take().empty());
 }
+
+TEST_CASE_FIXTURE(Fixture, "the policy is asked only about calls that could ring") {
+    int asked = 0;
+    router.set_policy([&](const std::string&, const std::string&) {
+        ++asked;
+        return CallDecision::allow;
+    });
+    CHECK(router.call("alice", "dave"));   // offline
+    CHECK(router.call("alice", "alice"));  // oneself
+    CHECK(asked == 0);
+    CHECK(out.events == std::vector<std::string>{"ended alice dave busy", "ended alice alice busy"});
+    CHECK(router.call("alice", "bob"));
+    CHECK(asked == 1);
+}

@@ -24,8 +24,8 @@ enum class EndReason {
     cancelled,        // the caller sent `end` while it rang
     relogin,          // a party logged in again without keepudp
     peer_vanished,    // a party dropped and did not come back within the grace period, or was kicked
-    busy,             // the callee was in another call (or the policy said busy)
-    refused,          // the policy refused the call, or the callee is offline
+    busy,             // the callee was offline or in another call, or the policy said busy
+    refused,          // the policy refused the call
     server_stopping,  // Server::stop(), or a drain ran out of time
     ended_by_server,  // Server::end_call()
 };

@@ -10,10 +10,11 @@ CallRouter::Leg* CallRouter::paired(const std::string& user, const std::string& 
 
 bool CallRouter::call(const std::string& caller, const std::string& callee) {
     // D1: both parties must be idle; the original only checked the callee.
-    CallDecision decision = policy_ ? policy_(caller, callee) : CallDecision::allow;
+    // The policy is asked only about calls that could ring.
+    bool possible = caller != callee && !legs_.count(caller) && !legs_.count(callee) && outbox_.online(callee);
+    CallDecision decision = !possible ? CallDecision::busy : policy_ ? policy_(caller, callee) : CallDecision::allow;
     bool refused_by_policy = decision == CallDecision::refuse;
-    if (caller == callee || legs_.count(caller) || legs_.count(callee) || !outbox_.online(callee) ||
-        decision != CallDecision::allow) {
+    if (decision != CallDecision::allow) {
         outbox_.deliver(caller, {Notice::Kind::end, callee, {}});
         outbox_.call_ended(caller, callee, refused_by_policy ? EndReason::refused : EndReason::busy);
         return true;

@@ -126,6 +126,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         if (stop_deadline_) event_free(stop_deadline_);
         stop_deadline_ = nullptr;
         shut_down();
+        stopped_ = true;
         if (own_base) event_base_loopexit(base, nullptr);
         auto done = std::move(stop_done_);
         for (auto& f : done)
@@ -421,6 +422,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
     std::vector<ServerObserver*> observers_;
     LogSink sink_;
     std::vector<std::function<void()>> stop_done_;
+    bool stopped_ = false;  // finish_stop() ran
 
 private:
     std::vector<evconnlistener*> listeners_;
@@ -475,6 +477,16 @@ Status Server::start() { return impl_->start(); }
 void Server::run() { event_base_dispatch(impl_->base); }
 
 void Server::stop(std::function<void()> done) {
+    if (impl_->stopped_) {
+        // Already stopped: `done` still runs, from the loop, as promised.
+        if (!done) return;
+        auto* pending = new std::function<void()>(std::move(done));
+        event_base_once(impl_->base, -1, EV_TIMEOUT, [](evutil_socket_t, short, void* arg) {
+            std::unique_ptr<std::function<void()>> f(static_cast<std::function<void()>*>(arg));
+            (*f)();
+        }, pending, nullptr);
+        return;
+    }
     impl_->stop_done_.push_back(std::move(done));
     impl_->stop_politely();
 }
