@@ -22,7 +22,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "client/protocol.hpp"  // media_frame: what a caller's phone sends
+#include "wire/media_frame.hpp"  // media_frame: what a caller's phone sends
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -903,7 +903,7 @@ struct CalleeRig {
         return dtcall::seal_secret_frame(fake.tcp_key, now_ts());
     }
     dtcall::Bytes frame(std::uint32_t sequence, const std::string& payload) const {
-        return dtcall::client_side::media_frame(voice_key, sequence, payload);
+        return dtcall::wire::media_frame(voice_key, sequence, payload);
     }
     void command(const std::string& text) {
         std::string f = text_frame(fake.tcp_key, now_ts() + "|" + text);
@@ -958,7 +958,7 @@ TEST_CASE("early media: what the caller sends before `direct` is delivered, in o
 
     // Once the key is known: live media, and what does not open is counted.
     const std::uint8_t wrong_key[dtcall::key_size] = {9};
-    rig.send(dtcall::client_side::media_frame(wrong_key, 6, "wrong key"));
+    rig.send(dtcall::wire::media_frame(wrong_key, 6, "wrong key"));
     rig.send(dtcall::Bytes(3, 1));
     rig.send(rig.frame(6, "live"));
     REQUIRE(run_until(b.base, [&] { return alice.payloads.size() == 6; }));

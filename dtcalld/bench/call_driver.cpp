@@ -140,7 +140,7 @@ void CallDriver::hang_up_all() {
     calling_ = false;
     for (auto& pair : pairs_) {
         if (pair->phase == Pair::Phase::up) {
-            pair->a->command({"end", pair->b->user().name});
+            pair->a->command(dtcall::wire::Verb::end, {pair->b->user().name});
             pair->phase = Pair::Phase::idle;
             pair->disarm();
         }
@@ -199,7 +199,7 @@ void CallDriver::begin_call(Pair& pair) {
     pair.a_started = pair.b_started = pair.b_direct = false;
     pair.phase = Pair::Phase::calling;
     pair.called_at = Clock::now();
-    pair.a->command({"call", pair.b->user().name});
+    pair.a->command(dtcall::wire::Verb::call, {pair.b->user().name});
     pair.arm(Pair::Timer::call_timeout, settings_.call_timeout);
 }
 
@@ -227,7 +227,7 @@ void CallDriver::message(Phone& phone, const std::vector<std::string_view>& f) {
     if (pair.phase != Pair::Phase::calling) return;
 
     if (name == "incoming" && !is_a && f.size() == 3 && f[2] == pair.a->user().name) {
-        phone.command({"accept", pair.a->user().name});
+        phone.command(dtcall::wire::Verb::accept, {pair.a->user().name});
     } else if (name == "prepare" && f.size() == 4 && f[3] == other.user().name) {
         auto key = dtcall::parse_public_key_file(f[2]);
         if (!key || *key != other.user().keys.public_key) return fail_call(pair, "prepare carried the wrong key");
@@ -268,14 +268,14 @@ void CallDriver::send_passthrough(Pair& pair) {
     crypto_box_easy_afternm(frame.data() + dtcall::frame_header_size, voice, sizeof voice, frame.data(),
                             pair.voice_box.data());
     sodium_memzero(voice, sizeof voice);
-    pair.a->command({"passthrough", pair.b->user().name, dtcall::stringify(frame)});
+    pair.a->command(dtcall::wire::Verb::passthrough, {pair.b->user().name, dtcall::stringify(frame)});
 }
 
 void CallDriver::media_acked(Phone& phone) {
     Pair& pair = *pairs_[phone.index() / 2];
     if (pair.phase != Pair::Phase::calling) return;
     Phone& other = &phone == pair.a ? *pair.b : *pair.a;
-    phone.command({"ready", other.user().name});
+    phone.command(dtcall::wire::Verb::ready, {other.user().name});
 }
 
 void CallDriver::media_failed(Phone& phone) {
@@ -301,7 +301,7 @@ void CallDriver::check_up(Pair& pair) {
 void CallDriver::hang_up(Pair& pair) {
     stop_media(pair);
     pair.phase = Pair::Phase::hanging_up;
-    pair.a->command({"end", pair.b->user().name});
+    pair.a->command(dtcall::wire::Verb::end, {pair.b->user().name});
     pair.arm(Pair::Timer::hang_up, hang_up_limit);
 }
 
@@ -313,8 +313,8 @@ void CallDriver::fail_call(Pair& pair, const std::string& why) {
     pair.b->stop_registration();
     // Both hang up, whatever state the server has; stray replies (invalid,
     // end) are ignored while recovering.
-    pair.a->command({"end", pair.b->user().name});
-    pair.b->command({"end", pair.a->user().name});
+    pair.a->command(dtcall::wire::Verb::end, {pair.b->user().name});
+    pair.b->command(dtcall::wire::Verb::end, {pair.a->user().name});
     pair.phase = Pair::Phase::recovering;
     pair.arm(Pair::Timer::retry, retry_pause);
 }

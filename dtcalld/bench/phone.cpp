@@ -1,5 +1,9 @@
 #include "phone.hpp"
 
+#include "wire/commands.hpp"
+#include "wire/registration.hpp"
+#include "wire/reply.hpp"
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -29,21 +33,7 @@ timeval to_timeval(std::chrono::milliseconds ms) {
                    static_cast<decltype(timeval::tv_usec)>(ms.count() % 1000 * 1000)};
 }
 
-std::string timestamp() { return std::to_string(static_cast<long long>(std::time(nullptr))); }
-
-// Replies are split like the clients do: at '|', at most 5 fields. The
-// `prepare` key dump holds spaces and a newline, so no charset check.
-std::vector<std::string_view> split(std::string_view text) {
-    std::vector<std::string_view> fields;
-    std::size_t start = 0;
-    while (fields.size() < 5) {
-        std::size_t bar = text.find('|', start);
-        fields.push_back(text.substr(start, bar == std::string_view::npos ? bar : bar - start));
-        if (bar == std::string_view::npos) break;
-        start = bar + 1;
-    }
-    return fields;
-}
+std::time_t now() { return std::time(nullptr); }
 
 }  // namespace
 
@@ -188,7 +178,7 @@ void Phone::handle_frame(const dtcall::Bytes& frame) {
         std::memcpy(tcp_key_.data(), key, sizeof key);
         sodium_memzero(key, sizeof key);
         state_ = State::login1;
-        send_text(timestamp() + "|login1|" + user_.name);
+        send_text(dtcall::wire::login1(now(), user_.name));
         return;
     }
     auto text = dtcall::open_secret_frame(tcp_key_.data(), frame.data(), frame.size());
@@ -201,38 +191,37 @@ void Phone::handle_frame(const dtcall::Bytes& frame) {
 }
 
 void Phone::handle_text(const std::string& text) {
-    if (text == "D") return;
-    std::vector<std::string_view> fields = split(text);
-    std::string_view name = fields.size() > 1 ? fields[1] : std::string_view();
+    using dtcall::wire::MessageKind;
+    if (text == dtcall::wire::heartbeat) return;
+    auto reply = dtcall::wire::parse_reply(text, now(), context_.timestamp_window);
     if (state_ == State::logged_in) {
+        // Unreadable messages are dropped, as the real clients do.
+        if (!reply) return;
+        std::vector<std::string_view> fields(reply->fields.begin(), reply->fields.end());
         listener_.message(*this, fields);
         return;
     }
-    if (name == "invalid") return fail("login refused (invalid)");
+    if (!reply) return fail("unreadable reply during login");
+    if (reply->kind == MessageKind::invalid) return fail("login refused (invalid)");
     if (state_ == State::login1) {
-        if (name != "login1resp" || fields.size() != 3) return fail("expected login1resp");
-        auto blob = dtcall::unstringify(fields[2]);
-        if (!blob || blob->size() <= dtcall::frame_overhead) return fail("login1resp blob is not a frame");
-        std::string challenge(blob->size() - dtcall::frame_overhead, '\0');
-        if (crypto_box_open_easy_afternm(reinterpret_cast<unsigned char*>(challenge.data()),
-                                         blob->data() + dtcall::frame_header_size,
-                                         blob->size() - dtcall::frame_header_size, blob->data(),
-                                         user_.with_server.data()) != 0) {
-            return fail("the challenge did not open with " + user_.name + "'s key");
-        }
+        if (!reply->is(MessageKind::login1resp, 3)) return fail("expected login1resp");
+        auto challenge = dtcall::wire::open_challenge(reply->fields[2], user_.with_server.data());
+        if (!challenge) return fail("the challenge did not open with " + user_.name + "'s key");
         state_ = State::login2;
-        std::string login2 = timestamp() + "|login2|" + user_.name + "|" + challenge;
+        std::string login2 = dtcall::wire::login2(now(), user_.name, *challenge, false);
         send_text(login2);
         dtcall::wipe(login2);
-        dtcall::wipe(challenge);
+        dtcall::wipe(*challenge);
         return;
     }
     if (state_ == State::login2) {
-        if (name != "login2resp" || fields.size() != 3 || fields[2].empty()) return fail("expected login2resp");
-        session_key_ = std::string(fields[2]);
+        if (!reply->is(MessageKind::login2resp, 3) || !dtcall::wire::is_token(reply->fields[2]))
+            return fail("expected login2resp");
+        session_key_ = reply->fields[2];
+        reply->wipe_fields();
         state_ = State::logged_in;
         evtimer_del(deadline_);
-        send_text("D");  // as the real clients do right after login
+        send_text(dtcall::wire::heartbeat);  // as the real clients do right after login
         if (context_.heartbeat.count() > 0) {
             timeval every = to_timeval(context_.heartbeat);
             event_add(heartbeat_, &every);
@@ -249,22 +238,16 @@ void Phone::send_text(std::string_view text) {
     bufferevent_write(bev_, frame.data(), frame.size());
 }
 
-void Phone::command(std::initializer_list<std::string_view> fields) {
+void Phone::command(dtcall::wire::Verb verb, std::initializer_list<std::string_view> args) {
     if (state_ != State::logged_in) return;
-    std::string text = timestamp();
-    for (std::string_view f : fields) {
-        text += '|';
-        text += f;
-    }
-    text += '|';
-    text += session_key_;
+    std::string text = dtcall::wire::command(now(), verb, args, session_key_);
     send_text(text);
     dtcall::wipe(text);
 }
 
 void Phone::on_heartbeat(int, short, void* self) {
     auto& phone = *static_cast<Phone*>(self);
-    if (phone.state_ == State::logged_in) phone.send_text("D");
+    if (phone.state_ == State::logged_in) phone.send_text(dtcall::wire::heartbeat);
 }
 
 dtcall::Status Phone::open_media() {
@@ -310,10 +293,7 @@ void Phone::send_registration() {
         return;
     }
     ++attempts_;
-    std::string text = timestamp() + "|" + session_key_;
-    dtcall::Bytes sealed =
-        dtcall::seal_anonymous(context_.server_key, reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
-    dtcall::wipe(text);
+    dtcall::Bytes sealed = dtcall::wire::registration_datagram(context_.server_key, now(), session_key_);
     if (context_.shared_media) context_.shared_media->send_from(index_, sealed.data(), sealed.size());
     else (void)!::send(media_fd_, sealed.data(), sealed.size(), MSG_DONTWAIT);
     evtimer_add(retry_, &registration_interval);
@@ -339,8 +319,7 @@ void Phone::on_media(int fd, short, void* self) {
 
 void Phone::media_input(const std::uint8_t* data, std::size_t size) {
     if (registering_ && state_ == State::logged_in) {
-        auto ack = dtcall::open_secret_frame(tcp_key_.data(), data, size);
-        if (ack && !ack->empty() && ack->find_first_not_of("0123456789") == std::string::npos) {
+        if (dtcall::wire::open_registration_ack(tcp_key_.data(), data, size)) {
             registering_ = false;
             evtimer_del(retry_);
             listener_.media_acked(*this);

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,6 +68,7 @@ struct PhoneContext {
     HelloPool* hellos = nullptr;
     std::chrono::milliseconds login_timeout{10000};
     std::chrono::milliseconds heartbeat{300000};  // 0 = never
+    std::time_t timestamp_window = 300;  // replies further off the local clock are dropped, as clients do
     std::vector<std::uint8_t> receive_buffer = std::vector<std::uint8_t>(65536);
     std::uint64_t unreadable_frames = 0;  // frames that did not authenticate
     // Set: phones send media from this shared socket (party = phone index)
@@ -89,8 +91,8 @@ public:
 
     void connect();
     void close();  // the command connection only; the media socket stays
-    // `ts|fields...|sk`; ignored unless logged in.
-    void command(std::initializer_list<std::string_view> fields);
+    // `ts|verb|args...|sk`; ignored unless logged in.
+    void command(dtcall::wire::Verb verb, std::initializer_list<std::string_view> args);
 
     dtcall::Status open_media();
     // Registration like the clients: a sealed "ts|sk", again every 100 ms,

@@ -11,8 +11,11 @@
 
 #include "client/command_link.hpp"
 #include "client/media_link.hpp"
-#include "client/protocol.hpp"
+#include "wire/media_frame.hpp"
 
+#include "wire/commands.hpp"
+#include "wire/registration.hpp"
+#include "wire/reply.hpp"
 #include "wire/wire.hpp"
 
 #include <event2/event.h>
@@ -161,31 +164,30 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
 
     void link_ready() override {
         login = Login::awaiting_challenge;
-        send({"login1", config.user});
+        link.send(wire::login1(std::time(nullptr), config.user));
     }
 
     void link_closed(const std::string& reason) override { close_with(reason); }
 
     void link_message(std::string& text) override {
-        if (text == "D") return;  // a server may echo heartbeats; nothing to do
-        auto fields = client_side::parse_reply(text, std::time(nullptr), config.timestamp_window);
-        if (!fields) {
+        if (text == wire::heartbeat) return;  // a server may echo heartbeats; nothing to do
+        auto reply = wire::parse_reply(text, std::time(nullptr), config.timestamp_window);
+        if (!reply) {
             // A logged-in client drops what it cannot read, like the real ones;
             // during login there is no way on but to give up.
             if (login != Login::logged_in) close_with("unreadable reply during login");
             return;
         }
-        const std::string& name = (*fields)[1];
-        if (name == "invalid") {
+        if (reply->kind == wire::MessageKind::invalid) {
             on_invalid();
         } else if (login == Login::awaiting_challenge) {
-            on_login1resp(*fields);
+            on_login1resp(*reply);
         } else if (login == Login::awaiting_session) {
-            on_login2resp(*fields);
+            on_login2resp(*reply);
         } else if (login == Login::logged_in) {
-            on_notice(*fields);
+            on_notice(*reply);
         }
-        for (auto& f : *fields) wipe(f);
+        reply->wipe_fields();
     }
 
     void on_invalid() {
@@ -197,86 +199,71 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         fire(events.login_failed);
     }
 
-    void on_login1resp(const std::vector<std::string>& f) {
-        if (f[1] != "login1resp") return close_with("expected login1resp, got " + shown(f[1]));
-        if (f.size() != 3) return close_with("login1resp must have 3 fields");
-        auto blob = unstringify(f[2]);
-        if (!blob) return close_with("login1resp blob is not stringified bytes");
-        auto challenge = open_box_frame(config.user_key, config.server_key, blob->data(), blob->size());
-        if (!challenge || !client_side::is_token(*challenge)) {
+    void on_login1resp(const wire::Reply& r) {
+        if (r.kind != wire::MessageKind::login1resp) return close_with("expected login1resp, got " + shown(r.name()));
+        if (r.size() != 3) return close_with("login1resp must have 3 fields");
+        if (!unstringify(r.fields[2])) return close_with("login1resp blob is not stringified bytes");
+        auto challenge = wire::open_challenge(r.fields[2], config.user_key, config.server_key);
+        if (!challenge) {
             // Almost always a wrong user key: a failed login, not a broken link.
-            if (challenge) wipe(*challenge);
             drop_connection();
             fire(events.login_failed);
             return;
         }
         login = Login::awaiting_session;
-        if (keepudp) {
-            send({"login2", config.user, *challenge, "keepudp"});
-        } else {
-            send({"login2", config.user, *challenge});
-        }
+        std::string text = wire::login2(std::time(nullptr), config.user, *challenge, keepudp);
+        link.send(text);
+        wipe(text);
         wipe(*challenge);
     }
 
-    void on_login2resp(const std::vector<std::string>& f) {
-        if (f[1] != "login2resp") return close_with("expected login2resp, got " + shown(f[1]));
-        if (f.size() != 3 || !client_side::is_token(f[2])) return close_with("login2resp without a session key");
-        session_key = f[2];
+    void on_login2resp(const wire::Reply& r) {
+        if (r.kind != wire::MessageKind::login2resp) return close_with("expected login2resp, got " + shown(r.name()));
+        if (r.size() != 3 || !wire::is_token(r.fields[2])) return close_with("login2resp without a session key");
+        session_key = r.fields[2];
         login = Login::logged_in;
         evtimer_del(login_timer);
         if (config.heartbeat_interval.count() > 0) {
             timeval t = to_timeval(config.heartbeat_interval);
             event_add(heartbeat_timer, &t);
         }
-        link.send("D");  // the real clients heartbeat right after login
+        link.send(wire::heartbeat);  // the real clients heartbeat right after login
         fire(events.logged_in);
     }
 
     // --- commands ----------------------------------------------------------
 
-    // `ts|fields...` with the session key appended when `with_key`.
-    void send(std::initializer_list<std::string_view> fields, bool with_key = false) {
-        std::string text = std::to_string(static_cast<long long>(std::time(nullptr)));
-        for (auto f : fields) {
-            text += '|';
-            text += f;
-        }
-        if (with_key) {
-            text += '|';
-            text += session_key;
-        }
+    // `ts|verb|args...|sk`.
+    Status command(wire::Verb verb, std::initializer_list<std::string_view> args) {
+        if (login != Login::logged_in) return Error{"not logged in"};
+        std::string text = wire::command(std::time(nullptr), verb, args, session_key);
         link.send(text);
         wipe(text);
-    }
-
-    Status command(std::initializer_list<std::string_view> fields) {
-        if (login != Login::logged_in) return Error{"not logged in"};
-        send(fields, true);
         return Done{};
     }
 
     // --- call ------------------------------------------------------------
 
-    void on_notice(const std::vector<std::string>& f) {
-        const std::string& name = f[1];
-        if (f.size() == 3 && name == "available") {
+    void on_notice(const wire::Reply& r) {
+        using wire::MessageKind;
+        const std::vector<std::string>& f = r.fields;
+        if (r.is(MessageKind::available, 3)) {
             fire(events.available, f[2]);
-        } else if (f.size() == 3 && name == "incoming") {
+        } else if (r.is(MessageKind::incoming, 3)) {
             if (call.peer.empty()) {
                 call.peer = f[2];
                 call.caller = false;
             }
             fire(events.incoming, f[2]);
-        } else if (f.size() == 4 && name == "prepare") {
+        } else if (r.is(MessageKind::prepare, 4)) {
             on_prepare(f[2], f[3]);
-        } else if (f.size() == 4 && name == "direct") {
+        } else if (r.is(MessageKind::direct, 4)) {
             on_direct(f[2], f[3]);
-        } else if (f.size() == 3 && name == "start") {
+        } else if (r.is(MessageKind::start, 3)) {
             if (f[2] != call.peer) return;
             call.started = true;
             fire(events.started, f[2]);
-        } else if (f.size() == 3 && name == "end") {
+        } else if (r.is(MessageKind::end, 3)) {
             std::string peer = f[2];
             if (peer == call.peer) clear_call();
             fire(events.ended, peer);
@@ -301,14 +288,13 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     void send_voice_key() {
         SecretKey voice;
         randombytes_buf(voice.data(), key_size);
-        Bytes box = seal_box_frame(config.user_key, *call.peer_key,
-                                   std::string_view(reinterpret_cast<const char*>(voice.data()), key_size));
-        if (box.empty()) return;  // a degenerate peer key: no call possible
+        std::string blob = wire::voice_key_blob(config.user_key, *call.peer_key, voice);
+        if (blob.empty()) return;  // a degenerate peer key: no call possible
         call.voice_key = voice;
         std::string peer = call.peer;
         // Only a `prepare` callback that disconnected can make this fail; the
         // call then cannot carry media, as with a link lost at this moment.
-        (void)command({"passthrough", peer, stringify(box)});
+        (void)command(wire::Verb::passthrough, {peer, blob});
         fire(events.voice_key, peer);
     }
 
@@ -357,7 +343,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         // Without a session key (the link dropped) the attempt is spent but
         // nothing is sent: a stale key would only be refused.
         if (!session_key.empty()) {
-            media.send(client_side::registration(config.server_key, std::time(nullptr), session_key));
+            media.send(wire::registration_datagram(config.server_key, std::time(nullptr), session_key));
         }
         evtimer_add(retry_timer, &registration_interval);
     }
@@ -367,7 +353,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         // Acks are recognised whenever the TCP key can tell: a late or repeated
         // one (an ack per attempt) is not media, nor early media.
         if (link.ready()) {
-            auto ack = open_secret_frame(link.tcp_key(), data, size);
+            auto ack = wire::open_registration_ack(link.tcp_key(), data, size);
             if (ack && wire::timestamp_in_window(*ack, std::time(nullptr), config.timestamp_window)) {
                 if (call.registering) registered();
                 return;
@@ -382,7 +368,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     // Opens a media frame under the voice key and hands it on; false if it
     // does not open.
     bool deliver(const std::uint8_t* data, std::size_t size) {
-        auto packet = client_side::open_media_frame(call.voice_key->data(), data, size);
+        auto packet = wire::open_media_frame(call.voice_key->data(), data, size);
         if (!packet) return false;
         ++stats.media_received_packets;
         stats.media_received_bytes += packet->payload.size();
@@ -459,7 +445,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         std::string peer = call.peer;
         // The ack opened under the TCP key, so the link is up and logged in
         // unless a callback dropped it since; then there is nobody to tell.
-        (void)command({"ready", peer});
+        (void)command(wire::Verb::ready, {peer});
         fire(events.media_registered, peer);
     }
 
@@ -470,7 +456,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         if (!media.is_open()) return Error{"the media socket is not open"};
         std::uint32_t sequence = call.next_sequence++;
         errno = 0;
-        if (!media.send(client_side::media_frame(call.voice_key->data(), sequence, payload))) {
+        if (!media.send(wire::media_frame(call.voice_key->data(), sequence, payload))) {
             int error = errno;
             return Error{"media frame " + std::to_string(sequence) + " not sent: " +
                          (error ? std::strerror(error) : "short write")};
@@ -494,7 +480,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
 
     static void on_heartbeat(evutil_socket_t, short, void* arg) {
         auto& self = *static_cast<Impl*>(arg);
-        if (self.login == Login::logged_in) self.link.send("D");
+        if (self.login == Login::logged_in) self.link.send(wire::heartbeat);
     }
 
     event_base* base;
@@ -540,7 +526,7 @@ Status Client::call(const std::string& callee) {
     if (auto ok = sendable(callee); !ok) return ok;
     impl_->call.peer = callee;
     impl_->call.caller = true;
-    return impl_->command({"call", callee});
+    return impl_->command(wire::Verb::call, {callee});
 }
 
 Status Client::accept(const std::string& caller) {
@@ -551,19 +537,19 @@ Status Client::accept(const std::string& caller) {
     if (auto ok = sendable(caller); !ok) return ok;
     impl_->call.peer = caller;
     impl_->call.caller = false;
-    return impl_->command({"accept", caller});
+    return impl_->command(wire::Verb::accept, {caller});
 }
 
 Status Client::end(const std::string& peer) {
     if (auto ok = sendable(peer); !ok) return ok;
-    auto sent = impl_->command({"end", peer});
+    auto sent = impl_->command(wire::Verb::end, {peer});
     if (sent && peer == impl_->call.peer) impl_->clear_call();
     return sent;
 }
 
 Status Client::heartbeat() {
     if (!is_logged_in()) return Error{"not logged in"};
-    impl_->link.send("D");
+    impl_->link.send(wire::heartbeat);
     return Done{};
 }
 

@@ -1,6 +1,6 @@
 #include "client/command_link.hpp"
 
-#include "client/protocol.hpp"
+#include "wire/commands.hpp"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -65,7 +65,7 @@ void CommandLink::on_event(bufferevent*, short what, void* arg) {
     auto& self = *static_cast<CommandLink*>(arg);
     if (what & BEV_EVENT_CONNECTED) {
         self.state_ = State::handshake;
-        Bytes hello_bytes = hello(self.server_key_, self.ephemeral_->public_key);
+        Bytes hello_bytes = wire::hello(self.server_key_, self.ephemeral_->public_key);
         bufferevent_write(self.bev_, hello_bytes.data(), hello_bytes.size());
         return;
     }

@@ -65,6 +65,9 @@ std::optional<std::string> open_secret_frame(const std::uint8_t* key, const std:
                                              std::size_t size);
 std::optional<std::string> open_box_frame(const SecretKey& recipient, const PublicKey& sender,
                                           const std::uint8_t* frame, std::size_t size);
+// The same with a precomputed key (crypto_box_beforenm, 32 bytes).
+std::optional<std::string> open_box_frame_precomputed(const std::uint8_t* shared_key, const std::uint8_t* frame,
+                                                      std::size_t size);
 
 // --- sealed boxes (handshake, UDP registration) ---
 Bytes seal_anonymous(const PublicKey& recipient, const std::uint8_t* data, std::size_t size);

@@ -95,6 +95,17 @@ std::optional<std::string> open_box_frame(const SecretKey& recipient, const Publ
     return plain;
 }
 
+std::optional<std::string> open_box_frame_precomputed(const std::uint8_t* shared_key, const std::uint8_t* frame,
+                                                      std::size_t size) {
+    if (!frame_shape_ok(frame, size)) return std::nullopt;
+    std::string plain(size - frame_overhead, '\0');
+    if (crypto_box_open_easy_afternm(reinterpret_cast<unsigned char*>(plain.data()), frame + frame_header_size,
+                                     size - frame_header_size, frame, shared_key) != 0) {
+        return std::nullopt;
+    }
+    return plain;
+}
+
 Bytes seal_anonymous(const PublicKey& recipient, const std::uint8_t* data, std::size_t size) {
     Bytes sealed(size + crypto_box_SEALBYTES);
     crypto_box_seal(sealed.data(), data, size, recipient.bytes.data());

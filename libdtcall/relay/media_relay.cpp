@@ -1,7 +1,7 @@
 #include "relay/media_relay.hpp"
 
 #include "crypto/crypto.hpp"
-#include "wire/wire.hpp"
+#include "wire/registration.hpp"
 
 #include "address_table.hpp"
 #include "datagram_batch.hpp"
@@ -470,23 +470,12 @@ void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size
 
 bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
                               unsigned socket_index) {
-    auto plain = open_anonymous(config_.server_keys, data, size);
-    if (!plain) return false;
-    std::string text(plain->begin(), plain->end());
-    wipe(*plain);
-    std::size_t bar = text.find('|');
-    bool shaped = wire::allowed_command_text(text) && bar != std::string::npos && bar > 0 &&
-                  bar + 1 < text.size() && text.find('|', bar + 1) == std::string::npos;
-    if (!shaped || !wire::timestamp_in_window(std::string_view(text).substr(0, bar), host_.now(),
-                                              config_.timestamp_window)) {
-        wipe(text);
-        return false;
-    }
-    std::string session_key = text.substr(bar + 1);
-    auto owner = host_.owner_of_session_key(session_key);
-    wipe(session_key);
-    long long timestamp = std::stoll(text.substr(0, bar));
-    wipe(text);
+    auto registration =
+        wire::open_registration(config_.server_keys, data, size, host_.now(), config_.timestamp_window);
+    if (!registration) return false;
+    auto owner = host_.owner_of_session_key(registration->session_key);
+    long long timestamp = registration->timestamp;
+    registration.reset();  // wipes the session key
     if (!owner) return false;
     // Not in a call: dropped, no ack, and nothing in the table changes.
     if (!host_.has_call(owner->user)) return false;
@@ -517,7 +506,7 @@ bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const 
         }
         routes_changed();
     }
-    Bytes ack = seal_secret_frame(owner->tcp_key, std::to_string(static_cast<long long>(host_.now())));
+    Bytes ack = wire::registration_ack(owner->tcp_key, host_.now());
     if (socket_index < state_->sockets.size())
         ::sendto(state_->sockets[socket_index]->fd, ack.data(), ack.size(), MSG_DONTWAIT, from,
                  socklen_t(from_len));

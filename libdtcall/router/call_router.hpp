@@ -8,6 +8,7 @@
 #pragma once
 
 #include <dtcall/events.hpp>
+#include "wire/messages.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -20,7 +21,7 @@ namespace dtcall {
 // What the router asks the outside world to send. `other` is the peer named
 // in the message; `blob` is only used by `direct`.
 struct Notice {
-    enum class Kind { available, incoming, prepare, direct, start, end };
+    using Kind = wire::NoticeKind;  // what it becomes on the wire is wire's business
     Kind kind;
     std::string other;
     std::string blob;

@@ -358,19 +358,10 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
             if (grace.armed(user)) missed_.keep(user, notice, now_ms(), now_ms() + cfg.call_grace.count());
             return;
         }
-        Session& session = *it->second;
-        switch (notice.kind) {
-        case Notice::Kind::available: session.send({"available", notice.other}); break;
-        case Notice::Kind::incoming: session.send({"incoming", notice.other}); break;
-        case Notice::Kind::prepare: {
-            auto key = users.find(notice.other);
-            session.send({"prepare", key ? public_key_file_text(*key) : std::string(), notice.other});
-            break;
-        }
-        case Notice::Kind::direct: session.send({"direct", notice.blob, notice.other}); break;
-        case Notice::Kind::start: session.send({"start", notice.other}); break;
-        case Notice::Kind::end: session.send({"end", notice.other}); break;
-        }
+        // prepare carries the peer's public key file.
+        std::optional<PublicKey> key;
+        if (notice.kind == Notice::Kind::prepare) key = users.find(notice.other);
+        it->second->send(wire::notice_message(notice.kind, notice.other, notice.blob, key));
     }
     void direct_held(const std::string& user) override { held_direct.arm(user, cfg.direct_hold); }
     void relay_peer_changed(const std::string&) override { relay.routes_changed(); }

@@ -240,16 +240,21 @@ void Session::handle_login2(const wire::Command& command) {
     host_.session_logged_in(*this, keepudp);
 }
 
+void Session::send(const wire::Message& message) {
+    if (closed_) return;
+    std::string text = wire::format(std::time(nullptr), message);
+    Bytes frame = seal_secret_frame(tcp_key_.data(), text);
+    wipe(text);
+    queue(std::move(frame), wire::read_proof(message.kind));
+}
+
 void Session::send(std::initializer_list<std::string_view> fields) {
     if (closed_) return;
     std::string text = wire::format_message(std::time(nullptr), fields);
     Bytes frame = seal_secret_frame(tcp_key_.data(), text);
     wipe(text);
-    std::string_view name = *fields.begin();
-    ReadProof proof = name == "login1resp"   ? ReadProof::challenge
-                      : name == "login2resp" ? ReadProof::session_key
-                                             : ReadProof::none;
-    queue(std::move(frame), proof);
+    auto kind = wire::message_kind(*fields.begin());
+    queue(std::move(frame), kind ? wire::read_proof(*kind) : ReadProof::none);
 }
 
 void Session::queue(Bytes frame, ReadProof proof) {

@@ -12,6 +12,7 @@
 #include "crypto/crypto.hpp"
 #include "session/replay_guard.hpp"
 #include <dtcall/log.hpp>
+#include "wire/messages.hpp"
 #include "wire/wire.hpp"
 
 #include <chrono>
@@ -65,7 +66,9 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    // Queue `ts|fields...` for the client. Frames leave paced (Config::frame_gap).
+    // Queue `ts|name|args...` for the client. Frames leave paced (Config::frame_gap).
+    void send(const wire::Message& message);
+    // The same, spelled as fields (fields[0] = the message name).
     void send(std::initializer_list<std::string_view> fields);
     // Stop reading; flush what is queued, then close. `reason` goes to the log.
     void close(const char* reason);
@@ -94,13 +97,9 @@ private:
     void handle_login1(const wire::Command& command);
     void handle_login2(const wire::Command& command);
     // What would show that the client has read a frame we sent: only frames
-    // whose content the client needs for its next message can be proven read.
-    enum class ReadProof {
-        none,         // only time (frame_gap) tells
-        any_frame,    // the handshake reply: any frame under the TCP key
-        challenge,    // login1resp: a login2 with the right challenge
-        session_key,  // login2resp: a command carrying the new session key
-    };
+    // whose content the client needs for its next message can be proven read
+    // (the rule per message kind is wire::read_proof).
+    using ReadProof = wire::ReadProof;
     struct Outgoing {
         Bytes frame;
         ReadProof proof;

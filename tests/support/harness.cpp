@@ -1,6 +1,8 @@
 #include "harness.hpp"
 
 #include "crypto/crypto.hpp"
+#include "wire/commands.hpp"
+#include "wire/registration.hpp"
 
 #include <event2/event.h>
 
@@ -164,7 +166,7 @@ bool RawPeer::fill(Millis wait) {
 
 bool RawPeer::handshake() {
     dtcall::KeyPair ephemeral = dtcall::KeyPair::generate();
-    send_bytes(dtcall::seal_anonymous(server_.keys.public_key, ephemeral.public_key.bytes.data(), 32));
+    send_bytes(dtcall::wire::hello(server_.keys.public_key, ephemeral.public_key));
     auto until = Clock::now() + patience;
     while (in_.size() < 76 && Clock::now() < until)
         if (!fill(std::chrono::duration_cast<Millis>(until - Clock::now())) && eof_) return false;
@@ -182,6 +184,10 @@ void RawPeer::send_text(const std::string& plaintext) {
 }
 
 void RawPeer::command(const std::string& fields) { send_text(server_.timestamp() + "|" + fields); }
+
+void RawPeer::command(dtcall::wire::Verb verb, std::initializer_list<std::string_view> args) {
+    send_text(dtcall::wire::command(std::time(nullptr), verb, args, sk));
+}
 
 std::optional<std::string> RawPeer::next(Millis wait) {
     auto until = Clock::now() + wait;
@@ -206,6 +212,12 @@ std::string RawPeer::next_body(Millis wait) {
     return bar == std::string::npos ? *text : text->substr(bar + 1);
 }
 
+std::optional<dtcall::wire::Reply> RawPeer::next_reply(Millis wait) {
+    auto text = next(wait);
+    if (!text) return std::nullopt;
+    return dtcall::wire::parse_reply(*text, std::time(nullptr), server_.config.timestamp_window);
+}
+
 bool RawPeer::closed(Millis wait) {
     auto until = Clock::now() + wait;
     while (!eof_ && Clock::now() < until) {
@@ -217,19 +229,18 @@ bool RawPeer::closed(Millis wait) {
 
 std::string RawPeer::login(const std::string& name, bool keepudp) {
     if (tcp_key.empty() && !handshake()) return "";
-    command("login1|" + name);
-    std::string reply = next_body();
-    if (reply.rfind("login1resp|", 0) != 0) return "";
-    auto blob = dtcall::unstringify(reply.substr(11));
-    if (!blob) return "";
-    auto challenge = dtcall::open_box_frame(server_.user_keys.at(name).secret_key, server_.keys.public_key,
-                                            blob->data(), blob->size());
+    using dtcall::wire::MessageKind;
+    send_text(dtcall::wire::login1(std::time(nullptr), name));
+    auto reply = next_reply();
+    if (!reply || !reply->is(MessageKind::login1resp, 3)) return "";
+    auto challenge =
+        dtcall::wire::open_challenge(reply->fields[2], server_.user_keys.at(name).secret_key, server_.keys.public_key);
     if (!challenge) return "";
-    command("login2|" + name + "|" + *challenge + (keepudp ? "|keepudp" : ""));
-    reply = next_body();
-    if (reply.rfind("login2resp|", 0) != 0) return "";
+    send_text(dtcall::wire::login2(std::time(nullptr), name, *challenge, keepudp));
+    reply = next_reply();
+    if (!reply || !reply->is(MessageKind::login2resp, 3)) return "";
     user = name;
-    sk = reply.substr(11);
+    sk = reply->fields[2];
     return sk;
 }
 
@@ -256,9 +267,7 @@ void RawMedia::send_unpumped(const dtcall::Bytes& datagram) {
 }
 
 dtcall::Bytes RawMedia::registration(const std::string& sk, const std::string& ts) const {
-    std::string text = ts + "|" + sk;
-    return dtcall::seal_anonymous(server_.keys.public_key, reinterpret_cast<const std::uint8_t*>(text.data()),
-                                  text.size());
+    return dtcall::wire::registration_datagram(server_.keys.public_key, std::time_t(std::stoll(ts)), sk);
 }
 
 void RawMedia::send_registration(const std::string& sk, const std::string& ts) { send(registration(sk, ts)); }
@@ -267,7 +276,7 @@ bool RawMedia::register_with(const RawPeer& peer) {
     for (int attempt = 0; attempt < 10; ++attempt) {
         send_registration(peer.sk, server_.timestamp());
         auto ack = receive(100ms);
-        if (ack && dtcall::open_secret_frame(peer.tcp_key.data(), ack->data(), ack->size())) return true;
+        if (ack && dtcall::wire::open_registration_ack(peer.tcp_key.data(), ack->data(), ack->size())) return true;
     }
     return false;
 }
@@ -289,23 +298,23 @@ std::optional<dtcall::Bytes> RawMedia::receive(Millis wait) {
 bool log_in_and_ring(RawPeer& caller, const std::string& caller_name, RawPeer& callee,
                      const std::string& callee_name) {
     if (caller.login(caller_name).empty() || callee.login(callee_name).empty()) return false;
-    caller.command("call|" + callee_name + "|" + caller.sk);
+    caller.command(dtcall::wire::Verb::call, {callee_name});
     return caller.next_body() == "available|" + callee_name && callee.next_body() == "incoming|" + caller_name;
 }
 
 CallPair::CallPair(TestServer& server, const std::string& caller, const std::string& callee)
     : alice(server), bob(server), alice_media(server), bob_media(server) {
     if (alice.login(caller).empty() || bob.login(callee).empty()) return;
-    alice.command("call|" + callee + "|" + alice.sk);
+    alice.command(dtcall::wire::Verb::call, {callee});
     if (alice.next_body() != "available|" + callee || bob.next_body() != "incoming|" + caller) return;
-    bob.command("accept|" + caller + "|" + bob.sk);
+    bob.command(dtcall::wire::Verb::accept, {caller});
     if (alice.next_body().rfind("prepare|", 0) != 0 || bob.next_body().rfind("prepare|", 0) != 0) return;
     if (!bob_media.register_with(bob)) return;
-    alice.command("passthrough|" + callee + "|123456|" + alice.sk);
+    alice.command(dtcall::wire::Verb::passthrough, {callee, "123456"});
     if (bob.next_body() != "direct|123456|" + caller) return;
     if (!alice_media.register_with(alice)) return;
-    alice.command("ready|" + callee + "|" + alice.sk);
-    bob.command("ready|" + caller + "|" + bob.sk);
+    alice.command(dtcall::wire::Verb::ready, {callee});
+    bob.command(dtcall::wire::Verb::ready, {caller});
     if (alice.next_body() != "start|" + callee || bob.next_body() != "start|" + caller) return;
     established = true;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <dtcall/server.hpp>
+#include "wire/reply.hpp"
 #include "wire/wire.hpp"
 
 #include <chrono>
@@ -67,11 +68,16 @@ public:
     // Ephemeral key sealed to the server, TCP key out of the reply. False on failure.
     bool handshake();
     void send_text(const std::string& plaintext);  // one symmetric frame
-    void command(const std::string& fields);       // "ts|" + fields
+    void command(const std::string& fields);       // "ts|" + fields, as given (hostile tests)
+    // A well-formed "ts|verb|args...|sk" with this peer's session key.
+    void command(dtcall::wire::Verb verb, std::initializer_list<std::string_view> args);
     // The next frame's plaintext, or nullopt after `wait`.
     std::optional<std::string> next(Millis wait = patience);
     // The next frame without its timestamp, "" when nothing came or it did not open.
     std::string next_body(Millis wait = patience);
+    // The next frame read as a client reads it (wire::parse_reply); nullopt
+    // when nothing came or it is not a readable reply.
+    std::optional<dtcall::wire::Reply> next_reply(Millis wait = patience);
     // True when the server closed the connection within `wait`.
     bool closed(Millis wait = patience);
     // Close our end, like a phone losing its network.
