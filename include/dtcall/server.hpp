@@ -106,6 +106,13 @@ public:
     // Server owns leaves its loop. A second call does nothing but replace
     // nothing: `done` of the first call still runs once.
     void stop(std::function<void()> done = nullptr);
+    // Drains before a restart: from now on no new call is placed (callers
+    // get `end`, EndReason::busy) and no new login is taken, except a keepudp
+    // return of a user whose call goes on; calls in progress go on. When the
+    // last call has ended, or after `limit` (the rest end with
+    // EndReason::server_stopping), the server stops as stop(done) does.
+    void drain(std::chrono::seconds limit, std::function<void()> done = nullptr);
+    bool draining() const;
     // Re-reads the user directory; logged-in users stay connected, except
     // those no longer in it (LogoutReason::revoked, their calls end).
     Status reload_users();

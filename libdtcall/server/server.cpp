@@ -44,6 +44,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
               impl->missed_.forget(user);  // a later keepudp login must not hear of that call
           }) {
         crypto_init();
+        router.set_policy([this](const std::string& caller, const std::string& callee) { return decide(caller, callee); });
         double refill = cfg.failed_logins_per_minute / 60.0;
         failed_by_ip_ = std::make_unique<RateLimiter>(cfg.failed_login_burst, refill);
         failed_by_user_ = std::make_unique<RateLimiter>(cfg.failed_login_burst, refill);
@@ -413,6 +414,15 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
     std::vector<ServerObserver*> observers_;
     LogSink sink_;
     std::vector<std::function<void()>> stop_done_;
+    CallPolicy policy_;
+    CallDecision decide(const std::string& caller, const std::string& callee);
+    struct Drain {
+        std::chrono::steady_clock::time_point deadline;
+        std::function<void()> done;
+        std::unique_ptr<event, void (*)(event*)> check{nullptr, event_free};
+    };
+    std::unique_ptr<Drain> drain_;
+    static void on_drain_check(evutil_socket_t, short, void* self);
     bool stopped_ = false;  // finish_stop() ran
 
 private:
@@ -453,16 +463,41 @@ void Server::remove_observer(ServerObserver* observer) {
     v.erase(std::remove(v.begin(), v.end(), observer), v.end());
 }
 void Server::set_log(LogSink sink) { impl_->sink_ = std::move(sink); }
-void Server::set_policy(CallPolicy policy) {
-    if (!policy) {
-        impl_->router.set_policy(nullptr);
-        return;
-    }
-    Impl* impl = impl_.get();
-    impl_->router.set_policy([impl, policy = std::move(policy)](const std::string& caller, const std::string& callee) {
-        auto it = impl->online_.find(caller);
-        return policy(CallRequest{caller, callee, it == impl->online_.end() ? std::string() : it->second->address()});
-    });
+void Server::set_policy(CallPolicy policy) { impl_->policy_ = std::move(policy); }
+
+// The router's one policy: a draining server places no call; then the embedder's.
+CallDecision Server::Impl::decide(const std::string& caller, const std::string& callee) {
+    if (drain_) return CallDecision::busy;
+    if (!policy_) return CallDecision::allow;
+    auto it = online_.find(caller);
+    return policy_(CallRequest{caller, callee, it == online_.end() ? std::string() : it->second->address()});
+}
+
+void Server::drain(std::chrono::seconds limit, std::function<void()> done) {
+    if (impl_->drain_ || impl_->stopping_ || impl_->stopped_) return stop(std::move(done));
+    impl_->log(LogLevel::info, "draining: no new calls or logins; stopping when the last call ends, at most in " +
+                                   std::to_string(limit.count()) + " s");
+    impl_->drain_ = std::make_unique<Impl::Drain>();
+    impl_->drain_->deadline = std::chrono::steady_clock::now() + limit;
+    impl_->drain_->done = std::move(done);
+    impl_->drain_->check.reset(event_new(impl_->base, -1, EV_PERSIST, &Impl::on_drain_check, impl_.get()));
+    timeval quarter{0, 250000};
+    event_add(impl_->drain_->check.get(), &quarter);
+    event_active(impl_->drain_->check.get(), EV_TIMEOUT, 0);
+}
+
+bool Server::draining() const { return impl_->drain_ != nullptr; }
+
+// Checked a few times a second: a counter, not a walk over users.
+void Server::Impl::on_drain_check(evutil_socket_t, short, void* self) {
+    auto* impl = static_cast<Impl*>(self);
+    bool over = std::chrono::steady_clock::now() >= impl->drain_->deadline;
+    if (impl->router.calls() != 0 && !over) return;
+    if (impl->router.calls() != 0) impl->log(LogLevel::info, "drain time is up; ending the remaining calls");
+    event_del(impl->drain_->check.get());
+    auto done = std::move(impl->drain_->done);
+    impl->stop_done_.push_back(std::move(done));
+    impl->stop_politely();
 }
 Status Server::start() { return impl_->start(); }
 void Server::run() { event_base_dispatch(impl_->base); }
