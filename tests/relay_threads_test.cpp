@@ -35,7 +35,7 @@ std::shared_ptr<const ForwardTable> numbered_table(unsigned n) {
     auto table = std::make_shared<ForwardTable>();
     for (unsigned port = 1; port <= n; ++port) {
         table->by_source.insert(key_of_port(std::uint16_t(port)), std::uint32_t(table->targets.size()));
-        table->targets.push_back({CompactAddress{}, n});
+        table->targets.push_back({CompactAddress{}, n, nullptr});
     }
     return table;
 }
