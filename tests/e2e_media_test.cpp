@@ -56,7 +56,10 @@ TEST_CASE("a retransmitted registration (same bytes, same address) is acked agai
     CHECK(open_secret_frame(call.alice.tcp_key.data(), ack->data(), ack->size()));
     other.send(registration);
     CHECK(other.receive(quiet) == std::nullopt);
-    CHECK(s.server->stats().registrations_acked == 2);
+    ServerStats stats = s.server->stats();
+    CHECK(stats.registrations_acked == 2);
+    CHECK(stats.registrations_replayed == 1);
+    CHECK(stats.media_packets_dropped == 1);
 }
 
 TEST_CASE("registrations that get no ack: no call, unknown key, stale key (D8), bad time, junk") {
@@ -189,4 +192,153 @@ TEST_CASE("datagrams over max_datagram are dropped, the call goes on") {
     CHECK(call.bob_media.receive(quiet) == std::nullopt);
     call.alice_media.send(Bytes(1400, 2));
     CHECK(call.bob_media.receive() == Bytes(1400, 2));
+    ServerStats stats = s.server->stats();
+    CHECK(stats.media_too_large == 1);
+    CHECK(stats.media_packets_dropped == 1);
+    CHECK(stats.media_packets_relayed == 1);
+}
+
+namespace {
+
+struct Reports : ServerObserver {
+    std::vector<CallReport> ended;
+    std::vector<std::pair<Limit, std::string>> limits;
+    void call_ended(const CallReport& r) override { ended.push_back(r); }
+    void limit_hit(Limit limit, const std::string& address) override { limits.emplace_back(limit, address); }
+};
+
+}  // namespace
+
+TEST_CASE("per-call figures: packets and bytes each way, media addresses, a move; the end report carries them") {
+    TestServer s;
+    Reports reports;
+    s.server->add_observer(&reports);
+    CallPair call(s);
+    REQUIRE(call.established);
+    s.pump(50ms);  // relay threads (if any) have their table
+    for (int i = 0; i < 5; ++i) {
+        call.alice_media.send(Bytes(100, std::uint8_t(i)));
+        CHECK(call.bob_media.receive() == Bytes(100, std::uint8_t(i)));
+    }
+    for (int i = 0; i < 3; ++i) {
+        call.bob_media.send(Bytes(40, std::uint8_t(i)));
+        CHECK(call.alice_media.receive() == Bytes(40, std::uint8_t(i)));
+    }
+    auto calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CallInfo c = calls[0];
+    CHECK(c.phase == CallPhase::in_call);
+    CHECK(c.caller_to_callee.packets == 5);
+    CHECK(c.caller_to_callee.bytes == 500);
+    CHECK(c.callee_to_caller.packets == 3);
+    CHECK(c.callee_to_caller.bytes == 120);
+    CHECK(c.caller_media.address.rfind("127.0.0.1:", 0) == 0);
+    CHECK(c.callee_media.address.rfind("127.0.0.1:", 0) == 0);
+    CHECK(c.caller_media.address != c.callee_media.address);
+    CHECK(c.caller_media.moves == 0);
+    CHECK(c.callee_media.moves == 0);
+    CHECK(c.rung_at.time_since_epoch().count() != 0);
+    CHECK(c.started_at >= c.rung_at);
+
+    RawMedia moved(s);  // bob's NAT rebinds
+    REQUIRE(moved.register_with(call.bob));
+    moved.send(Bytes(60, 7));
+    CHECK(call.alice_media.receive() == Bytes(60, 7));
+    calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].callee_media.moves == 1);
+    CHECK(calls[0].callee_media.address != c.callee_media.address);
+    CHECK(calls[0].callee_to_caller.packets == 4);
+    CHECK(calls[0].callee_to_caller.bytes == 180);
+    CHECK(calls[0].caller_media.moves == 0);
+    CHECK(s.server->stats().media_registered == 2);
+
+    call.alice.command("end|bob|" + call.alice.sk);
+    REQUIRE(call.bob.next_body() == "end|alice");
+    REQUIRE(reports.ended.size() == 1);
+    const CallReport& r = reports.ended[0];
+    CHECK(r.reason == EndReason::hangup);
+    CHECK(r.call.caller == "alice");
+    CHECK(r.call.callee == "bob");
+    CHECK(r.call.phase == CallPhase::in_call);
+    CHECK(r.call.caller_to_callee.packets == 5);
+    CHECK(r.call.caller_to_callee.bytes == 500);
+    CHECK(r.call.callee_to_caller.packets == 4);
+    CHECK(r.call.callee_to_caller.bytes == 180);
+    CHECK(r.call.callee_media.moves == 1);
+    CHECK(r.call.callee_media.address == calls[0].callee_media.address);
+    CHECK(r.call.caller_media.address == c.caller_media.address);
+    CHECK(r.call.rung_at == c.rung_at);
+    CHECK(r.call.started_at == c.started_at);
+    CHECK(r.ended_at >= r.call.started_at);
+    CHECK(r.setup_time == std::chrono::duration_cast<Millis>(r.call.started_at - r.call.rung_at));
+    CHECK(r.duration == std::chrono::duration_cast<Millis>(r.ended_at - r.call.started_at));
+    CHECK(r.duration >= 50ms);
+    CHECK(s.server->stats().media_registered == 0);
+
+    // A new call starts from zero.
+    call.alice.command("call|bob|" + call.alice.sk);
+    REQUIRE(call.alice.next_body() == "available|bob");
+    REQUIRE(call.bob.next_body() == "incoming|alice");
+    calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].phase == CallPhase::ringing);
+    CHECK(calls[0].caller_to_callee.packets == 0);
+    CHECK(calls[0].callee_media.address.empty());
+    CHECK(calls[0].callee_media.moves == 0);
+    CHECK(calls[0].started_at.time_since_epoch().count() == 0);
+}
+
+TEST_CASE("per-call figures: the longest gap between packets of one direction") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    s.pump(50ms);  // relay threads (if any) have their table
+    call.alice_media.send(Bytes(20, 1));
+    REQUIRE(call.bob_media.receive() == Bytes(20, 1));
+    call.alice_media.send(Bytes(20, 2));
+    REQUIRE(call.bob_media.receive() == Bytes(20, 2));
+    s.pump(300ms);
+    call.alice_media.send(Bytes(20, 3));
+    REQUIRE(call.bob_media.receive() == Bytes(20, 3));
+    call.bob_media.send(Bytes(20, 4));
+    REQUIRE(call.alice_media.receive() == Bytes(20, 4));
+    auto calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].caller_to_callee.packets == 3);
+    CHECK(calls[0].caller_to_callee.longest_gap >= 250ms);
+    CHECK(calls[0].caller_to_callee.longest_gap < 3000ms);
+    CHECK(calls[0].callee_to_caller.longest_gap == 0ms);  // one packet: no gap
+}
+
+TEST_CASE("drop counters: rate limited, unroutable and refused registrations add up; one limit_hit per window") {
+    TestServer s({"alice", "bob"}, [](Config& c) { c.unregistered_packets_per_second = 5; });
+    Reports reports;
+    s.server->add_observer(&reports);
+    CallPair call(s);
+    REQUIRE(call.established);
+    ServerStats before = s.server->stats();
+    RawMedia stranger(s), sealed_junk(s);
+    // 20 at once from one source: 5 get past the limit (not registration
+    // sized: unroutable), 15 are refused by it, reported once.
+    for (int i = 0; i < 20; ++i) stranger.send_unpumped(Bytes(50, std::uint8_t(i)));
+    sealed_junk.send(Bytes(118, 9));  // registration sized, does not open
+    ServerStats after;
+    for (int i = 0; i < 100; ++i) {
+        s.pump(10ms);
+        after = s.server->stats();
+        if (after.media_packets_dropped - before.media_packets_dropped >= 21 && !reports.limits.empty()) break;
+    }
+    CHECK(after.media_rate_limited - before.media_rate_limited == 15);
+    CHECK(after.media_unroutable - before.media_unroutable == 5);
+    CHECK(after.registrations_refused - before.registrations_refused == 1);
+    CHECK(after.media_packets_dropped - before.media_packets_dropped == 21);
+    CHECK(after.media_packets_dropped == after.media_rate_limited + after.media_too_large + after.media_unroutable +
+                                             after.registrations_refused + after.registrations_replayed);
+    CHECK(after.limit_hit(Limit::unregistered_datagrams) == 1);
+    REQUIRE(reports.limits.size() == 1);
+    CHECK(reports.limits[0].first == Limit::unregistered_datagrams);
+    CHECK(reports.limits[0].second.rfind("127.0.0.1:", 0) == 0);
+    CHECK(after.media_packets_relayed == 0);
+    CHECK(after.registrations_acked == 2);
 }

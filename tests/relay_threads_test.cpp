@@ -35,7 +35,7 @@ std::shared_ptr<const ForwardTable> numbered_table(unsigned n) {
     auto table = std::make_shared<ForwardTable>();
     for (unsigned port = 1; port <= n; ++port) {
         table->by_source.insert(key_of_port(std::uint16_t(port)), std::uint32_t(table->targets.size()));
-        table->targets.push_back({CompactAddress{}, n});
+        table->targets.push_back({CompactAddress{}, n, nullptr});
     }
     return table;
 }
@@ -326,4 +326,75 @@ TEST_CASE("junk steered to a relay thread: dropped or handed over and refused, t
     call.alice_media.send(Bytes(40, 9));
     CHECK(call.bob_media.receive() == Bytes(40, 9));
     CHECK(s.server->stats().media_packets_relayed_by_threads == 1);
+}
+
+TEST_CASE("steered to a relay thread: per-call figures, the gap, a move and the drop counters come from the thread") {
+    TestServer s({"alice", "bob"}, [](Config& c) {
+        c.media_threads = 2;
+        c.max_datagram = 1400;
+    });
+    steer_media(s.server->media_port(), 1);
+    CallPair call(s);
+    REQUIRE(call.established);
+    s.pump(50ms);  // the thread has the call's table
+    for (int i = 0; i < 4; ++i) {
+        call.alice_media.send(Bytes(70, std::uint8_t(i)));
+        CHECK(call.bob_media.receive() == Bytes(70, std::uint8_t(i)));
+    }
+    s.pump(300ms);
+    call.alice_media.send(Bytes(30, 9));
+    CHECK(call.bob_media.receive() == Bytes(30, 9));
+    call.bob_media.send(Bytes(10, 1));
+    CHECK(call.alice_media.receive() == Bytes(10, 1));
+    call.alice_media.send(Bytes(1401, 1));  // too large: dropped by the thread
+    CHECK(call.bob_media.receive(quiet) == std::nullopt);
+    ServerStats stats = s.server->stats();
+    CHECK(stats.media_packets_relayed_by_threads == 6);
+    CHECK(stats.media_too_large == 1);
+    CHECK(stats.media_packets_dropped == 1);
+    auto calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].caller_to_callee.packets == 5);
+    CHECK(calls[0].caller_to_callee.bytes == 4 * 70 + 30);
+    CHECK(calls[0].caller_to_callee.longest_gap >= 250ms);
+    CHECK(calls[0].callee_to_caller.packets == 1);
+    CHECK(calls[0].callee_to_caller.bytes == 10);
+
+    // alice moves; once the thread's table follows, its media counts on.
+    RawMedia moved(s);
+    REQUIRE(moved.register_with(call.alice));
+    s.pump(50ms);
+    moved.send(Bytes(25, 2));
+    CHECK(call.bob_media.receive() == Bytes(25, 2));
+    calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].caller_media.moves == 1);
+    CHECK(calls[0].caller_to_callee.packets == 6);
+    CHECK(calls[0].caller_to_callee.bytes == 4 * 70 + 30 + 25);
+    CHECK(s.server->stats().media_packets_relayed_by_threads == 7);
+}
+
+TEST_CASE("a source over the unregistered rate at a relay thread: counted there, one limit_hit for the observers") {
+    struct Limits : ServerObserver {
+        std::vector<std::string> hits;
+        void limit_hit(Limit limit, const std::string& address) override {
+            if (limit == Limit::unregistered_datagrams) hits.push_back(address);
+        }
+    } limits;
+    TestServer s({"alice", "bob"}, [](Config& c) {
+        c.media_threads = 2;
+        c.unregistered_packets_per_second = 5;
+    });
+    s.server->add_observer(&limits);
+    steer_media(s.server->media_port(), 2);
+    RawMedia stranger(s);
+    for (int i = 0; i < 30; ++i) stranger.send_unpumped(Bytes(40, std::uint8_t(i)));
+    for (int i = 0; i < 100 && (limits.hits.empty() || s.server->stats().media_packets_dropped < 30); ++i)
+        s.pump(10ms);
+    ServerStats stats = s.server->stats();
+    CHECK(stats.media_rate_limited == 25);
+    CHECK(stats.media_unroutable == 5);  // handed over, not registration sized
+    CHECK(stats.media_packets_dropped == 30);
+    CHECK(stats.limit_hit(Limit::unregistered_datagrams) == 1);
+    CHECK(limits.hits.size() == 1);
 }

@@ -5,6 +5,8 @@
 
 #include "router/call_router.hpp"
 
+#include <algorithm>
+#include <functional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -259,4 +261,50 @@ TEST_CASE_FIXTURE(Fixture, "the policy is asked only about calls that could ring
     CHECK(out.events == std::vector<std::string>{"ended alice dave busy", "ended alice alice busy"});
     CHECK(router.call("alice", "bob"));
     CHECK(asked == 1);
+}
+
+TEST_CASE("every change of relay_peer() reaches the outbox: relay_peer_changed or media_released") {
+    // The relay caches routes and never polls: whatever changes an answer of
+    // relay_peer() must say so. Each step is checked against a snapshot.
+    const std::vector<std::string> users = {"alice", "bob", "carol"};
+    auto answers = [&](const CallRouter& router) {
+        std::vector<std::string> a;
+        for (const auto& u : users) a.push_back(router.relay_peer(u) ? *router.relay_peer(u) : "-");
+        return a;
+    };
+    auto check_step = [&](Fixture& f, const std::function<void()>& step) {
+        auto before = answers(f.router);
+        f.out.peer_changed.clear();
+        f.out.released.clear();
+        step();
+        auto after = answers(f.router);
+        for (std::size_t i = 0; i < users.size(); ++i) {
+            if (before[i] == after[i]) continue;
+            bool told = std::count(f.out.peer_changed.begin(), f.out.peer_changed.end(), users[i]) ||
+                        std::count(f.out.released.begin(), f.out.released.end(), users[i]);
+            CAPTURE(users[i]);
+            CHECK(told);
+        }
+    };
+    using Step = std::function<void(Fixture&)>;
+    std::vector<std::pair<const char*, Step>> endings = {
+        {"end", [](Fixture& f) { f.router.end("bob", "alice"); }},
+        {"relogin", [](Fixture& f) { f.router.logged_in("alice", false); }},
+        {"vanished", [](Fixture& f) { f.router.vanished("bob"); }},
+        {"end_by_server", [](Fixture& f) { f.router.end_by_server("alice"); }},
+        {"end_all", [](Fixture& f) { f.router.end_all(); }},
+    };
+    for (auto& [name, ending] : endings) {
+        CAPTURE(name);
+        Fixture f;
+        check_step(f, [&] { f.accepted(); });
+        check_step(f, [&] { f.router.ready("alice", "bob"); });
+        check_step(f, [&] { f.router.ready("bob", "alice"); });
+        check_step(f, [&] { ending(f); });
+        CHECK(answers(f.router) == std::vector<std::string>{"-", "-", "-"});
+        check_step(f, [&] { f.router.call("carol", "alice"); });
+        check_step(f, [&] { f.router.accept("alice", "carol"); });
+        check_step(f, [&] { f.router.ready("carol", "alice"); });
+        check_step(f, [&] { f.router.end("alice", "carol"); });
+    }
 }

@@ -48,14 +48,24 @@ struct ServerStats {
     std::uint64_t media_packets_relayed = 0;
     std::uint64_t media_packets_relayed_by_threads = 0;  // of those, by relay threads (Config::media_threads)
     std::uint64_t media_bytes_relayed = 0;               // datagram bytes
-    // Datagrams neither relayed nor a valid registration: the sum of the four below.
+    // Datagrams neither relayed nor an acked registration: the sum of
+    // media_rate_limited, media_too_large, media_unroutable,
+    // registrations_refused and registrations_replayed.
     std::uint64_t media_packets_dropped = 0;
-    std::uint64_t media_rate_limited = 0;       // from unregistered sources over Config::unregistered_packets_per_second
+    // Not routable (unknown source, or a call that cannot relay yet), from a
+    // source over Config::unregistered_packets_per_second.
+    std::uint64_t media_rate_limited = 0;
     std::uint64_t media_too_large = 0;          // over Config::max_datagram
-    std::uint64_t media_unroutable = 0;         // from a registered user whose peer has no address yet, or junk
-    std::uint64_t registrations_refused = 0;    // sealed registrations that did not open, or had no call or session
-    std::uint64_t registrations_acked = 0;      // registrations answered with an ack
-    std::uint64_t registrations_replayed = 0;   // a registration datagram seen before (dropped)
+    // Not routable and not shaped like a registration (empty, or of another
+    // size: a registered user's media while its peer has no address, junk),
+    // or lost inside the relay (a relay thread's hand-off queue full, a send
+    // the kernel refused).
+    std::uint64_t media_unroutable = 0;
+    // Registration-sized datagrams that were not accepted: did not open, bad
+    // or stale time, unknown session key, no call, address held by another call.
+    std::uint64_t registrations_refused = 0;
+    std::uint64_t registrations_acked = 0;      // registrations answered with an ack (retransmissions included)
+    std::uint64_t registrations_replayed = 0;   // a registration datagram seen before, from another address (dropped)
     std::uint64_t commands_replayed = 0;        // command frames seen before, or too old (dropped)
     std::uint64_t media_table_publishes = 0;    // route tables built for relay threads
     // --- limits (counters), indexed by Limit ---

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "address_table.hpp"
+#include "relay_core.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -38,9 +39,13 @@ struct ForwardTable {
     struct Target {
         CompactAddress address;
         unsigned socket_index;  // which listen address it registered on
+        FlowCounters* flow;     // the source user's media figures (kept alive by `flows`)
     };
     AddressTable by_source;  // source address -> index into targets
     std::vector<Target> targets;
+    // The figures the targets point at: they outlive the user's release while
+    // a thread still reads this table.
+    std::vector<std::shared_ptr<FlowCounters>> flows;
 
     const Target* find(const AddressKey& source) const {
         std::uint32_t index = by_source.find(source);

@@ -61,29 +61,98 @@ Result<std::uint16_t> probe_free_port(const std::vector<ListenAddress>& plan, st
 }  // namespace
 
 struct MediaRelay::State {
-    // A registered media address and where its media goes.
-    struct Route {
-        std::string user;
+    // A user in a call as the relay knows it: its media address once it
+    // registered, whom its media goes to (Host::relay_peer(), worked out when
+    // the router says it changed), who sends to it, and its figures.
+    // Slots are reused; an index stays valid until the user is released.
+    struct User {
+        std::string name;
+        bool used = false;
+        bool registered = false;  // key, address, length, socket_index are valid
         AddressKey key;
         sockaddr_storage address;
-        socklen_t length;
-        unsigned socket_index;  // the listen address it registered on: its media is sent from there
-        bool used;
-        // Cached answer of "where does media from here go", valid while both
-        // generations are unchanged.
-        std::uint64_t router_generation;
-        std::uint64_t table_generation;
-        std::uint32_t target;
+        socklen_t length = 0;
+        unsigned socket_index = 0;  // the listen address it registered on: its media is sent from there
+        std::uint32_t target = no_route;  // whom its media goes to
+        std::uint32_t source = no_route;  // whose target it is
+        std::shared_ptr<FlowCounters> flow;
+        std::string address_text;  // of its last registration
+        unsigned moves = 0;
     };
 
-    std::vector<Route> routes;
-    std::vector<std::uint32_t> free_routes;
-    AddressTable by_address;
+    std::vector<User> users;
+    std::vector<std::uint32_t> free_users;
+    AddressTable by_address;  // registered address -> users index
     std::unordered_map<std::string, std::uint32_t> by_user;
-    std::uint64_t table_generation = 1;
+    std::size_t registered = 0;
+    unsigned flow_slots;  // the event-loop thread's and each relay thread's
     SourceLimiter unregistered;
 
-    explicit State(double unregistered_per_second) : unregistered(unregistered_per_second) {}
+    std::uint32_t find(const std::string& name) const {
+        auto it = by_user.find(name);
+        return it == by_user.end() ? no_route : it->second;
+    }
+
+    std::uint32_t find_or_add(const std::string& name) {
+        std::uint32_t index = find(name);
+        if (index != no_route) return index;
+        if (!free_users.empty()) {
+            index = free_users.back();
+            free_users.pop_back();
+        } else {
+            index = std::uint32_t(users.size());
+            users.emplace_back();
+        }
+        User& u = users[index];
+        u = User{};
+        u.name = name;
+        u.used = true;
+        u.flow = std::make_shared<FlowCounters>(flow_slots);
+        by_user[name] = index;
+        return index;
+    }
+
+    void set_target(std::uint32_t index, std::uint32_t target) {
+        User& u = users[index];
+        if (u.target != no_route && users[u.target].source == index) users[u.target].source = no_route;
+        u.target = target;
+        if (target != no_route) users[target].source = index;
+    }
+
+    void unregister(std::uint32_t index) {
+        User& u = users[index];
+        if (!u.registered) return;
+        by_address.erase(u.key);
+        u.registered = false;
+        --registered;
+    }
+
+    void register_at(std::uint32_t index, const AddressKey& key, const sockaddr* from, int from_len,
+                     unsigned socket_index) {
+        unregister(index);
+        User& u = users[index];
+        u.key = key;
+        std::memset(&u.address, 0, sizeof u.address);
+        std::memcpy(&u.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof u.address));
+        u.length = socklen_t(from_len);
+        u.socket_index = socket_index;
+        u.registered = true;
+        ++registered;
+        by_address.insert(key, index);
+    }
+
+    void remove(std::uint32_t index) {
+        unregister(index);
+        set_target(index, no_route);
+        User& u = users[index];
+        if (u.source != no_route && users[u.source].target == index) users[u.source].target = no_route;
+        by_user.erase(u.name);
+        u = User{};
+        free_users.push_back(index);
+    }
+
+    State(double unregistered_per_second, unsigned threads)
+        : flow_slots(threads + 1), unregistered(unregistered_per_second) {}
 
     DatagramBatch batch;
 
@@ -115,50 +184,15 @@ struct MediaRelay::State {
     std::vector<std::unique_ptr<RelayThread>> threads;
     MediaRelay::Stats retired_threads;  // counts of threads stopped by close()
 
-    void drop(std::uint32_t index) {
-        Route& r = routes[index];
-        by_address.erase(r.key);
-        by_user.erase(r.user);
-        r.used = false;
-        r.user.clear();
-        free_routes.push_back(index);
-        ++table_generation;
-    }
-
-    std::uint32_t add(const std::string& user, const AddressKey& key, const sockaddr* from, int from_len,
-                      unsigned socket_index) {
-        std::uint32_t index;
-        if (!free_routes.empty()) {
-            index = free_routes.back();
-            free_routes.pop_back();
-        } else {
-            index = std::uint32_t(routes.size());
-            routes.emplace_back();
-        }
-        Route& r = routes[index];
-        r.user = user;
-        r.key = key;
-        std::memset(&r.address, 0, sizeof r.address);
-        std::memcpy(&r.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof r.address));
-        r.length = socklen_t(from_len);
-        r.socket_index = socket_index;
-        r.used = true;
-        r.router_generation = r.table_generation = 0;
-        r.target = no_route;
-        by_address.insert(key, index);
-        by_user[user] = index;
-        ++table_generation;
-        return index;
-    }
 };
 
 MediaRelay::MediaRelay(event_base* base, const Config& config, Host& host)
     : base_(base), config_(config), host_(host),
-      state_(std::make_unique<State>(config.unregistered_packets_per_second)) {}
+      state_(std::make_unique<State>(config.unregistered_packets_per_second, config.media_threads)) {}
 
 MediaRelay::~MediaRelay() { close(); }
 
-std::size_t MediaRelay::registered() const { return state_->by_user.size(); }
+std::size_t MediaRelay::registered() const { return state_->registered; }
 
 Status MediaRelay::open() {
     auto plan = plan_listen_addresses(config_.listen_addresses);
@@ -229,8 +263,10 @@ Status MediaRelay::start_threads(std::vector<std::vector<int>> thread_sockets) {
     publish();  // the threads start with an empty table, never none
     for (auto& fds : thread_sockets) {
         // The thread owns its sockets from here, started or not.
+        unsigned flow_slot = unsigned(s.threads.size()) + 1;
         auto thread = std::make_unique<RelayThread>(std::move(fds), s.publication, config_.max_datagram,
-                                                    config_.unregistered_packets_per_second, s.handoff_fd);
+                                                    config_.unregistered_packets_per_second, s.handoff_fd,
+                                                    flow_slot);
         bool started = thread->start();
         s.threads.push_back(std::move(thread));
         if (!started) {
@@ -265,10 +301,29 @@ void MediaRelay::close() {
 }
 
 void MediaRelay::release(const std::string& user) {
-    auto it = state_->by_user.find(user);
-    if (it == state_->by_user.end()) return;
-    state_->drop(it->second);
+    std::uint32_t index = state_->find(user);
+    if (index == no_route) return;
+    state_->remove(index);
     routes_changed();
+}
+
+void MediaRelay::routes_changed(const std::string& user) {
+    State& s = *state_;
+    std::uint32_t index = s.find(user);
+    // Not registered yet: its registration works the route out.
+    if (index == no_route) return;
+    const std::string* peer = host_.relay_peer(user);
+    std::uint32_t target = peer ? s.find_or_add(*peer) : no_route;
+    s.set_target(index, target);
+    routes_changed();
+}
+
+MediaRelay::FlowFigures MediaRelay::flow(const std::string& user) const {
+    const State& s = *state_;
+    std::uint32_t index = s.find(user);
+    if (index == no_route) return {};
+    const State::User& u = s.users[index];
+    return {u.flow->total(), {u.address_text, u.moves}};
 }
 
 void MediaRelay::routes_changed() {
@@ -293,18 +348,16 @@ void MediaRelay::publish() {
     s.publish_pending = false;
     auto started = std::chrono::steady_clock::now();
     auto table = std::make_shared<ForwardTable>();
-    std::size_t routes = s.by_user.size();
-    table->by_source.reserve(routes);
-    table->targets.reserve(routes);
-    for (const State::Route& route : s.routes) {
-        if (!route.used) continue;
-        const std::string* peer = host_.relay_peer(route.user);
-        if (!peer) continue;
-        auto target = s.by_user.find(*peer);
-        if (target == s.by_user.end()) continue;
-        const State::Route& to = s.routes[target->second];
-        table->by_source.insert(route.key, std::uint32_t(table->targets.size()));
-        table->targets.push_back({CompactAddress::of(to.address, to.length), to.socket_index});
+    table->by_source.reserve(s.registered);
+    table->targets.reserve(s.registered);
+    table->flows.reserve(s.registered);
+    for (const State::User& from : s.users) {
+        if (!from.used || !from.registered || from.target == no_route) continue;
+        const State::User& to = s.users[from.target];
+        if (!to.registered) continue;
+        table->by_source.insert(from.key, std::uint32_t(table->targets.size()));
+        table->targets.push_back({CompactAddress::of(to.address, to.length), to.socket_index, from.flow.get()});
+        table->flows.push_back(from.flow);
     }
     s.publication.publish(std::move(table));
     ++stats_.table_publishes;
@@ -337,6 +390,11 @@ void MediaRelay::drain_handoffs() {
             if (s.handed_off.empty()) return;
         }
         const Handoff& h = s.handed_off[s.handoff_next++];
+        if (h.limit_hit) {  // counted by the thread; the observers hear of it from here
+            host_.unregistered_limit_hit(format_address(reinterpret_cast<const sockaddr*>(&h.from),
+                                                        int(h.from_length)));
+            continue;
+        }
         dispatch(h.data, h.size, reinterpret_cast<const sockaddr*>(&h.from), int(h.from_length), h.socket_index);
     }
     // More may be waiting: come back after the next poll (a zero timeout
@@ -346,24 +404,19 @@ void MediaRelay::drain_handoffs() {
     evtimer_add(s.handoff_more_ev, &now);
 }
 
-std::uint32_t MediaRelay::forward_target(const sockaddr* from) {
+bool MediaRelay::forward_target(const sockaddr* from, RelayTarget& to) {
+    State& s = *state_;
     AddressKey key;
-    if (!make_address_key(from, key)) return no_route;
-    std::uint32_t index = state_->by_address.find(key);
-    if (index == no_route) return no_route;
-    State::Route& route = state_->routes[index];
-    std::uint64_t router_generation = host_.routing_generation();
-    if (route.router_generation != router_generation || route.table_generation != state_->table_generation) {
-        // Something changed since this route was worked out: ask the router again.
-        route.target = no_route;
-        if (const std::string* peer = host_.relay_peer(route.user)) {
-            auto target = state_->by_user.find(*peer);
-            if (target != state_->by_user.end()) route.target = target->second;
-        }
-        route.router_generation = router_generation;
-        route.table_generation = state_->table_generation;
-    }
-    return route.target;
+    if (!make_address_key(from, key)) return false;
+    std::uint32_t index = s.by_address.find(key);
+    if (index == no_route) return false;
+    State::User& sender = s.users[index];
+    if (sender.target == no_route) return false;
+    const State::User& peer = s.users[sender.target];
+    if (!peer.registered) return false;
+    int fd = peer.socket_index < s.sockets.size() ? s.sockets[peer.socket_index]->fd : -1;
+    to = {reinterpret_cast<const sockaddr*>(&peer.address), peer.length, fd, &sender.flow->slot(0)};
+    return true;
 }
 
 void MediaRelay::on_readable(int fd, short, void* arg) {
@@ -371,55 +424,57 @@ void MediaRelay::on_readable(int fd, short, void* arg) {
     socket->relay->read_batch(fd, socket->index);
 }
 
-void MediaRelay::read_batch(int fd, unsigned socket_index) {
-    State& s = *state_;
-    DatagramBatch& batch = s.batch;
-    for (int round = 0; round < batches_per_wakeup; ++round) {
-        unsigned received = batch.receive(fd);
-        for (unsigned i = 0; i < received; ++i) {
-            std::size_t size = batch.length(i);
-            if (size == 0 || size > config_.max_datagram || batch.truncated(i)) {
-                ++stats_.dropped_packets;
-                continue;
-            }
-            std::uint32_t target = forward_target(batch.from(i));
-            if (target == no_route) {
-                registration_attempt(batch.data(i), size, batch.from(i), batch.from_length(i), socket_index);
-                continue;
-            }
-            const State::Route& to = s.routes[target];
-            batch.forward(i, reinterpret_cast<const sockaddr*>(&to.address), to.length,
-                          s.sockets[to.socket_index]->fd);
-            ++stats_.relayed_packets;
-            stats_.relayed_bytes += size;
-        }
-        unsigned refused = batch.flush();
-        stats_.relayed_packets -= refused;
-        stats_.dropped_packets += refused;
-        if (received < DatagramBatch::size) return;
+// The relay core's view of the event-loop thread: its own users table, plain
+// counters, and registration attempts for what it cannot route.
+struct MediaRelay::Path {
+    MediaRelay& relay;
+    unsigned socket_index;
+    std::int64_t now = 0;
+
+    void begin_batch() { now = coarse_now_ms(); }
+    std::int64_t now_ms() const { return now; }
+    bool find(const sockaddr* from, RelayTarget& to) { return relay.forward_target(from, to); }
+    void fallback(DatagramBatch& batch, unsigned i) {
+        relay.registration_attempt(batch.data(i), batch.length(i), batch.from(i), batch.from_length(i),
+                                   socket_index);
     }
+    void counted(const BatchCounts& c) {
+        Stats& s = relay.stats_;
+        s.relayed_packets += c.relayed;
+        s.relayed_bytes += c.bytes;
+        s.too_large += c.too_large;
+        s.unroutable += c.empty;
+    }
+    void refused(unsigned n) {
+        relay.stats_.relayed_packets -= n;
+        relay.stats_.unroutable += n;
+    }
+};
+
+void MediaRelay::read_batch(int fd, unsigned socket_index) {
+    Path path{*this, socket_index};
+    relay_batches(state_->batch, fd, config_.max_datagram, batches_per_wakeup, path);
 }
 
 void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                  int from_len) {
-    if (size == 0 || size > config_.max_datagram) {
-        ++stats_.dropped_packets;
-        return;
+    switch (check_size(size, false, config_.max_datagram)) {
+    case SizeCheck::ok: break;
+    case SizeCheck::empty: ++stats_.unroutable; return;
+    case SizeCheck::too_large: ++stats_.too_large; return;
     }
     dispatch(data, size, from, from_len, 0);
 }
 
 void MediaRelay::dispatch(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
                           unsigned socket_index) {
-    std::uint32_t target = forward_target(from);
-    if (target == no_route) {
+    RelayTarget to;
+    if (!forward_target(from, to)) {
         registration_attempt(data, size, from, from_len, socket_index);
         return;
     }
-    const State::Route& to = state_->routes[target];
-    if (to.socket_index < state_->sockets.size())
-        ::sendto(state_->sockets[to.socket_index]->fd, data, size, MSG_DONTWAIT,
-                 reinterpret_cast<const sockaddr*>(&to.address), to.length);
+    to.flow->count(size, coarse_now_ms());
+    if (to.fd >= 0) ::sendto(to.fd, data, size, MSG_DONTWAIT, to.address, to.length);
     ++stats_.relayed_packets;
     stats_.relayed_bytes += size;
 }
@@ -431,8 +486,10 @@ void MediaRelay::add_thread_counts(Stats& into) const {
         into.relayed_packets += relayed;
         into.relayed_by_threads += relayed;
         into.relayed_bytes += c.relayed_bytes.load(std::memory_order_relaxed);
-        into.dropped_packets += c.dropped_packets.load(std::memory_order_relaxed);
-        into.rate_limited_packets += c.rate_limited_packets.load(std::memory_order_relaxed);
+        into.too_large += c.too_large.load(std::memory_order_relaxed);
+        into.unroutable += c.unroutable.load(std::memory_order_relaxed);
+        into.rate_limited_packets += c.rate_limited.load(std::memory_order_relaxed);
+        into.limit_hits += c.limit_hits.load(std::memory_order_relaxed);
     }
 }
 
@@ -442,9 +499,13 @@ const MediaRelay::Stats& MediaRelay::stats() const {
     reported_.relayed_packets += retired.relayed_packets;
     reported_.relayed_by_threads += retired.relayed_by_threads;
     reported_.relayed_bytes += retired.relayed_bytes;
-    reported_.dropped_packets += retired.dropped_packets;
+    reported_.too_large += retired.too_large;
+    reported_.unroutable += retired.unroutable;
     reported_.rate_limited_packets += retired.rate_limited_packets;
+    reported_.limit_hits += retired.limit_hits;
     add_thread_counts(reported_);
+    reported_.dropped_packets = reported_.rate_limited_packets + reported_.too_large + reported_.unroutable +
+                                reported_.refused_registrations + reported_.replayed_registrations;
     return reported_;
 }
 
@@ -456,62 +517,75 @@ void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size
                                       int from_len, unsigned socket_index) {
     AddressKey key;
     if (!make_address_key(from, key)) {
-        ++stats_.dropped_packets;
+        ++stats_.unroutable;
         return;
     }
-    if (!state_->unregistered.take(key, host_.now_ms())) {
+    bool first_refusal = false;
+    if (!state_->unregistered.take(key, host_.now_ms(), &first_refusal)) {
         ++stats_.rate_limited_packets;
-        ++stats_.dropped_packets;
+        if (first_refusal) {
+            ++stats_.limit_hits;
+            host_.unregistered_limit_hit(format_address(from, from_len));
+        }
         return;
     }
-    if (size < min_registration || size > max_registration || !try_register(data, size, from, from_len, socket_index))
-        ++stats_.dropped_packets;
+    if (size < min_registration || size > max_registration) {
+        ++stats_.unroutable;
+        return;
+    }
+    switch (try_register(data, size, from, from_len, socket_index)) {
+    case Registration::acked: ++stats_.registrations; break;
+    case Registration::refused: ++stats_.refused_registrations; break;
+    case Registration::replayed: ++stats_.replayed_registrations; break;
+    }
 }
 
-bool MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
-                              unsigned socket_index) {
+MediaRelay::Registration MediaRelay::try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from,
+                                                 int from_len, unsigned socket_index) {
     auto registration =
         wire::open_registration(config_.server_keys, data, size, host_.now(), config_.timestamp_window);
-    if (!registration) return false;
+    if (!registration) return Registration::refused;
     auto owner = host_.owner_of_session_key(registration->session_key);
     long long timestamp = registration->timestamp;
     registration.reset();  // wipes the session key
-    if (!owner) return false;
+    if (!owner) return Registration::refused;
     // Not in a call: dropped, no ack, and nothing in the table changes.
-    if (!host_.has_call(owner->user)) return false;
+    if (!host_.has_call(owner->user)) return Registration::refused;
     AddressKey key;
     make_address_key(from, key);
-    auto current = state_->by_user.find(owner->user);
-    bool same_address = current != state_->by_user.end() && state_->routes[current->second].key == key;
+    State& s = *state_;
+    std::uint32_t current = s.find(owner->user);
+    bool same_address = current != no_route && s.users[current].registered && s.users[current].key == key;
     // A sealed box starts with its one-time public key: it names the datagram.
     // The same registration again is a replay, unless it comes from where the
     // user is registered already: then it is a retransmission whose ack was
     // lost, and it gets its ack again with nothing changed.
     if (!owner->registrations->fresh(data, timestamp, config_.timestamp_window)) {
-        if (!same_address) {
-            ++stats_.replayed_registrations;
-            return false;
-        }
+        if (!same_address) return Registration::replayed;
     } else if (!same_address) {
         // An address in use by someone else's call is not taken over.
-        std::uint32_t holder = state_->by_address.find(key);
-        if (holder != no_route && host_.has_call(state_->routes[holder].user)) return false;
-        if (holder != no_route) state_->drop(holder);
-        // NAT rebinding and reconnects: a new address replaces the old one.
-        release(owner->user);
-        state_->add(owner->user, key, from, from_len, socket_index);
-        if (!host_.media_registered(owner->user, format_address(from, from_len))) {
+        std::uint32_t holder = s.by_address.find(key);
+        if (holder != no_route && host_.has_call(s.users[holder].name)) return Registration::refused;
+        if (holder != no_route) s.unregister(holder);
+        // NAT rebinding and reconnects: a new address replaces the old one,
+        // the user's figures go on (a move).
+        std::uint32_t index = s.find_or_add(owner->user);
+        s.register_at(index, key, from, from_len, socket_index);
+        std::string address = format_address(from, from_len);
+        State::User& user = s.users[index];
+        if (!user.address_text.empty() && user.address_text != address) ++user.moves;
+        user.address_text = address;
+        if (!host_.media_registered(owner->user, address)) {
             release(owner->user);
-            return false;
+            return Registration::refused;
         }
-        routes_changed();
+        routes_changed(owner->user);  // by name: an observer may have ended the call meanwhile
     }
     Bytes ack = wire::registration_ack(owner->tcp_key, host_.now());
     if (socket_index < state_->sockets.size())
         ::sendto(state_->sockets[socket_index]->fd, ack.data(), ack.size(), MSG_DONTWAIT, from,
                  socklen_t(from_len));
-    ++stats_.registrations;
-    return true;
+    return Registration::acked;
 }
 
 }  // namespace dtcall

@@ -1,8 +1,9 @@
 // MediaRelay: the UDP socket of PROTOCOL.md section 9. Sealed registrations
 // bind a user's media address; datagrams from a user in call go, unchanged
 // and never decrypted, to the peer's address. Call state lives in the
-// CallRouter; the relay keeps the address table and a cache of routes that
-// it refreshes whenever the router says routing may have changed.
+// CallRouter; the relay keeps the address table and, per user, where its
+// media goes: worked out again only when the router says so (routes_changed
+// after a `ready`, release when a call ends), never checked per packet.
 //
 // Per relayed packet: one lookup of a binary address key in a flat hash
 // table, no allocation, no string; datagrams are read with recvmmsg and sent
@@ -12,6 +13,7 @@
 #pragma once
 
 #include "relay/address.hpp"
+#include "relay/relay_core.hpp"
 #include <dtcall/config.hpp>
 #include "session/replay_guard.hpp"
 #include <dtcall/result.hpp>
@@ -48,23 +50,35 @@ public:
         virtual bool media_registered(const std::string& user, const std::string& address) = 0;
         // Whom media from `user` goes to, or null when `user` is not in call.
         virtual const std::string* relay_peer(const std::string& user) = 0;
-        // Changes whenever an answer of relay_peer() may have changed; the
-        // relay caches routes until it does.
-        virtual std::uint64_t routing_generation() = 0;
+        // A source went over Config::unregistered_packets_per_second (once per
+        // window per source). `address`: "ip:port".
+        virtual void unregistered_limit_hit(const std::string& address) { (void)address; }
         virtual std::time_t now() = 0;
         // A monotonic clock in milliseconds, for rate limits.
         virtual std::int64_t now_ms() = 0;
     };
 
+    // Every datagram that is not relayed is dropped (counted in exactly one
+    // of the drop kinds) or an accepted registration.
     struct Stats {
         std::uint64_t relayed_packets = 0;
         std::uint64_t relayed_by_threads = 0;  // of relayed_packets (Config::media_threads)
         std::uint64_t relayed_bytes = 0;
-        std::uint64_t dropped_packets = 0;
-        std::uint64_t registrations = 0;
-        std::uint64_t rate_limited_packets = 0;
-        std::uint64_t replayed_registrations = 0;
+        std::uint64_t dropped_packets = 0;          // the sum of the five kinds below
+        std::uint64_t rate_limited_packets = 0;     // not routable, from a source over the unregistered rate
+        std::uint64_t too_large = 0;                // over Config::max_datagram (or truncated)
+        std::uint64_t unroutable = 0;               // empty, not registration-shaped, queue full, kernel refused
+        std::uint64_t refused_registrations = 0;    // registration-sized, and not accepted (replays aside)
+        std::uint64_t replayed_registrations = 0;   // a registration seen before, from another address
+        std::uint64_t registrations = 0;            // acked (retransmissions included)
+        std::uint64_t limit_hits = 0;               // sources over the unregistered rate, once per window
         std::uint64_t table_publishes = 0;  // forward tables built for relay threads
+    };
+
+    // One user's media in the current call: what it sent, from where.
+    struct FlowFigures {
+        MediaFlow flow;
+        MediaEndpoint endpoint;
     };
 
     MediaRelay(event_base* base, const Config& config, Host& host);
@@ -75,11 +89,15 @@ public:
     Status open();  // bind every Config::listen_addresses entry : Config::media_port
     void close();
     std::uint16_t port() const { return port_; }
-    // Forget the user's media address (call over, logged out).
+    // Forget the user's media address and figures (its call is over). Every
+    // change of Host::relay_peer()'s answer that takes a user out of a call
+    // must come here (CallRouter::Outbox::media_released).
     void release(const std::string& user);
-    // Call after anything that may change Host::relay_peer()'s answers (a
-    // `ready`): relay threads then get a fresh table, once per loop iteration.
-    void routes_changed();
+    // Host::relay_peer(user) changed (its `ready`): the user's route is worked
+    // out again, and relay threads get a fresh table, once per loop iteration.
+    void routes_changed(const std::string& user);
+    // The user's figures since its call's first registration (zero when none).
+    FlowFigures flow(const std::string& user) const;
     // One datagram as if it had arrived from `from` (tests and fuzzers; the
     // socket path batches with recvmmsg/sendmmsg instead).
     void handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len);
@@ -98,19 +116,22 @@ private:
     void schedule_publish();
     void drain_handoffs();
     void add_thread_counts(Stats& into) const;
+    void routes_changed();
+    struct Path;
     void read_batch(int fd, unsigned socket_index);
     // A datagram that is not relayed by a batch: forward it or treat it as a
     // registration attempt. `socket_index`: the listen address it came in on.
     void dispatch(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
                   unsigned socket_index);
-    // Index of the route media from `from` goes to; ~0u when there is none
-    // (the datagram is then a registration attempt).
-    std::uint32_t forward_target(const sockaddr* from);
+    // Where media from `from` goes; false when nowhere (the datagram is then
+    // a registration attempt).
+    bool forward_target(const sockaddr* from, RelayTarget& to);
     // `socket_index`: the listen address it came in on (answers and later media leave from there).
     void registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
                               unsigned socket_index);
-    bool try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
-                      unsigned socket_index);
+    enum class Registration { acked, refused, replayed };
+    Registration try_register(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                              unsigned socket_index);
 
     event_base* base_;
     const Config& config_;

@@ -1,4 +1,5 @@
 #include "relay_thread.hpp"
+#include "relay_core.hpp"
 
 #include <event2/event.h>
 
@@ -22,18 +23,19 @@ void signal_eventfd(int fd) {
 }  // namespace
 
 bool HandoffQueue::push(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_length,
-                        unsigned socket_index, bool& was_empty) {
+                        unsigned socket_index, bool& was_empty, bool limit_hit) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (items_.size() >= capacity || size > Handoff::max_size) return false;
     was_empty = items_.empty();
     items_.emplace_back();
     Handoff& h = items_.back();
-    std::memcpy(h.data, data, size);
+    if (size) std::memcpy(h.data, data, size);
     h.size = size;
     std::memset(&h.from, 0, sizeof h.from);
     std::memcpy(&h.from, from, std::min<std::size_t>(std::size_t(from_length), sizeof h.from));
     h.from_length = socklen_t(from_length);
     h.socket_index = socket_index;
+    h.limit_hit = limit_hit;
     return true;
 }
 
@@ -46,8 +48,8 @@ void HandoffQueue::take(std::vector<Handoff>& out) {
 }
 
 RelayThread::RelayThread(std::vector<int> fds, const ForwardTablePublication& table, std::size_t max_datagram,
-                         double unregistered_per_second, int wake_fd)
-    : fds_(std::move(fds)), table_(table), max_datagram_(max_datagram), wake_fd_(wake_fd),
+                         double unregistered_per_second, int wake_fd, unsigned flow_slot)
+    : fds_(std::move(fds)), table_(table), max_datagram_(max_datagram), wake_fd_(wake_fd), flow_slot_(flow_slot),
       unknown_sources_(unregistered_per_second) {}
 
 bool RelayThread::start() {
@@ -93,57 +95,71 @@ void RelayThread::on_readable(int fd, short, void* arg) {
     watch->thread->read_batches(fd, watch->index);
 }
 
+// The relay core's view of this thread: the published table, atomic
+// counters, and a hand-off for what the table does not know.
+struct RelayThread::Path {
+    RelayThread& thread;
+    const ForwardTable* table;
+    unsigned socket_index;
+    std::int64_t now = 0;
+
+    void begin_batch() { now = coarse_now_ms(); }
+    std::int64_t now_ms() const { return now; }
+    bool find(const sockaddr* from, RelayTarget& to) {
+        AddressKey key;
+        if (!table || !make_address_key(from, key)) return false;
+        const ForwardTable::Target* target = table->find(key);
+        if (!target) return false;
+        to = {&target->address.any, target->address.length, thread.fds_[target->socket_index],
+              &target->flow->slot(thread.flow_slot_)};
+        return true;
+    }
+    void fallback(DatagramBatch& batch, unsigned i) { thread.hand_off(batch, i, socket_index); }
+    void counted(const BatchCounts& c) {
+        Counters& mine = thread.counters_;
+        if (c.relayed) {
+            mine.relayed_packets.fetch_add(c.relayed, std::memory_order_relaxed);
+            mine.relayed_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
+        }
+        if (c.too_large) mine.too_large.fetch_add(c.too_large, std::memory_order_relaxed);
+        if (c.empty) mine.unroutable.fetch_add(c.empty, std::memory_order_relaxed);
+    }
+    void refused(unsigned n) {
+        thread.counters_.relayed_packets.fetch_sub(n, std::memory_order_relaxed);
+        thread.counters_.unroutable.fetch_add(n, std::memory_order_relaxed);
+    }
+};
+
 void RelayThread::read_batches(int fd, unsigned socket_index) {
     table_.refresh();
-    const ForwardTable* table = table_.table();
-    for (int round = 0; round < batches_per_wakeup; ++round) {
-        unsigned received = batch_.receive(fd);
-        std::uint64_t relayed = 0, bytes = 0, dropped = 0;
-        for (unsigned i = 0; i < received; ++i) {
-            std::size_t size = batch_.length(i);
-            if (size == 0 || size > max_datagram_ || batch_.truncated(i)) {
-                ++dropped;
-                continue;
-            }
-            AddressKey key;
-            if (!make_address_key(batch_.from(i), key)) {
-                ++dropped;
-                continue;
-            }
-            const ForwardTable::Target* target = table ? table->find(key) : nullptr;
-            if (!target) {
-                hand_off(i, key, socket_index);
-                continue;
-            }
-            batch_.forward(i, &target->address.any, target->address.length, fds_[target->socket_index]);
-            ++relayed;
-            bytes += size;
-        }
-        // Counted before the datagrams leave, so that whoever receives one
-        // and then reads the counters sees it counted.
-        counters_.relayed_packets.fetch_add(relayed, std::memory_order_relaxed);
-        counters_.relayed_bytes.fetch_add(bytes, std::memory_order_relaxed);
-        if (unsigned refused = batch_.flush()) {
-            counters_.relayed_packets.fetch_sub(refused, std::memory_order_relaxed);
-            dropped += refused;
-        }
-        counters_.dropped_packets.fetch_add(dropped, std::memory_order_relaxed);
-        if (received < DatagramBatch::size) break;
-    }
+    Path path{*this, table_.table(), socket_index};
+    relay_batches(batch_, fd, max_datagram_, batches_per_wakeup, path);
 }
 
-void RelayThread::hand_off(unsigned i, const AddressKey& source, unsigned socket_index) {
-    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch()).count();
-    if (!unknown_sources_.take(source, now)) {
-        counters_.rate_limited_packets.fetch_add(1, std::memory_order_relaxed);
-        counters_.dropped_packets.fetch_add(1, std::memory_order_relaxed);
+void RelayThread::hand_off(DatagramBatch& batch, unsigned i, unsigned socket_index) {
+    AddressKey source;
+    if (!make_address_key(batch.from(i), source)) {
+        counters_.unroutable.fetch_add(1, std::memory_order_relaxed);
         return;
     }
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch()).count();
+    bool first_refusal = false;
     bool was_empty = false;
-    if (!handoffs_.push(batch_.data(i), batch_.length(i), batch_.from(i), batch_.from_length(i), socket_index,
+    if (!unknown_sources_.take(source, now, &first_refusal)) {
+        counters_.rate_limited.fetch_add(1, std::memory_order_relaxed);
+        if (first_refusal) {
+            counters_.limit_hits.fetch_add(1, std::memory_order_relaxed);
+            // Only the event-loop thread may call observers: tell it (best effort).
+            if (handoffs_.push(nullptr, 0, batch.from(i), batch.from_length(i), socket_index, was_empty, true) &&
+                was_empty)
+                signal_eventfd(wake_fd_);
+        }
+        return;
+    }
+    if (!handoffs_.push(batch.data(i), batch.length(i), batch.from(i), batch.from_length(i), socket_index,
                         was_empty)) {
-        counters_.dropped_packets.fetch_add(1, std::memory_order_relaxed);
+        counters_.unroutable.fetch_add(1, std::memory_order_relaxed);
         return;
     }
     if (was_empty) signal_eventfd(wake_fd_);

@@ -34,6 +34,9 @@ struct Handoff {
     sockaddr_storage from;
     socklen_t from_length;
     unsigned socket_index;
+    // Not a datagram: the source just went over the unregistered rate (for
+    // the observers' limit_hit, once per window per source).
+    bool limit_hit;
 };
 
 class HandoffQueue {
@@ -43,7 +46,7 @@ public:
     // False when full (the datagram is dropped). `was_empty` tells the caller
     // to wake the event-loop thread; later pushes ride on that wake-up.
     bool push(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_length,
-              unsigned socket_index, bool& was_empty);
+              unsigned socket_index, bool& was_empty, bool limit_hit = false);
     // Everything queued, swapped into `out` (whose old contents are dropped).
     void take(std::vector<Handoff>& out);
 
@@ -54,11 +57,15 @@ private:
 
 class RelayThread {
 public:
+    // Each written by this thread only. Dropped datagrams are the sum of the
+    // three drop kinds (what it hands over is counted by the event-loop thread).
     struct Counters {
         std::atomic<std::uint64_t> relayed_packets{0};
         std::atomic<std::uint64_t> relayed_bytes{0};
-        std::atomic<std::uint64_t> dropped_packets{0};
-        std::atomic<std::uint64_t> rate_limited_packets{0};  // of dropped_packets
+        std::atomic<std::uint64_t> too_large{0};     // over max_datagram, or truncated
+        std::atomic<std::uint64_t> unroutable{0};    // empty, not hand-off-able, queue full, refused by the kernel
+        std::atomic<std::uint64_t> rate_limited{0};  // unknown sources over the unregistered rate
+        std::atomic<std::uint64_t> limit_hits{0};    // sources that went over it (once per window each)
     };
 
     // Takes `fds` (one per listen address, in the same order as the
@@ -66,8 +73,9 @@ public:
     // watches for hand-offs. `unregistered_per_second`: what one source the
     // table does not know may hand over (Config::unregistered_packets_per_second),
     // so one flooding source cannot fill the queue for everybody else.
+    // `flow_slot`: this thread's slot in every FlowCounters (1 + its index).
     RelayThread(std::vector<int> fds, const ForwardTablePublication& table, std::size_t max_datagram,
-                double unregistered_per_second, int wake_fd);
+                double unregistered_per_second, int wake_fd, unsigned flow_slot);
     ~RelayThread();  // stops and joins the thread, closes the sockets
     RelayThread(const RelayThread&) = delete;
     RelayThread& operator=(const RelayThread&) = delete;
@@ -85,13 +93,15 @@ private:
     };
     static void on_readable(int fd, short, void* arg);
     static void on_stop(int fd, short, void* arg);
+    struct Path;
     void read_batches(int fd, unsigned socket_index);
-    void hand_off(unsigned i, const AddressKey& source, unsigned socket_index);
+    void hand_off(DatagramBatch& batch, unsigned i, unsigned socket_index);
 
     std::vector<int> fds_;
     ForwardTablePublication::Reader table_;
     std::size_t max_datagram_;
     int wake_fd_;
+    unsigned flow_slot_;
     int stop_fd_ = -1;
     event_base* base_ = nullptr;
     std::vector<Watch> watches_;

@@ -23,14 +23,22 @@ public:
         randombytes_buf(hash_key_, sizeof hash_key_);
     }
 
-    bool take(const AddressKey& source, std::int64_t now_ms) {
+    // `first_refusal` (optional) is set when this refusal is the bucket's
+    // first since it last granted one: once per window per source, for a
+    // limit_hit report rather than one per packet.
+    bool take(const AddressKey& source, std::int64_t now_ms, bool* first_refusal = nullptr) {
         Bucket& b = buckets_[index(source)];
-        if (b.updated_ms == 0) b = Bucket{per_second_, now_ms};
+        if (b.updated_ms == 0) b = Bucket{per_second_, now_ms, false};
         double refill = double(now_ms - b.updated_ms) / 1000.0 * per_second_;
         b.tokens = std::min(per_second_, b.tokens + std::max(0.0, refill));
         b.updated_ms = now_ms;
-        if (b.tokens < 1) return false;
+        if (b.tokens < 1) {
+            if (first_refusal) *first_refusal = !b.refusing;
+            b.refusing = true;
+            return false;
+        }
         b.tokens -= 1;
+        b.refusing = false;
         return true;
     }
 
@@ -38,6 +46,7 @@ private:
     struct Bucket {
         double tokens = 0;
         std::int64_t updated_ms = 0;
+        bool refusing = false;  // refused since it last granted
     };
     // Keyed (SipHash with a per-relay secret), so an attacker cannot aim
     // sources at the bucket a victim's address falls into.

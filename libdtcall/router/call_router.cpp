@@ -19,7 +19,6 @@ bool CallRouter::call(const std::string& caller, const std::string& callee) {
         outbox_.call_ended(caller, callee, refused_by_policy ? EndReason::refused : EndReason::busy);
         return true;
     }
-    ++generation_;
     legs_[caller] = Leg{callee, CallRole::caller, CallPhase::ringing, false, false, std::nullopt};
     legs_[callee] = Leg{caller, CallRole::callee, CallPhase::ringing, false, false, std::nullopt};
     outbox_.deliver(caller, {Notice::Kind::available, callee, {}});
@@ -62,7 +61,6 @@ bool CallRouter::ready(const std::string& user, const std::string& other) {
     if (!leg || leg->phase == CallPhase::ringing) return false;
     if (leg->ready) return true;  // a repeated ready changes nothing
     leg->ready = true;
-    ++generation_;
     outbox_.relay_peer_changed(user);
     Leg& other_leg = legs_[other];
     if (!other_leg.ready) return true;
@@ -117,7 +115,6 @@ void CallRouter::clear(const std::string& user, EndReason reason, bool notify_pe
     bool user_is_caller = it->second.role == CallRole::caller;
     legs_.erase(it);
     legs_.erase(other);
-    ++generation_;
     if (notify_peer) outbox_.deliver(other, {Notice::Kind::end, user, {}});
     outbox_.media_released(user);
     outbox_.media_released(other);

@@ -44,9 +44,10 @@ public:
         virtual void direct_held(const std::string& user) = 0;
         // The user's media address (if any) is no longer valid.
         virtual void media_released(const std::string& user) = 0;
-        // relay_peer()'s answer for `user` changed (its `ready`; an ended
-        // call also says media_released). A relay that caches routes
-        // refreshes them.
+        // relay_peer()'s answer for `user` changed: its `ready`. The other
+        // change, an ended call, says media_released for both parties (before
+        // call_ended). A relay that caches routes learns of every change from
+        // these two; it never polls.
         virtual void relay_peer_changed(const std::string& user) { (void)user; }
         // For observers: calls rung, accepted, started, ended.
         virtual void call_rung(const std::string& caller, const std::string& callee) = 0;
@@ -90,10 +91,6 @@ public:
     // Whom media from `user` goes to: the peer, once `user` has sent ready.
     const std::string* relay_peer(const std::string& user) const;
 
-    // Bumped by every change that may alter relay_peer(); the media relay
-    // caches routes until it moves.
-    std::uint64_t generation() const { return generation_; }
-
     CallPhase phase(const std::string& user) const;
     std::optional<std::string> peer(const std::string& user) const;
     std::size_t calls() const { return legs_.size() / 2; }
@@ -121,7 +118,6 @@ private:
     Outbox& outbox_;
     Policy policy_;
     std::unordered_map<std::string, Leg> legs_;
-    std::uint64_t generation_ = 1;
 };
 
 }  // namespace dtcall

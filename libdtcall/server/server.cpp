@@ -341,7 +341,9 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
     }
     const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
     bool has_call(const std::string& user) override { return router.phase(user) != CallPhase::idle; }
-    std::uint64_t routing_generation() override { return router.generation(); }
+    void unregistered_limit_hit(const std::string& address) override {
+        for_each_observer([&](ServerObserver& o) { o.limit_hit(Limit::unregistered_datagrams, address); });
+    }
     std::time_t now() override { return std::time(nullptr); }
     std::int64_t now_ms() override {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -365,20 +367,63 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         it->second->send(wire::notice_message(notice.kind, notice.other, notice.blob, key));
     }
     void direct_held(const std::string& user) override { held_direct.arm(user, cfg.direct_hold); }
-    void relay_peer_changed(const std::string&) override { relay.routes_changed(); }
+    void relay_peer_changed(const std::string& user) override { relay.routes_changed(user); }
     void media_released(const std::string& user) override {
+        // The router releases media before it reports the end: keep the
+        // figures for that report.
+        released_media_[user] = relay.flow(user);
         relay.release(user);
         held_direct.cancel(user);
     }
+    // When each call (by caller) rang and started, and how far it got.
+    struct CallTimes {
+        std::chrono::system_clock::time_point rung_at;
+        std::chrono::system_clock::time_point started_at;  // epoch: not started
+        CallPhase phase = CallPhase::ringing;
+    };
+    std::unordered_map<std::string, CallTimes> call_times_;
+    std::unordered_map<std::string, MediaRelay::FlowFigures> released_media_;
+
+    // What calls() and the end report show of a call.
+    CallInfo call_info(const std::string& caller, const std::string& callee, const MediaRelay::FlowFigures& from_caller,
+                       const MediaRelay::FlowFigures& from_callee) const {
+        CallInfo c;
+        c.caller = caller;
+        c.callee = callee;
+        auto times = call_times_.find(caller);
+        if (times != call_times_.end()) {
+            c.phase = times->second.phase;
+            c.rung_at = times->second.rung_at;
+            c.started_at = times->second.started_at;
+        }
+        c.caller_to_callee = from_caller.flow;
+        c.callee_to_caller = from_callee.flow;
+        c.caller_media = from_caller.endpoint;
+        c.callee_media = from_callee.endpoint;
+        return c;
+    }
+    MediaRelay::FlowFigures take_released(const std::string& user) {
+        auto it = released_media_.find(user);
+        if (it == released_media_.end()) return relay.flow(user);
+        MediaRelay::FlowFigures figures = std::move(it->second);
+        released_media_.erase(it);
+        return figures;
+    }
+
     void call_rung(const std::string& a, const std::string& b) override {
+        call_times_[a] = CallTimes{std::chrono::system_clock::now(), {}, CallPhase::ringing};
         log(LogLevel::info, a + " rings " + b);
         for_each_observer([&](ServerObserver& o) { o.call_rung(a, b); });
     }
     void call_accepted(const std::string& a, const std::string& b) override {
+        call_times_[a].phase = CallPhase::accepted;
         log(LogLevel::info, b + " accepted the call from " + a);
         for_each_observer([&](ServerObserver& o) { o.call_accepted(a, b); });
     }
     void call_started(const std::string& a, const std::string& b) override {
+        CallTimes& times = call_times_[a];
+        times.phase = CallPhase::in_call;
+        times.started_at = std::chrono::system_clock::now();
         log(LogLevel::info, "call " + a + " -> " + b + " started");
         for_each_observer([&](ServerObserver& o) { o.call_started(a, b); });
     }
@@ -387,10 +432,20 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         grace.cancel(a);
         grace.cancel(b);
         CallReport report;
-        report.call.caller = a;
-        report.call.callee = b;
-        report.reason = reason;
         report.ended_at = std::chrono::system_clock::now();
+        if (!call_times_.count(a)) {  // refused before it rang (busy, policy): it lasted no time
+            call_times_[a] = CallTimes{report.ended_at, {}, CallPhase::ringing};
+        }
+        MediaRelay::FlowFigures from_a = take_released(a), from_b = take_released(b);
+        report.call = call_info(a, b, from_a, from_b);
+        call_times_.erase(a);
+        report.reason = reason;
+        using std::chrono::duration_cast;
+        using std::chrono::milliseconds;
+        if (report.call.started_at != std::chrono::system_clock::time_point{}) {
+            report.setup_time = duration_cast<milliseconds>(report.call.started_at - report.call.rung_at);
+            report.duration = duration_cast<milliseconds>(report.ended_at - report.call.started_at);
+        }
         for_each_observer([&](ServerObserver& o) { o.call_ended(report); });
     }
 
@@ -537,9 +592,7 @@ Status Server::end_call(const std::string& user) {
 std::vector<CallInfo> Server::calls() const {
     std::vector<CallInfo> calls;
     impl_->router.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase phase) {
-        CallInfo c;
-        c.caller = caller;
-        c.callee = callee;
+        CallInfo c = impl_->call_info(caller, callee, impl_->relay.flow(caller), impl_->relay.flow(callee));
         c.phase = phase;
         calls.push_back(std::move(c));
     });
@@ -589,7 +642,14 @@ ServerStats Server::stats() const {
     s.media_table_publishes = relay.table_publishes;
     s.media_bytes_relayed = relay.relayed_bytes;
     s.media_packets_dropped = relay.dropped_packets;
+    s.media_rate_limited = relay.rate_limited_packets;
+    s.media_too_large = relay.too_large;
+    s.media_unroutable = relay.unroutable;
+    s.registrations_refused = relay.refused_registrations;
     s.registrations_acked = relay.registrations;
+    s.registrations_replayed = relay.replayed_registrations;
+    s.media_registered = impl_->relay.registered();
+    s.limit_hits[static_cast<std::size_t>(Limit::unregistered_datagrams)] = relay.limit_hits;
     return s;
 }
 

@@ -21,7 +21,6 @@ struct FakeHost : dtcall::MediaRelay::Host {
     bool media_registered(const std::string&, const std::string&) override { return in_call; }
     bool has_call(const std::string&) override { return in_call; }
     const std::string* relay_peer(const std::string& user) override { return user == "alice" ? &peer : nullptr; }
-    std::uint64_t routing_generation() override { return in_call ? 1 : 2; }
     std::time_t now() override { return 1700000000; }
     std::int64_t now_ms() override { return ++ms; }
     std::int64_t ms = 0;
@@ -50,7 +49,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     from.sin_family = AF_INET;
     from.sin_addr.s_addr = htonl(0x7f000001);
     from.sin_port = htons(40000 + data[0] % 4);
-    world.host.in_call = data[1] & 1;
+    bool in_call = data[1] & 1;
+    if (in_call != world.host.in_call) {  // what the router would tell the relay
+        world.host.in_call = in_call;
+        if (in_call) {
+            world.relay.routes_changed("alice");
+        } else {
+            world.relay.release("alice");
+            world.relay.release("bob");
+        }
+    }
     const std::uint8_t* body = data + 2;
     std::size_t length = size - 2;
     if (data[1] & 2) {
