@@ -278,12 +278,9 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         const std::string& user = session.user();
         release_unauthenticated(session.ip());
         auto previous = online_.find(user);
-        if (previous != online_.end() && previous->second != &session) {
-            Session* old = previous->second;
-            forget_key(*old);
-            online_.erase(previous);
-            old->close(Session::CloseReason::replaced);
-        }
+        // The old connection logs out first (LogoutReason::replaced).
+        if (previous != online_.end() && previous->second != &session)
+            previous->second->close(Session::CloseReason::replaced);
         online_[user] = &session;
         // prepare hands it to this user's peers, for as long as the user is
         // online or within a call's grace period.
