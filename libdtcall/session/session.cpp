@@ -406,7 +406,7 @@ void Session::on_write(bufferevent*, void* self) {
 
 void Session::on_event(bufferevent*, short what, void* self) {
     auto* s = static_cast<Session*>(self);
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) || s->state_ == State::closed) return;
     const char* detail = what & BEV_EVENT_EOF ? "peer closed the connection" : "connection error";
     // Nothing more can be written: no flushing, straight to closed.
     if (s->state_ != State::closing) s->begin_close(CloseReason::closed_by_peer, detail);
