@@ -364,6 +364,54 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
     CHECK_FALSE(std::regex_search(read_logs(s.logs), std::regex("[0-9A-Za-z]{32}")));
 }
 
+TEST_CASE("a user removed from the users file is disconnected within a second of SIGHUP") {
+    Settings s;
+    Child dtcalld(s.argv(), s.dir.path);
+    REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: command port") || !dtcalld.running(); }),
+                    (read_logs(s.logs) + dtcalld.err()));
+    event_base* base = event_base_new();
+    REQUIRE(base != nullptr);
+    bool closed = false;
+    {
+        dtcall::ClientConfig config;
+        config.command_port = s.command_port;
+        config.media_port = s.media_port;
+        config.server_key = *dtcall::read_public_key_file(s.settings + "/server_public.na");
+        config.user = "alice";
+        config.user_key = *dtcall::read_private_key_file(s.settings + "/alice_private.na");
+        dtcall::ClientEvents events;
+        events.logged_in = [&] { event_base_loopbreak(base); };
+        events.closed = [&](const std::string&) {
+            closed = true;
+            event_base_loopbreak(base);
+        };
+        dtcall::Client alice(base, config, events);
+        REQUIRE(alice.connect());
+        timeval limit{5, 0};
+        event_base_loopexit(base, &limit);
+        event_base_dispatch(base);
+        REQUIRE(alice.is_logged_in());
+
+        write_file(s.settings + "/users", "bob > " + s.settings + "/bob_public.na\n");
+        dtcalld.signal(SIGHUP);
+        auto signalled = std::chrono::steady_clock::now();
+        timeval second{1, 0};
+        event_base_loopexit(base, &second);
+        event_base_dispatch(base);
+        CHECK_MESSAGE(closed, read_logs(s.logs));
+        CHECK(std::chrono::steady_clock::now() - signalled < 1s);
+    }
+    event_base_free(base);
+    CHECK(contains(read_logs(s.logs), "alice is no longer in the user directory"));
+    CHECK(contains(read_logs(s.logs), "alice logged out (revoked)"));
+    CHECK(try_login(s, "alice") == "refused");
+    CHECK(try_login(s, "bob") == "logged in");
+    dtcalld.signal(SIGTERM);
+    auto status = dtcalld.wait_exit();
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+}
+
 TEST_CASE("an original settings dir with dtoperator.conf works unchanged; SIGINT stops it") {
     Settings s("dtoperator.conf");
     Child dtcalld(s.argv(), s.dir.path);

@@ -3,6 +3,7 @@
 
 #include "io/read_bounded.hpp"
 
+#include <algorithm>
 
 namespace dtcall {
 namespace {
@@ -21,11 +22,45 @@ constexpr std::size_t max_users_file = 64 * 1024 * 1024;
 
 }  // namespace
 
+UserDirectory::~UserDirectory() = default;
+
+void UserDirectory::add_watcher(Watcher* watcher) {
+    if (watcher && std::find(watchers_.begin(), watchers_.end(), watcher) == watchers_.end())
+        watchers_.push_back(watcher);
+}
+
+void UserDirectory::remove_watcher(Watcher* watcher) {
+    watchers_.erase(std::remove(watchers_.begin(), watchers_.end(), watcher), watchers_.end());
+}
+
+void UserDirectory::notify_removed(const std::string& user) {
+    // A watcher may remove itself (or another) while told: iterate over a
+    // copy, skipping those removed meanwhile.
+    std::vector<Watcher*> now = watchers_;
+    for (Watcher* watcher : now)
+        if (std::find(watchers_.begin(), watchers_.end(), watcher) != watchers_.end()) watcher->user_removed(user);
+}
+
+void InMemoryUserDirectory::add(std::string user, const PublicKey& key) {
+    auto it = users_.find(user);
+    bool changed = it != users_.end() && it->second != key;
+    std::string name = user;
+    users_[std::move(user)] = key;
+    // Who logged in with the old key is not who holds the new one.
+    if (changed) notify_removed(name);
+}
+
+void InMemoryUserDirectory::remove(const std::string& user) {
+    if (users_.erase(user) != 0) notify_removed(user);
+}
+
 std::optional<PublicKey> InMemoryUserDirectory::find(std::string_view user) const {
     auto it = users_.find(user);
     if (it == users_.end()) return std::nullopt;
     return it->second;
 }
+
+void InMemoryUserDirectory::lookup(const std::string& user, Answer answer) { answer(UserLookup(find(user))); }
 
 UsersFileParse parse_users_file(std::string_view text, std::string_view file_name) {
     UsersFileParse out;
@@ -65,6 +100,8 @@ std::optional<PublicKey> UsersFile::find(std::string_view user) const {
     return it->second;
 }
 
+void UsersFile::lookup(const std::string& user, Answer answer) { answer(UserLookup(find(user))); }
+
 Status UsersFile::reload(std::vector<std::string>& warnings) {
     auto text = read_bounded(path_, max_users_file, "users file");
     if (!text) return Error{text.error()};
@@ -88,7 +125,15 @@ Status UsersFile::reload(std::vector<std::string>& warnings) {
         }
         users[entry.user] = *key;
     }
+    // Users gone, or with another key, are revoked once the new table is in
+    // use (so a watcher's lookups already see it).
+    std::vector<std::string> removed;
+    for (const auto& [user, key] : users_) {
+        auto now = users.find(user);
+        if (now == users.end() || now->second != key) removed.push_back(user);
+    }
     users_ = std::move(users);
+    for (const std::string& user : removed) notify_removed(user);
     return Done{};
 }
 

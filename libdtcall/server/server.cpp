@@ -29,7 +29,7 @@
 
 namespace dtcall {
 
-struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox {
+struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallRouter::Outbox, UserDirectory::Watcher {
     Impl(Config config, UserDirectory& dir, event_base* given)
         : cfg(std::move(config)), users(dir), base(given ? given : event_base_new()), own_base(!given),
           router(*this), relay(base, cfg, *this),
@@ -42,6 +42,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
               impl->log(LogLevel::info, user + " did not come back within the grace period; ending the call");
               impl->router.vanished(user);
               impl->missed_.forget(user);  // a later keepudp login must not hear of that call
+              impl->user_keys_.erase(user);
           }) {
         crypto_init();
         router.set_policy([this](const std::string& caller, const std::string& callee) { return decide(caller, callee); });
@@ -51,9 +52,11 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         failed_by_user_source_ = std::make_unique<RateLimiter>(1, refill);
         randombytes_buf(session_key_hash_key_, sizeof session_key_hash_key_);
         reaper_ = event_new(base, -1, 0, &Impl::on_reap, this);
+        users.add_watcher(this);
     }
 
     ~Impl() override {
+        users.remove_watcher(this);
         if (stop_deadline_) event_free(stop_deadline_);
         shut_down();
         held_direct.clear();
@@ -113,7 +116,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         router.end_all();
         std::vector<Session*> open;
         for (auto& [id, session] : sessions_) open.push_back(session.get());
-        for (Session* session : open) session->close("server stopping");
+        for (Session* session : open) session->close(Session::CloseReason::server_stopping);
         // Finishing frees every session, so it never runs inside a caller's
         // callback: it is an event, due when the last connection has flushed
         // and closed, or after 2 s (peers that do not read cannot hold it up).
@@ -140,6 +143,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         resume_accepting_ = nullptr;
         relay.close();
         online_.clear();
+        user_keys_.clear();
         by_key_.clear();
         held_direct.clear();
         grace.clear();
@@ -153,6 +157,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         auto* impl = static_cast<Impl*>(self);
         if (impl->sessions_.size() >= impl->cfg.max_connections) {
             evutil_closesocket(fd);
+            impl->hit_limit(Limit::connections, source_network(address, length));
             if (!impl->at_capacity_logged_) impl->log(LogLevel::warning, "connection limit reached; refusing new connections");
             impl->at_capacity_logged_ = true;
             return;
@@ -162,6 +167,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         std::size_t& unauthenticated = impl->unauthenticated_by_ip_[ip];
         if (unauthenticated >= impl->cfg.max_unauthenticated_per_ip) {
             evutil_closesocket(fd);
+            impl->hit_limit(Limit::unauthenticated_per_source, ip);
             // One line while the source stays at its cap, not one per refusal.
             if (impl->at_cap_logged_.insert(ip).second)
                 impl->log(LogLevel::warning, ip + " has too many connections that are not logged in; refusing more");
@@ -201,7 +207,20 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
 
     // ---- Session::Host ----
     const Config& config() const override { return cfg; }
-    std::optional<PublicKey> find_user(const std::string& user) const override { return users.find(user); }
+    // The answer may come at once or later: it holds the session's id and a
+    // token of this Server, never a Session* or an Impl* that may be gone.
+    void look_up_user(Session& session, const std::string& user) override {
+        std::weak_ptr<Impl*> token = alive_;
+        std::uint64_t id = session.id();
+        users.lookup(user, [token, id, user](UserLookup found) {
+            auto alive = token.lock();
+            if (!alive) return;  // the Server was destroyed meanwhile
+            Impl* impl = *alive;
+            auto it = impl->sessions_.find(id);
+            if (it == impl->sessions_.end()) return;  // the connection closed meanwhile
+            it->second->user_looked_up(user, found);
+        });
+    }
     const SharedKey* user_box_key(const PublicKey& user_key) override {
         return user_box_keys_.get(cfg.server_keys.secret_key, user_key);
     }
@@ -210,13 +229,14 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         const std::string& user = session.user();
         release_unauthenticated(session.ip());
         auto previous = online_.find(user);
-        if (previous != online_.end() && previous->second != &session) {
-            Session* old = previous->second;
-            forget_key(*old);
-            online_.erase(previous);
-            old->close("replaced by a newer login of the same user");
-        }
+        // The old connection logs out first (LogoutReason::replaced).
+        if (previous != online_.end() && previous->second != &session)
+            previous->second->close(Session::CloseReason::replaced);
         online_[user] = &session;
+        // prepare hands it to this user's peers, for as long as the user is
+        // online or within a call's grace period.
+        user_keys_[user] = session.user_key();
+        ++logins_;
         by_key_[key_hash(session.session_key())] = &session;
         grace.cancel(user);
         log(LogLevel::info, user + " logged in from " + session.address() + (keepudp ? " (keepudp)" : ""));
@@ -235,8 +255,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         switch (verb) {
         case wire::Verb::call: return router.call(user, other);
         case wire::Verb::accept:
-            // prepare carries both public keys: both must still be in the directory.
-            if (!users.find(other) || !users.find(user)) return false;
+            // prepare carries both public keys, those their logins found; a
+            // user who left the directory since was revoked and is offline.
             return router.accept(user, other);
         case wire::Verb::passthrough: return router.passthrough(user, other, command.fields[3]);
         case wire::Verb::ready: return router.ready(user, other);
@@ -262,6 +282,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         bool user_ok = failed_by_user_->has_token(user, now) ||
                        failed_by_user_source_->has_token(user_key(session, user), now);
         if (ip_ok && user_ok) return true;
+        note_login_failure(session, user, LoginFailure::rate_limited);
+        hit_limit(Limit::failed_logins, session.ip());
         // One line per key per window, not one per attempt.
         if (!ip_ok && failed_by_ip_->first_refusal(session.ip(), now))
             log(LogLevel::warning, "too many failed logins from " + session.ip() + "; refusing for a while");
@@ -278,30 +300,83 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         return user + "@" + session.ip();
     }
 
-    void login_failed(Session& session, const std::string& user) override {
-        double now = seconds_now();
-        failed_by_ip_->take(session.ip(), now);
-        failed_by_user_->take(user, now);
-        failed_by_user_source_->take(user_key(session, user), now);
+    void login_failed(Session& session, const std::string& user, LoginFailure reason) override {
+        // What the client got wrong costs it tokens; a directory that could
+        // not answer is not the client's fault.
+        if (reason != LoginFailure::directory_error) {
+            double now = seconds_now();
+            failed_by_ip_->take(session.ip(), now);
+            failed_by_user_->take(user, now);
+            failed_by_user_source_->take(user_key(session, user), now);
+        }
+        note_login_failure(session, user, reason);
+    }
+
+    void note_login_failure(Session& session, const std::string& user, LoginFailure reason) {
+        ++login_failures_;
+        for_each_observer([&](ServerObserver& o) { o.login_failed(user, session.address(), reason); });
+    }
+
+    void hit_limit(Limit limit, const std::string& address) {
+        ++limit_hits_[static_cast<std::size_t>(limit)];
+        for_each_observer([&](ServerObserver& o) { o.limit_hit(limit, address); });
     }
 
     // From the moment a connection starts closing, its user is offline and
     // its session key dead (not only once the last bytes are flushed).
-    void session_closing(Session& session) override {
-        if (session.user().empty()) return;
-        auto it = online_.find(session.user());
+    void session_closing(Session& session, Session::CloseReason reason) override {
+        if (session.closed_from() != Session::State::logged_in) return;
+        const std::string& user = session.user();
+        auto it = online_.find(user);
         if (it == online_.end() || it->second != &session) return;
         online_.erase(it);
         forget_key(session);
-        log(LogLevel::info, session.user() + " logged out");
-        for_each_observer([&](ServerObserver& o) { o.logged_out(session.user(), LogoutReason::closed_by_peer); });
+        LogoutReason why = Session::logout_reason(reason);
+        log(LogLevel::info, user + " logged out (" + to_string(why) + ")");
+        for_each_observer([&](ServerObserver& o) { o.logged_out(user, why); });
         // PROTOCOL.md 7.3: the call stays for a keepudp reconnect, but not forever.
-        if (router.phase(session.user()) != CallPhase::idle) grace.arm(session.user(), cfg.call_grace);
+        if (router.phase(user) != CallPhase::idle) grace.arm(user, cfg.call_grace);
+        else user_keys_.erase(user);
+    }
+
+    // Disconnects `user` at once; its call ends for the peer as if the user
+    // vanished (no grace period). Kick and revocation.
+    void drop_user(const std::string& user, Session::CloseReason reason) {
+        auto it = online_.find(user);
+        if (it != online_.end()) it->second->close(reason);
+        grace.cancel(user);
+        router.vanished(user);
+        missed_.forget(user);
+        user_keys_.erase(user);
+    }
+
+    // ---- UserDirectory::Watcher ----
+    void user_removed(const std::string& user) override {
+        // Logins under way for that name end too: their challenge was sealed
+        // to the old key, or the answer is about to say "unknown".
+        std::vector<Session*> pending;
+        for (auto& [id, session] : sessions_) {
+            Session::State state = session->state();
+            if ((state == Session::State::looking_up || state == Session::State::awaiting_login2) &&
+                session->pending_user() == user)
+                pending.push_back(session.get());
+        }
+        for (Session* session : pending) session->close(Session::CloseReason::revoked);
+        if (!online_.count(user) && router.phase(user) == CallPhase::idle) {
+            user_keys_.erase(user);
+            return;
+        }
+        log(LogLevel::info, user + " is no longer in the user directory; disconnecting");
+        drop_user(user, Session::CloseReason::revoked);
     }
 
     void session_closed(Session& session) override {
-        if (session.user().empty()) release_unauthenticated(session.ip());
-        session_closing(session);
+        if (session.closed_from() != Session::State::logged_in) release_unauthenticated(session.ip());
+        if (session.close_reason() == Session::CloseReason::output_overflow)
+            hit_limit(Limit::output_bytes, session.address());
+        else if (session.close_reason() == Session::CloseReason::frame_too_large)
+            hit_limit(Limit::frame_size, session.address());
+        session_closing(session, session.close_reason());
         auto it = sessions_.find(session.id());
         if (it != sessions_.end()) {
             graveyard_.push_back(std::move(it->second));
@@ -361,9 +436,12 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
             if (grace.armed(user)) missed_.keep(user, notice, now_ms(), now_ms() + cfg.call_grace.count());
             return;
         }
-        // prepare carries the peer's public key file.
+        // prepare carries the peer's public key file, as its login found it.
         std::optional<PublicKey> key;
-        if (notice.kind == Notice::Kind::prepare) key = users.find(notice.other);
+        if (notice.kind == Notice::Kind::prepare) {
+            auto known = user_keys_.find(notice.other);
+            if (known != user_keys_.end()) key = known->second;
+        }
         it->second->send(wire::notice_message(notice.kind, notice.other, notice.blob, key));
     }
     void direct_held(const std::string& user) override { held_direct.arm(user, cfg.direct_hold); }
@@ -431,6 +509,9 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host, MediaRelay::Host, CallR
         log(LogLevel::info, "call " + a + " -> " + b + " ended: " + to_string(reason));
         grace.cancel(a);
         grace.cancel(b);
+        // A party that is offline needs its key no more.
+        if (!online_.count(a)) user_keys_.erase(a);
+        if (!online_.count(b)) user_keys_.erase(b);
         CallReport report;
         report.ended_at = std::chrono::system_clock::now();
         if (!call_times_.count(a)) {  // refused before it rang (busy, policy): it lasted no time
@@ -495,6 +576,14 @@ private:
     SharedKeyCache user_box_keys_;
     MissedNotices missed_;
     std::unordered_map<std::string, Session*> online_;
+    // The key each online user's login found (and a dropped user's, through
+    // its call's grace period): what `prepare` gives the peer.
+    std::unordered_map<std::string, PublicKey> user_keys_;
+    std::uint64_t logins_ = 0;
+    std::uint64_t login_failures_ = 0;
+    std::array<std::uint64_t, limit_count> limit_hits_{};
+    // Directory answers hold a weak copy: once the Server is gone they do nothing.
+    std::shared_ptr<Impl*> alive_ = std::make_shared<Impl*>(this);
     std::unordered_map<std::uint64_t, Session*> by_key_;
     std::unordered_map<std::string, std::size_t> unauthenticated_by_ip_;
     std::unordered_set<std::string> at_cap_logged_;
@@ -576,11 +665,8 @@ Status Server::kick(const std::string& user) {
     auto it = impl_->online_.find(user);
     if (it == impl_->online_.end()) return Error{ErrorCode::not_found, "user " + user + " is not online"};
     impl_->log(LogLevel::info, "kicking " + user);
-    it->second->close("kicked");
     // No grace period: the peer is told at once, as for a user who vanished.
-    impl_->grace.cancel(user);
-    impl_->router.vanished(user);
-    impl_->missed_.forget(user);
+    impl_->drop_user(user, Session::CloseReason::kicked);
     return Done{};
 }
 
@@ -631,6 +717,9 @@ ServerStats Server::stats() const {
     ServerStats s;
     s.connections = impl_->sessions_.size();
     s.logged_in = impl_->online_.size();
+    s.logins = impl_->logins_;
+    s.login_failures = impl_->login_failures_;
+    s.limit_hits = impl_->limit_hits_;
     impl_->router.for_each_call([&](const std::string&, const std::string&, CallPhase phase) {
         if (phase == CallPhase::ringing) ++s.calls_ringing;
         else if (phase == CallPhase::accepted) ++s.calls_accepted;

@@ -39,11 +39,51 @@ std::string printable_name(const std::string& name) {
 const char* Session::state_name(State state) {
     switch (state) {
     case State::handshake: return "handshake";
-    case State::awaiting_login: return "awaiting login";
+    case State::awaiting_login1: return "awaiting login1";
+    case State::looking_up: return "looking up";
+    case State::awaiting_login2: return "awaiting login2";
     case State::logged_in: return "logged in";
     case State::closing: return "closing";
+    case State::closed: return "closed";
     }
     return "?";
+}
+
+const char* Session::reason_text(CloseReason reason) {
+    switch (reason) {
+    case CloseReason::closed_by_peer: return "peer closed the connection";
+    case CloseReason::idle: return "idle timeout";
+    case CloseReason::kicked: return "kicked";
+    case CloseReason::revoked: return "user revoked";
+    case CloseReason::replaced: return "replaced by a newer login of the same user";
+    case CloseReason::output_overflow: return "output limit reached (client not reading)";
+    case CloseReason::protocol_error: return "protocol error";
+    case CloseReason::server_stopping: return "server stopping";
+    case CloseReason::frame_too_large: return "frame larger than allowed";
+    case CloseReason::handshake_failed: return "handshake failed";
+    case CloseReason::login_timeout: return "no login within the deadline";
+    case CloseReason::login_failed: return "login failed";
+    }
+    return "?";
+}
+
+LogoutReason Session::logout_reason(CloseReason reason) {
+    switch (reason) {
+    case CloseReason::closed_by_peer: return LogoutReason::closed_by_peer;
+    case CloseReason::idle: return LogoutReason::idle;
+    case CloseReason::kicked: return LogoutReason::kicked;
+    case CloseReason::revoked: return LogoutReason::revoked;
+    case CloseReason::replaced: return LogoutReason::replaced;
+    case CloseReason::output_overflow: return LogoutReason::output_overflow;
+    case CloseReason::protocol_error:
+    case CloseReason::frame_too_large: return LogoutReason::protocol_error;
+    case CloseReason::server_stopping: return LogoutReason::server_stopping;
+    // Not for a logged-in user; "closed" is the least wrong.
+    case CloseReason::handshake_failed:
+    case CloseReason::login_timeout:
+    case CloseReason::login_failed: return LogoutReason::closed_by_peer;
+    }
+    return LogoutReason::closed_by_peer;
 }
 
 Session::Session(event_base* base, int fd, const sockaddr* address, int address_len, Host& host,
@@ -65,7 +105,11 @@ Session::~Session() {
     wipe(session_key_);
 }
 
-void Session::enter(State next) { state_ = next; }
+void Session::enter(State next) {
+    if (next == state_) return;
+    host_.log(LogLevel::debug, "session " + std::to_string(id_) + ": " + state_name(state_) + " -> " + state_name(next));
+    state_ = next;
+}
 
 void Session::arm_timer(std::chrono::milliseconds after) {
     // Timers exist only while needed: an idle logged-in session without an
@@ -83,7 +127,7 @@ void Session::arm_timer(std::chrono::milliseconds after) {
 void Session::on_read(bufferevent*, void* self) {
     auto* s = static_cast<Session*>(self);
     if (s->state_ == State::handshake) s->read_handshake();
-    if (s->state_ == State::awaiting_login || s->state_ == State::logged_in) s->read_frames();
+    if (s->state_ != State::handshake) s->read_frames();
 }
 
 void Session::read_handshake() {
@@ -93,7 +137,7 @@ void Session::read_handshake() {
     evbuffer_remove(in, sealed, handshake_size);
     auto ephemeral = open_anonymous(host_.config().server_keys, sealed, handshake_size);
     if (!ephemeral || ephemeral->size() != key_size) {
-        close("handshake did not open with the server key");
+        close(CloseReason::handshake_failed, "handshake did not open with the server key");
         return;
     }
     PublicKey client_key;
@@ -103,36 +147,51 @@ void Session::read_handshake() {
     Bytes reply = seal_box_frame(host_.config().server_keys.secret_key, client_key, key_text);
     wipe(key_text);
     if (reply.empty()) {
-        close("handshake key is unusable");
+        close(CloseReason::handshake_failed, "handshake key is unusable");
         return;
     }
-    enter(State::awaiting_login);
+    enter(State::awaiting_login1);
     queue(std::move(reply), ReadProof::any_frame);
 }
 
+// States in which frames are decoded: not before the handshake, not while
+// the directory is asked (what comes meanwhile waits), not once closing.
+static bool reads_frames(Session::State state) {
+    return state == Session::State::awaiting_login1 || state == Session::State::awaiting_login2 ||
+           state == Session::State::logged_in;
+}
+
 void Session::read_frames() {
+    // A directory that answers from inside look_up_user() brings us back
+    // here from our own loop: that loop goes on by itself.
+    if (decoding_) return;
+    decoding_ = true;
+    decode_frames();
+    decoding_ = false;
+}
+
+void Session::decode_frames() {
     evbuffer* in = bufferevent_get_input(bev_);
     std::uint8_t chunk[read_chunk];
     Bytes frame;
-    while (!closed_ && state_ != State::closing && evbuffer_get_length(in) > 0) {
-        int n = evbuffer_remove(in, chunk, sizeof chunk);
-        if (n <= 0) break;
-        decoder_.feed(chunk, std::size_t(n));
-        for (;;) {
-            auto status = decoder_.next(frame);
-            if (status == wire::FrameDecoder::Status::need_more) break;
-            if (status != wire::FrameDecoder::Status::frame) {
-                close(status == wire::FrameDecoder::Status::too_large ? "frame larger than allowed"
-                                                                       : "frame with empty plaintext");
-                return;
-            }
-            auto text = open_secret_frame(tcp_key_.data(), frame.data(), frame.size());
-            if (!text) continue;  // PROTOCOL.md 3: frames that do not authenticate are dropped
-            proven(ReadProof::any_frame);
-            handle_text(*text, frame.data());
-            wipe(*text);
-            if (closed_ || state_ == State::closing) return;
+    while (reads_frames(state_)) {
+        auto status = decoder_.next(frame);
+        if (status == wire::FrameDecoder::Status::need_more) {
+            int n = evbuffer_remove(in, chunk, sizeof chunk);
+            if (n <= 0) return;
+            decoder_.feed(chunk, std::size_t(n));
+            continue;
         }
+        if (status != wire::FrameDecoder::Status::frame) {
+            if (status == wire::FrameDecoder::Status::too_large) close(CloseReason::frame_too_large);
+            else close(CloseReason::protocol_error, "frame with empty plaintext");
+            return;
+        }
+        auto text = open_secret_frame(tcp_key_.data(), frame.data(), frame.size());
+        if (!text) continue;  // PROTOCOL.md 3: frames that do not authenticate are dropped
+        proven(ReadProof::any_frame);
+        handle_text(*text, frame.data());
+        wipe(*text);
     }
 }
 
@@ -167,60 +226,76 @@ void Session::handle_text(const std::string& text, const std::uint8_t* nonce) {
     }
     if (verb == wire::Verb::login1 || verb == wire::Verb::login2) {
         // D3/D5: a connection belongs to one user for good.
-        if (state_ == State::logged_in) send({"invalid"});
+        if (state_ == State::logged_in) send(wire::Message{wire::MessageKind::invalid, {}});
         else if (verb == wire::Verb::login1) handle_login1(command);
         else handle_login2(command);
         return;
     }
     if (state_ != State::logged_in || !secure_equal(command.last(), session_key_)) {
-        send({"invalid"});
+        send(wire::Message{wire::MessageKind::invalid, {}});
         return;
     }
     proven(ReadProof::session_key);
-    if (!host_.session_command(*this, verb, command)) send({"invalid"});
+    if (!host_.session_command(*this, verb, command)) send(wire::Message{wire::MessageKind::invalid, {}});
 }
 
 void Session::handle_login1(const wire::Command& command) {
     const std::string& user = command.fields[2];
     if (!host_.login_allowed(*this, user)) {
-        send({"invalid"});
-        close("too many failed logins");
-        return;
-    }
-    auto key = host_.find_user(user);
-    if (!key) {
-        host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": login1 for unknown user");
-        host_.login_failed(*this, user);
-        send({"invalid"});
-        close("unknown user");
-        return;
-    }
-    const SharedKey* box_key = host_.user_box_key(*key);
-    if (!box_key) {
-        host_.log(LogLevel::warning, "user " + user + " has a public key X25519 refuses; refusing the login");
-        // Counted as a failure: each attempt costs an X25519 operation and a log line.
-        host_.login_failed(*this, user);
-        send({"invalid"});
-        close("unusable user key");
+        send(wire::Message{wire::MessageKind::invalid, {}});
+        close(CloseReason::login_failed, "too many failed logins");
         return;
     }
     wipe(challenge_);
-    challenge_ = random_token(200);
     pending_user_ = user;
-    Bytes sealed = seal_box_frame(*box_key, challenge_);
-    std::string blob = stringify(sealed);
-    send({"login1resp", blob});
+    enter(State::looking_up);
+    // May answer (user_looked_up) before it returns.
+    host_.look_up_user(*this, pending_user_);
+}
+
+void Session::user_looked_up(const std::string& user, const UserLookup& found) {
+    if (state_ != State::looking_up || user != pending_user_) return;
+    auto refuse = [&](LoginFailure failure, const char* detail) {
+        host_.login_failed(*this, user, failure);
+        send(wire::Message{wire::MessageKind::invalid, {}});
+        close(CloseReason::login_failed, detail);
+    };
+    if (!found) {
+        host_.log(LogLevel::warning, "session " + std::to_string(id_) + " from " + address_ +
+                                         ": the user directory could not answer for " + user + ": " + found.error());
+        refuse(LoginFailure::directory_error, "user directory error");
+        return;
+    }
+    if (!*found) {
+        host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": login1 for unknown user");
+        refuse(LoginFailure::unknown_user, "unknown user");
+        return;
+    }
+    const SharedKey* box_key = host_.user_box_key(**found);
+    if (!box_key) {
+        host_.log(LogLevel::warning, "user " + user + " has a public key X25519 refuses; refusing the login");
+        // Counted as a failure: each attempt costs an X25519 operation and a log line.
+        refuse(LoginFailure::unusable_key, "unusable user key");
+        return;
+    }
+    user_key_ = **found;
+    challenge_ = random_token(200);
+    std::string blob = wire::challenge_blob(*box_key, challenge_);
+    enter(State::awaiting_login2);
+    send(wire::Message{wire::MessageKind::login1resp, {blob}});
+    // Frames that came while the directory was asked wait in the input.
+    read_frames();
 }
 
 void Session::handle_login2(const wire::Command& command) {
     const std::string& user = command.fields[2];
-    bool ok = !challenge_.empty() && user == pending_user_ && secure_equal(command.fields[3], challenge_);
+    bool ok = state_ == State::awaiting_login2 && user == pending_user_ && secure_equal(command.fields[3], challenge_);
     wipe(challenge_);
     if (!ok) {
         host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": failed login2");
-        host_.login_failed(*this, user);
-        send({"invalid"});
-        close("failed login");
+        host_.login_failed(*this, user, LoginFailure::bad_response);
+        send(wire::Message{wire::MessageKind::invalid, {}});
+        close(CloseReason::login_failed, "failed login");
         return;
     }
     proven(ReadProof::challenge);
@@ -233,28 +308,21 @@ void Session::handle_login2(const wire::Command& command) {
     bool keepudp = command.size() == 5;
     // login2resp first: what the host sends on login (notices missed while
     // away) must come after it.
-    send({"login2resp", session_key_});
+    wire::Message reply{wire::MessageKind::login2resp, {session_key_}};
+    send(reply);
+    wipe(reply.args[0]);  // a copy of the session key
     // Queuing it can hit max_output_bytes and close us: a closed session
     // must never be registered as the user's connection.
-    if (closed_ || state_ != State::logged_in) return;
+    if (state_ != State::logged_in) return;
     host_.session_logged_in(*this, keepudp);
 }
 
 void Session::send(const wire::Message& message) {
-    if (closed_) return;
+    if (state_ == State::closed) return;
     std::string text = wire::format(std::time(nullptr), message);
     Bytes frame = seal_secret_frame(tcp_key_.data(), text);
     wipe(text);
     queue(std::move(frame), wire::read_proof(message.kind));
-}
-
-void Session::send(std::initializer_list<std::string_view> fields) {
-    if (closed_) return;
-    std::string text = wire::format_message(std::time(nullptr), fields);
-    Bytes frame = seal_secret_frame(tcp_key_.data(), text);
-    wipe(text);
-    auto kind = wire::message_kind(*fields.begin());
-    queue(std::move(frame), kind ? wire::read_proof(*kind) : ReadProof::none);
 }
 
 void Session::queue(Bytes frame, ReadProof proof) {
@@ -273,13 +341,15 @@ void Session::proven(ReadProof proof) {
 }
 
 void Session::flush_paced() {
-    if (closed_) return;
+    if (state_ == State::closed) return;
     evbuffer* out = bufferevent_get_output(bev_);
     if (outbox_bytes_ + evbuffer_get_length(out) > host_.config().max_output_bytes) {
         // A client that does not read is dropped; nothing more is queued for it.
         outbox_.clear();
         outbox_bytes_ = 0;
-        finish("output limit reached (client not reading)");
+        const char* detail = reason_text(CloseReason::output_overflow);
+        if (state_ != State::closing) begin_close(CloseReason::output_overflow, detail);
+        finish(detail);
         return;
     }
     auto gap = host_.config().frame_gap;
@@ -333,40 +403,53 @@ void Session::on_write(bufferevent*, void* self) {
 
 void Session::on_event(bufferevent*, short what, void* self) {
     auto* s = static_cast<Session*>(self);
-    if (what & BEV_EVENT_EOF) s->finish("peer closed the connection");
-    else if (what & BEV_EVENT_ERROR) s->finish("connection error");
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) || s->state_ == State::closed) return;
+    const char* detail = what & BEV_EVENT_EOF ? "peer closed the connection" : "connection error";
+    // Nothing more can be written: no flushing, straight to closed.
+    if (s->state_ != State::closing) s->begin_close(CloseReason::closed_by_peer, detail);
+    s->finish(detail);
 }
 
 void Session::on_timer(int, short, void* self) {
     auto* s = static_cast<Session*>(self);
     switch (s->state_) {
     case State::handshake:
-    case State::awaiting_login: s->close("no login within the deadline"); break;
-    case State::logged_in: s->close("idle timeout"); break;
+    case State::awaiting_login1:
+    case State::looking_up:  // a directory that never answers
+    case State::awaiting_login2: s->close(CloseReason::login_timeout); break;
+    case State::logged_in: s->close(CloseReason::idle); break;
     case State::closing: s->finish("could not flush before closing"); break;
+    case State::closed: break;
     }
 }
 
-void Session::close(const char* reason) {
-    if (closed_ || state_ == State::closing) return;
-    host_.log(LogLevel::debug, "session " + std::to_string(id_) + ": closing: " + reason);
-    enter(State::closing);
-    host_.session_closing(*this);
+void Session::close(CloseReason reason, const char* detail) {
+    if (state_ == State::closing || state_ == State::closed) return;
+    begin_close(reason, detail ? detail : reason_text(reason));
     bufferevent_disable(bev_, EV_READ);
     evbuffer* out = bufferevent_get_output(bev_);
     if (outbox_.empty() && evbuffer_get_length(out) == 0) {
-        finish(reason);
+        finish(detail ? detail : reason_text(reason));
         return;
     }
     arm_timer(close_flush_limit);
 }
 
-void Session::finish(const char* reason) {
-    if (closed_) return;
-    closed_ = true;
+// Enters closing and tells the host: the user is offline from here on.
+void Session::begin_close(CloseReason reason, const char* detail) {
+    host_.log(LogLevel::debug, "session " + std::to_string(id_) + ": closing: " + detail);
+    close_reason_ = reason;
+    closed_from_ = state_;
     enter(State::closing);
+    host_.session_closing(*this, reason);
+}
+
+void Session::finish(const char* detail) {
+    if (state_ == State::closed) return;
+    if (state_ != State::closing) begin_close(close_reason_, detail);
+    enter(State::closed);
     host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ +
-                                  (user_.empty() ? "" : " (" + user_ + ")") + " closed: " + reason);
+                                  (closed_from_ == State::logged_in ? " (" + user_ + ")" : "") + " closed: " + detail);
     if (timer_) evtimer_del(timer_);
     if (pace_) evtimer_del(pace_);
     bufferevent_disable(bev_, EV_READ | EV_WRITE);

@@ -20,9 +20,11 @@ struct FakeHost : dtcall::Session::Host {
     bool closed = false;
     bool answer = true;
     const dtcall::Config& config() const override { return cfg; }
-    std::optional<dtcall::PublicKey> find_user(const std::string& user) const override {
-        if (user == "alice") return alice.public_key;
-        return std::nullopt;
+    // Answers at once, from inside the call, as the shipped directories do.
+    void look_up_user(dtcall::Session& s, const std::string& user) override {
+        std::optional<dtcall::PublicKey> key;
+        if (user == "alice") key = alice.public_key;
+        s.user_looked_up(user, dtcall::UserLookup(key));
     }
     const dtcall::SharedKey* user_box_key(const dtcall::PublicKey& key) override {
         box_key = dtcall::SharedKey::derive(cfg.server_keys.secret_key, key);
@@ -34,11 +36,11 @@ struct FakeHost : dtcall::Session::Host {
         if (!answer) s.send({"end", "bob"});
         return answer;
     }
-    void session_closing(dtcall::Session&) override {}
+    void session_closing(dtcall::Session&, dtcall::Session::CloseReason) override {}
     void session_closed(dtcall::Session&) override { closed = true; }
     void log(dtcall::LogLevel, const std::string&) override {}
     bool login_allowed(dtcall::Session&, const std::string&) override { return true; }
-    void login_failed(dtcall::Session&, const std::string&) override {}
+    void login_failed(dtcall::Session&, const std::string&, dtcall::LoginFailure) override {}
 };
 
 void pump(event_base* base) {

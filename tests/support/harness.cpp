@@ -41,7 +41,7 @@ socklen_t make_address(sockaddr_storage& out, const char* address, std::uint16_t
 }  // namespace
 
 TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall::Config&)> tweak,
-                       const char* address)
+                       const char* address, dtcall::UserDirectory* directory)
     : base(event_base_new()), keys(dtcall::KeyPair::generate()) {
     dtcall::crypto_init();
     for (const auto& name : names) {
@@ -57,7 +57,7 @@ TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall
     // The same end-to-end tests once more with relay threads (tests/meson.build).
     if (const char* threads = std::getenv("DTCALL_TEST_MEDIA_THREADS")) config.media_threads = unsigned(std::atoi(threads));
     if (tweak) tweak(config);
-    server = std::make_unique<dtcall::Server>(config, users, base);
+    server = std::make_unique<dtcall::Server>(config, directory ? *directory : users, base);
     server->set_log([this](dtcall::LogLevel, const std::string& line) { log.push_back(line); });
     auto started = server->start();
     if (!started) {

@@ -29,8 +29,11 @@ constexpr Millis patience = 3000ms;
 constexpr Millis quiet = 250ms;
 
 struct TestServer {
+    // `directory`: the one the server asks instead of `users` (which still
+    // gets every name's key); it must outlive the TestServer.
     explicit TestServer(std::vector<std::string> names = {"alice", "bob", "carol"},
-                        std::function<void(dtcall::Config&)> tweak = {}, const char* address = "127.0.0.1");
+                        std::function<void(dtcall::Config&)> tweak = {}, const char* address = "127.0.0.1",
+                        dtcall::UserDirectory* directory = nullptr);
     ~TestServer();
 
     // Runs the event loop for about `time`.
