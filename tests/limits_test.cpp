@@ -5,7 +5,7 @@
 #include "server/rate_limiter.hpp"
 #include "session/replay_guard.hpp"
 
-#include "server/missed_notices.hpp"
+#include "presence/missed_notices.hpp"
 
 #include <cstdint>
 #include <cstring>

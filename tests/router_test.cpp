@@ -308,3 +308,22 @@ TEST_CASE("every change of relay_peer() reaches the outbox: relay_peer_changed o
         check_step(f, [&] { f.router.end("alice", "carol"); });
     }
 }
+
+TEST_CASE_FIXTURE(Fixture, "calls are counted by phase as they move, and ended ones once each") {
+    auto counts = [&] {
+        auto p = router.phase_counts();
+        return std::vector<std::size_t>{p.ringing, p.accepted, p.in_call};
+    };
+    CHECK(router.call("alice", "dave"));  // refused: ends at once
+    CHECK(router.calls_ended() == 1);
+    ring();
+    CHECK(counts() == std::vector<std::size_t>{1, 0, 0});
+    REQUIRE(router.accept("bob", "alice"));
+    CHECK(counts() == std::vector<std::size_t>{0, 1, 0});
+    REQUIRE(router.ready("alice", "bob"));
+    REQUIRE(router.ready("bob", "alice"));
+    CHECK(counts() == std::vector<std::size_t>{0, 0, 1});
+    REQUIRE(router.end("alice", "bob"));
+    CHECK(counts() == std::vector<std::size_t>{0, 0, 0});
+    CHECK(router.calls_ended() == 2);
+}

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "presence/presence.hpp"
-#include "server/missed_notices.hpp"
+#include "presence/missed_notices.hpp"
 #include "server/user_timers.hpp"
 
 #include <unordered_map>

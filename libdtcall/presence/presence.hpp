@@ -28,6 +28,7 @@ public:
     public:
         virtual ~Connection() = default;
         virtual void send(const wire::Message& message) = 0;
+        virtual const std::string& address() const = 0;  // "ip:port"
     };
 
     // What presence tells its owner.

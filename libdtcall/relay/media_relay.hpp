@@ -13,6 +13,7 @@
 #pragma once
 
 #include "relay/address.hpp"
+#include "relay/flow_figures.hpp"
 #include "relay/relay_core.hpp"
 #include <dtcall/config.hpp>
 #include "session/replay_guard.hpp"
@@ -76,10 +77,7 @@ public:
     };
 
     // One user's media in the current call: what it sent, from where.
-    struct FlowFigures {
-        MediaFlow flow;
-        MediaEndpoint endpoint;
-    };
+    using FlowFigures = dtcall::FlowFigures;
 
     MediaRelay(event_base* base, const Config& config, Host& host);
     ~MediaRelay();

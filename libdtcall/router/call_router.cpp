@@ -16,9 +16,11 @@ bool CallRouter::call(const std::string& caller, const std::string& callee) {
     bool refused_by_policy = decision == CallDecision::refuse;
     if (decision != CallDecision::allow) {
         outbox_.deliver(caller, {Notice::Kind::end, callee, {}});
+        ++calls_ended_;
         outbox_.call_ended(caller, callee, refused_by_policy ? EndReason::refused : EndReason::busy);
         return true;
     }
+    ++phases_.ringing;
     legs_[caller] = Leg{callee, CallRole::caller, CallPhase::ringing, false, false, std::nullopt};
     legs_[callee] = Leg{caller, CallRole::callee, CallPhase::ringing, false, false, std::nullopt};
     outbox_.deliver(caller, {Notice::Kind::available, callee, {}});
@@ -33,6 +35,8 @@ bool CallRouter::accept(const std::string& callee, const std::string& caller) {
     if (!leg || leg->role != CallRole::callee || leg->phase != CallPhase::ringing) return false;
     leg->phase = CallPhase::accepted;
     legs_[caller].phase = CallPhase::accepted;
+    --phases_.ringing;
+    ++phases_.accepted;
     outbox_.deliver(caller, {Notice::Kind::prepare, callee, {}});
     outbox_.deliver(callee, {Notice::Kind::prepare, caller, {}});
     outbox_.call_accepted(caller, callee);
@@ -65,6 +69,8 @@ bool CallRouter::ready(const std::string& user, const std::string& other) {
     Leg& other_leg = legs_[other];
     if (!other_leg.ready) return true;
     leg->phase = other_leg.phase = CallPhase::in_call;
+    --phases_.accepted;
+    ++phases_.in_call;
     outbox_.deliver(user, {Notice::Kind::start, other, {}});
     outbox_.deliver(other, {Notice::Kind::start, user, {}});
     if (leg->role == CallRole::caller) outbox_.call_started(user, other);
@@ -113,6 +119,13 @@ void CallRouter::clear(const std::string& user, EndReason reason, bool notify_pe
     if (it == legs_.end()) return;
     std::string other = it->second.peer;
     bool user_is_caller = it->second.role == CallRole::caller;
+    switch (it->second.phase) {
+    case CallPhase::ringing: --phases_.ringing; break;
+    case CallPhase::accepted: --phases_.accepted; break;
+    case CallPhase::in_call: --phases_.in_call; break;
+    case CallPhase::idle: break;
+    }
+    ++calls_ended_;
     legs_.erase(it);
     legs_.erase(other);
     if (notify_peer) outbox_.deliver(other, {Notice::Kind::end, user, {}});

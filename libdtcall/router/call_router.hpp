@@ -94,6 +94,13 @@ public:
     CallPhase phase(const std::string& user) const;
     std::optional<std::string> peer(const std::string& user) const;
     std::size_t calls() const { return legs_.size() / 2; }
+    // Calls by phase, kept as they change (stats and metrics ask often).
+    struct PhaseCounts {
+        std::size_t ringing = 0, accepted = 0, in_call = 0;
+    };
+    const PhaseCounts& phase_counts() const { return phases_; }
+    // Calls that ended, refused ones included (each call_ended() told).
+    std::uint64_t calls_ended() const { return calls_ended_; }
     // Every call, once, as (caller, callee, phase of the caller's leg).
     template <class F>
     void for_each_call(F&& f) const {
@@ -118,6 +125,8 @@ private:
     Outbox& outbox_;
     Policy policy_;
     std::unordered_map<std::string, Leg> legs_;
+    PhaseCounts phases_;
+    std::uint64_t calls_ended_ = 0;
 };
 
 }  // namespace dtcall

@@ -19,6 +19,7 @@
 #include <dtcall/events.hpp>
 #include <dtcall/user_directory.hpp>
 #include "crypto/crypto.hpp"
+#include "presence/presence.hpp"
 #include "session/replay_guard.hpp"
 #include <dtcall/log.hpp>
 #include "wire/messages.hpp"
@@ -37,7 +38,8 @@ struct sockaddr;
 
 namespace dtcall {
 
-class Session {
+// A logged-in Session is its user's Presence::Connection.
+class Session final : public Presence::Connection {
 public:
     enum class State { handshake, awaiting_login1, looking_up, awaiting_login2, logged_in, closing, closed };
     static const char* state_name(State state);
@@ -97,12 +99,12 @@ public:
 
     Session(event_base* base, int fd, const sockaddr* address, int address_len, Host& host,
             std::uint64_t id);
-    ~Session();
+    ~Session() override;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
     // Queue `ts|name|args...` for the client. Frames leave paced (Config::frame_gap).
-    void send(const wire::Message& message);
+    void send(const wire::Message& message) override;
     // Stop reading; flush what is queued, then close. `detail` (or the
     // reason's text) goes to the log. Only the first close counts.
     void close(CloseReason reason, const char* detail = nullptr);
@@ -121,7 +123,7 @@ public:
     const PublicKey& user_key() const { return user_key_; }
     std::uint64_t id() const { return id_; }
     const std::string& user() const { return user_; }
-    const std::string& address() const { return address_; }
+    const std::string& address() const override { return address_; }
     // The source network per-source limits count by (see source_network()).
     const std::string& ip() const { return ip_; }
     // UDP registrations made with this connection's session key, for replay checks.
