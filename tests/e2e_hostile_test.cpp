@@ -168,6 +168,7 @@ TEST_CASE("a replayed command frame on the same connection is dropped") {
     CHECK(alice.next(quiet) == std::nullopt);
     CHECK(bob.next(quiet) == std::nullopt);
     CHECK(s.logged("replayed"));
+    CHECK(s.server->stats().commands_replayed == 1);
     alice.command("call|bob|" + alice.sk);  // a fresh frame still works
     CHECK(alice.next_body() == "available|bob");
 }

@@ -305,6 +305,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     void log(LogLevel level, const std::string& line) override {
         if (sink) sink(level, line);
     }
+    void command_replayed(Session&) override { ++commands_replayed; }
 
     // Disconnects `user` at once; its call ends for the peer as if the user
     // vanished (no grace period). Kick and revocation.
@@ -445,6 +446,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     std::uint64_t next_id = 0;
     std::uint64_t logins = 0;
     std::uint64_t login_failures = 0;
+    std::uint64_t commands_replayed = 0;
     std::array<std::uint64_t, limit_count> limit_hits{};
     // Directory answers hold a weak copy: once the Server is gone they do nothing.
     std::shared_ptr<Impl*> alive = std::make_shared<Impl*>(this);
@@ -549,6 +551,7 @@ ServerStats Server::stats() const {
     s.logged_in = impl_->presence.online_count();
     s.logins = impl_->logins;
     s.login_failures = impl_->login_failures;
+    s.commands_replayed = impl_->commands_replayed;
     s.limit_hits = impl_->limit_hits;
     CallRouter::PhaseCounts phases = impl_->router.phase_counts();
     s.calls_ringing = phases.ringing;

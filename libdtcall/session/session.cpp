@@ -211,6 +211,7 @@ void Session::handle_text(const std::string& text, const std::uint8_t* nonce) {
     // A replayed frame (same nonce) or one from too far back is dropped silently.
     if (!replays_.fresh(nonce, std::stoll(command.fields[0]), config.timestamp_window)) {
         host_.log(LogLevel::info, "session " + std::to_string(id_) + ": replayed or out-of-order frame dropped");
+        host_.command_replayed(*this);
         return;
     }
     wire::Verb verb = wire::verb_of(command.name());

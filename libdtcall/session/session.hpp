@@ -89,6 +89,8 @@ public:
         // this call: defer it).
         virtual void session_closed(Session& session) = 0;
         virtual void log(LogLevel level, const std::string& line) = 0;
+        // A command frame was dropped as a replay (seen before, or too old).
+        virtual void command_replayed(Session& session) { (void)session; }
         // May this connection try to log in as `user` now (failed-login rate
         // limits)? When false the session answers `invalid` and closes; the
         // host reports that refusal itself (LoginFailure::rate_limited).
