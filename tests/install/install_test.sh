@@ -47,7 +47,7 @@ note "meson install --destdir $dest (prefix $PREFIX)"
         echo "$BINDIR/dtcall-bench"
         echo "$MANDIR/man1/dtcall-bench.1"
     fi
-    for f in examples/embed.cpp settings/dtcalld.conf settings/users; do echo "$DOCDIR/$f"; done
+    for f in examples/embed.cpp examples/control.cpp settings/dtcalld.conf settings/users; do echo "$DOCDIR/$f"; done
     [ "$UNITDIR" = no ] || echo "$UNITDIR/dtcalld.service"
 } | LC_ALL=C sort >"$tmp/expected"
 (cd "$dest" && find . ! -type d) | sed 's|^\.||' | LC_ALL=C sort >"$tmp/installed"
@@ -94,13 +94,25 @@ shared_pid=$!
 # shellcheck disable=SC2086
 $CXX -std=c++17 "$tmp/embed.cpp" $cflags $static_libs -o "$tmp/embed-static" >"$tmp/cc-static.log" 2>&1 &
 static_pid=$!
+# control.cpp: the same command plus libevent_extra (its HTTP API uses evhttp).
+cp "$dest$DOCDIR/examples/control.cpp" "$tmp/control.cpp"
+control_flags=$(pkg-config --cflags --libs dtcall libevent_extra) || fail "pkg-config --cflags --libs dtcall libevent_extra"
+# shellcheck disable=SC2086
+(cd "$tmp" && $CXX -std=c++17 control.cpp $control_flags -o control) >"$tmp/cc-control.log" 2>&1 &
+control_pid=$!
 for h in "$dest$INCLUDEDIR"/dtcall/*.hpp; do printf '#include <dtcall/%s>\n' "${h##*/}"; done >"$tmp/headers.cpp"
 # shellcheck disable=SC2086
 $CXX -std=c++17 -fsyntax-only $cflags "$tmp/headers.cpp" >"$tmp/cc-headers.log" 2>&1 &
 headers_pid=$!
+# The private-prefix command of the README: an RPATH instead of LD_LIBRARY_PATH.
+# shellcheck disable=SC2086
+(cd "$tmp" && $CXX -std=c++17 embed.cpp $flags -Wl,-rpath,"$dest$LIBDIR" -o embed-rpath) >"$tmp/cc-rpath.log" 2>&1 &
+rpath_pid=$!
 wait "$shared_pid" || { cat "$tmp/cc-shared.log"; fail "c++ -std=c++17 embed.cpp $flags -o embed"; }
+wait "$rpath_pid" || { cat "$tmp/cc-rpath.log"; fail "c++ -std=c++17 embed.cpp $flags -Wl,-rpath,$dest$LIBDIR"; }
 wait "$static_pid" || { cat "$tmp/cc-static.log"; fail "static link: $static_libs"; }
 wait "$headers_pid" || { cat "$tmp/cc-headers.log"; fail "the installed headers do not compile"; }
+wait "$control_pid" || { cat "$tmp/cc-control.log"; fail "c++ -std=c++17 control.cpp $control_flags -o control"; }
 
 readelf -d "$tmp/embed" | grep -q 'NEEDED.*\[libdtcall\.so\.0\]' || fail "embed does not need libdtcall.so.0"
 readelf -d "$tmp/embed-static" | grep -q 'NEEDED.*libdtcall' && fail "embed-static needs libdtcall.so"
@@ -109,6 +121,10 @@ note "run embed (LD_LIBRARY_PATH=$dest$LIBDIR)"
 LD_LIBRARY_PATH=$dest$LIBDIR "$tmp/embed" >"$tmp/embed.log" 2>&1 || { cat "$tmp/embed.log"; fail "embed exited non-zero"; }
 grep -q "call ended, exiting" "$tmp/embed.log" || { cat "$tmp/embed.log"; fail "embed did not serve a call"; }
 "$tmp/embed-static" >"$tmp/embed-static.log" 2>&1 || { cat "$tmp/embed-static.log"; fail "embed-static exited non-zero"; }
+env -u LD_LIBRARY_PATH "$tmp/embed-rpath" >"$tmp/embed-rpath.log" 2>&1 || { cat "$tmp/embed-rpath.log"; fail "embed built with an RPATH exited non-zero"; }
+note "run control (LD_LIBRARY_PATH=$dest$LIBDIR)"
+LD_LIBRARY_PATH=$dest$LIBDIR "$tmp/control" >"$tmp/control.log" 2>&1 || { cat "$tmp/control.log"; fail "control exited non-zero"; }
+grep -q "^\[control\] done" "$tmp/control.log" || { cat "$tmp/control.log"; fail "control did not finish its script"; }
 
 # --- the installed dtcalld on the installed samples, keys by the installed
 # dtcall-keygen: what the README's "Run as a service" does, minus root.
