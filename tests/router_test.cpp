@@ -294,7 +294,10 @@ TEST_CASE("every change of relay_peer() reaches the outbox: relay_peer_changed o
         {"end_by_server", [](Fixture& f) { f.router.end_by_server("alice"); }},
         {"end_all", [](Fixture& f) { f.router.end_all(); }},
     };
-    for (auto& [name, ending] : endings) {
+    for (auto& named : endings) {
+        // Not a structured binding: clang 14 cannot capture one in a lambda.
+        const char* name = named.first;
+        Step& ending = named.second;
         CAPTURE(name);
         Fixture f;
         check_step(f, [&] { f.accepted(); });
