@@ -20,6 +20,7 @@ const char* to_string(ErrorCode code) {
     case ErrorCode::not_found: return "not found";
     case ErrorCode::not_logged_in: return "not logged in";
     case ErrorCode::invalid_state: return "invalid state";
+    case ErrorCode::invalid_argument: return "invalid argument";
     case ErrorCode::unavailable: return "unavailable";
     }
     return "unknown";

@@ -800,6 +800,7 @@ TEST_CASE("commands before login, or after disconnect, return an error and send 
     auto not_logged_in = [](const dtcall::Status& status) {
         REQUIRE_FALSE(status);
         CHECK(status.error() == "not logged in");
+        CHECK(status.code() == dtcall::ErrorCode::not_logged_in);
     };
     not_logged_in(alice->call("bob"));
     not_logged_in(alice->accept("bob"));

@@ -22,6 +22,7 @@ enum class ErrorCode {
     not_found,        // no such user, call, file
     not_logged_in,    // a Client command before login
     invalid_state,    // e.g. start() twice, a call command without a call
+    invalid_argument, // a name or value the protocol cannot carry
     unavailable,      // a backing store (user directory) could not answer
 };
 DTCALL_API const char* to_string(ErrorCode code);

@@ -60,14 +60,14 @@ struct Address {
 
 // Literals only: a test or tool must never resolve names behind our back.
 Result<Address> parse_address(const std::string& host, std::uint16_t port) {
-    if (host.empty()) return Error{"no host given"};
+    if (host.empty()) return Error{ErrorCode::bad_address, "no host given"};
     bool bare_ipv6 = host.find(':') != std::string::npos && host.front() != '[';
     std::string text = bare_ipv6 ? "[" + host + "]" : host;
     text += ":" + std::to_string(port);
     Address address;
     if (evutil_parse_sockaddr_port(text.c_str(), reinterpret_cast<sockaddr*>(&address.storage),
                                    &address.length) != 0) {
-        return Error{"host \"" + host + "\" is not an IPv4 or IPv6 literal"};
+        return Error{ErrorCode::bad_address, "host \"" + host + "\" is not an IPv4 or IPv6 literal"};
     }
     return address;
 }
@@ -128,12 +128,12 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     // --- connection and login -------------------------------------------
 
     Status connect(bool keep) {
-        if (!crypto_init()) return Error{"libsodium cannot start"};
-        if (!wire::valid_user_name(config.user)) return Error{"user name \"" + config.user + "\" cannot be sent"};
+        if (!crypto_init()) return Error{ErrorCode::other, "libsodium cannot start"};
+        if (!wire::valid_user_name(config.user)) return Error{ErrorCode::invalid_argument, "user name \"" + config.user + "\" cannot be sent"};
         auto command_address = parse_address(config.host, config.command_port);
-        if (!command_address) return Error{command_address.error()};
+        if (!command_address) return command_address.failure();
         auto media_address = parse_address(config.host, config.media_port);
-        if (!media_address) return Error{media_address.error()};
+        if (!media_address) return media_address.failure();
         media_server = *media_address;
 
         drop_connection();
@@ -235,7 +235,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
 
     // `ts|verb|args...|sk`.
     Status command(wire::Verb verb, std::initializer_list<std::string_view> args) {
-        if (login != Login::logged_in) return Error{"not logged in"};
+        if (login != Login::logged_in) return Error{ErrorCode::not_logged_in, "not logged in"};
         std::string text = wire::command(std::time(nullptr), verb, args, session_key);
         link.send(text);
         wipe(text);
@@ -450,15 +450,15 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
     }
 
     Result<std::uint32_t> send_media(const std::string& payload) {
-        if (call.peer.empty()) return Error{"no call to send media to"};
-        if (!call.started) return Error{"the call with " + shown(call.peer) + " has not started"};
-        if (!call.voice_key) return Error{"no voice key yet for the call with " + shown(call.peer)};
-        if (!media.is_open()) return Error{"the media socket is not open"};
+        if (call.peer.empty()) return Error{ErrorCode::invalid_state, "no call to send media to"};
+        if (!call.started) return Error{ErrorCode::invalid_state, "the call with " + shown(call.peer) + " has not started"};
+        if (!call.voice_key) return Error{ErrorCode::invalid_state, "no voice key yet for the call with " + shown(call.peer)};
+        if (!media.is_open()) return Error{ErrorCode::invalid_state, "the media socket is not open"};
         std::uint32_t sequence = call.next_sequence++;
         errno = 0;
         if (!media.send(wire::media_frame(call.voice_key->data(), sequence, payload))) {
             int error = errno;
-            return Error{"media frame " + std::to_string(sequence) + " not sent: " +
+            return Error{ErrorCode::io, "media frame " + std::to_string(sequence) + " not sent: " +
                          (error ? std::strerror(error) : "short write")};
         }
         ++stats.media_sent_packets;
@@ -515,14 +515,14 @@ namespace {
 // A name that would add or break fields must not reach the command line.
 Status sendable(const std::string& user) {
     if (wire::valid_user_name(user)) return Done{};
-    return Error{"\"" + shown(user) + "\" is not a user name that can be sent"};
+    return Error{ErrorCode::invalid_argument, "\"" + shown(user) + "\" is not a user name that can be sent"};
 }
 
 }  // namespace
 
 Status Client::call(const std::string& callee) {
-    if (!is_logged_in()) return Error{"not logged in"};
-    if (!impl_->call.peer.empty()) return Error{"already in a call with " + shown(impl_->call.peer)};
+    if (!is_logged_in()) return Error{ErrorCode::not_logged_in, "not logged in"};
+    if (!impl_->call.peer.empty()) return Error{ErrorCode::invalid_state, "already in a call with " + shown(impl_->call.peer)};
     if (auto ok = sendable(callee); !ok) return ok;
     impl_->call.peer = callee;
     impl_->call.caller = true;
@@ -530,9 +530,9 @@ Status Client::call(const std::string& callee) {
 }
 
 Status Client::accept(const std::string& caller) {
-    if (!is_logged_in()) return Error{"not logged in"};
+    if (!is_logged_in()) return Error{ErrorCode::not_logged_in, "not logged in"};
     if (!impl_->call.peer.empty() && impl_->call.peer != caller) {
-        return Error{"in a call with " + shown(impl_->call.peer) + ", not " + shown(caller)};
+        return Error{ErrorCode::invalid_state, "in a call with " + shown(impl_->call.peer) + ", not " + shown(caller)};
     }
     if (auto ok = sendable(caller); !ok) return ok;
     impl_->call.peer = caller;
@@ -548,7 +548,7 @@ Status Client::end(const std::string& peer) {
 }
 
 Status Client::heartbeat() {
-    if (!is_logged_in()) return Error{"not logged in"};
+    if (!is_logged_in()) return Error{ErrorCode::not_logged_in, "not logged in"};
     impl_->link.send(wire::heartbeat);
     return Done{};
 }

@@ -25,7 +25,7 @@ CommandLink::~CommandLink() { close(); }
 Status CommandLink::open(const sockaddr* address, int length, const PublicKey& server_key) {
     close();
     bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev_) return Error{"cannot create a socket buffer"};
+    if (!bev_) return Error{ErrorCode::io, "cannot create a socket buffer"};
     bufferevent_setcb(bev_, on_read, nullptr, on_event, this);
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
     server_key_ = server_key;
@@ -35,7 +35,7 @@ Status CommandLink::open(const sockaddr* address, int length, const PublicKey& s
     if (bufferevent_socket_connect(bev_, const_cast<sockaddr*>(address), length) != 0) {
         std::string reason = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
         close();
-        return Error{"cannot connect: " + reason};
+        return Error{ErrorCode::io, "cannot connect: " + reason};
     }
     return Done{};
 }

@@ -23,20 +23,20 @@ constexpr int reads_per_event = 64;
 MediaLink::~MediaLink() { close(); }
 
 Status MediaLink::open(const sockaddr* server, int length) {
-    if (length <= 0 || std::size_t(length) > sizeof server_) return Error{"bad media address"};
+    if (length <= 0 || std::size_t(length) > sizeof server_) return Error{ErrorCode::bad_address, "bad media address"};
     if (fd_ >= 0 && server->sa_family != server_.ss_family) close();
     std::memcpy(&server_, server, std::size_t(length));
     server_length_ = socklen_t(length);
     if (fd_ >= 0) return Done{};
 
     fd_ = ::socket(server->sa_family, SOCK_DGRAM, 0);
-    if (fd_ < 0) return Error{std::string("cannot open a UDP socket: ") + std::strerror(errno)};
+    if (fd_ < 0) return Error{ErrorCode::io, std::string("cannot open a UDP socket: ") + std::strerror(errno)};
     evutil_make_socket_nonblocking(fd_);
     evutil_make_socket_closeonexec(fd_);
     read_event_ = event_new(base_, fd_, EV_READ | EV_PERSIST, on_readable, this);
     if (!read_event_ || event_add(read_event_, nullptr) != 0) {
         close();
-        return Error{"cannot watch the UDP socket"};
+        return Error{ErrorCode::io, "cannot watch the UDP socket"};
     }
     buffer_.resize(max_datagram);
     return Done{};

@@ -274,7 +274,7 @@ Status MediaRelay::start_threads(std::vector<std::vector<int>> thread_sockets) {
             // group, unread, taking their share of the traffic.
             for (auto& rest : thread_sockets)
                 for (int fd : rest) ::close(fd);
-            return Error{"media: cannot start relay thread " + std::to_string(s.threads.size())};
+            return Error{ErrorCode::other, "media: cannot start relay thread " + std::to_string(s.threads.size())};
         }
     }
     return Done{};

@@ -86,7 +86,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
             if (!listener) {
                 evutil_closesocket(*fd);
                 close_listeners();
-                return Error{"command: cannot listen on TCP " + address.text};
+                return Error{ErrorCode::io, "command: cannot listen on TCP " + address.text};
             }
             evconnlistener_set_error_cb(listener, &Impl::on_accept_error);
             listeners.push_back(listener);
