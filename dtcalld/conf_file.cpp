@@ -13,7 +13,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-enum class Kind { port, count, bytes, seconds, milliseconds, address, path, level };
+enum class Kind { port, count, bytes, seconds, milliseconds, address, path, level, endpoint };
 
 struct Line {
     std::string_view file;
@@ -110,6 +110,7 @@ const KeySpec key_specs[] = {
     {"unregistered_packets_per_second", Kind::count, 10, 1000000,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.unregistered_packets_per_second = double(n); }},
     {"log_level", Kind::level, 0, 0, nullptr},
+    {"metrics", Kind::endpoint, 0, 0, nullptr},
 };
 
 const KeySpec* find_key(std::string_view name) {
@@ -208,6 +209,12 @@ dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
     case Kind::path:
         spec.apply(out, 0, line);
         return dtcall::Done{};
+    case Kind::endpoint: {
+        auto endpoint = metrics::parse_endpoint(line.value);
+        if (!endpoint) return line.error(quoted(line.value) + " " + endpoint.error());
+        out.metrics = *endpoint;
+        return dtcall::Done{};
+    }
     case Kind::level: {
         auto level = parse_level(line.value);
         if (!level) return line.error(quoted(line.value) + " is not one of debug, info, warning, error");

@@ -3,10 +3,13 @@
 // documented in dtcalld.conf(5); keep the two in step.
 #pragma once
 
+#include "metrics/endpoint.hpp"
+
 #include <dtcall/config.hpp>
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +27,8 @@ struct ConfValues {
     int private_key_line = 0;
     int max_connections_line = 0;  // 0: not set (for the open-files warning)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
+    // `metrics = ADDRESS:PORT`: the Prometheus endpoint; absent = none.
+    std::optional<metrics::Endpoint> metrics;
     // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
     // we do not know, and that must not stop an upgrade.
     std::vector<std::string> warnings;

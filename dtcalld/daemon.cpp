@@ -1,6 +1,10 @@
 #include "daemon.hpp"
 
 #include "log_file.hpp"
+#include "metrics/collect.hpp"
+#include "metrics/http.hpp"
+#include "metrics/observer.hpp"
+#include "metrics/render.hpp"
 #include "open_files.hpp"
 #include "settings.hpp"
 #include "signals.hpp"
@@ -12,6 +16,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <unistd.h>
 
 namespace dtcalld {
@@ -50,6 +55,19 @@ void check_open_files(const Settings& settings, LogFile& log) {
     if (!warning.empty()) log.write(LogLevel::warning, warning);
 }
 
+// `metrics = ADDRESS:PORT`: evhttp on the server's loop. A scrape reads
+// server.stats() and the observer's counts, nothing per user or call.
+dtcall::Result<std::unique_ptr<metrics::MetricsHttp>> start_metrics(const metrics::Endpoint& endpoint,
+                                                                     const dtcall::Server& server,
+                                                                     const metrics::MetricsObserver& observer,
+                                                                     LogFile& log) {
+    auto http = std::make_unique<metrics::MetricsHttp>(
+        server.base(), [&server, &observer] { return metrics::render_metrics(metrics::collect(server, observer)); });
+    if (auto bound = http->listen(endpoint); !bound) return dtcall::Error{bound.failure()};
+    log.write(LogLevel::info, "metrics on http://" + endpoint.with_port(http->port()) + "/metrics");
+    return http;
+}
+
 }  // namespace
 
 int run_daemon(const Options& options) {
@@ -76,12 +94,20 @@ int run_daemon(const Options& options) {
     if (!loaded) return fail(&log, loaded.error());
     log.write(LogLevel::info, users.path() + ": " + std::to_string(users.size()) + " users");
 
+    metrics::MetricsObserver metrics_observer;  // outlives the server
     dtcall::Server server(std::move(settings->config), users);
     server.set_log([&log](LogLevel level, const std::string& line) { log.write(level, line); });
+    server.add_observer(&metrics_observer);  // before start(): its counts cover the whole run
 
     SignalHandlers signals(server, users, log);
     if (auto installed = signals.install(); !installed) return fail(&log, installed.error());
     if (auto started = server.start(); !started) return fail(&log, started.error());
+    std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server
+    if (settings->metrics) {
+        auto served = start_metrics(*settings->metrics, server, metrics_observer, log);
+        if (!served) return fail(&log, served.error());
+        metrics_http = std::move(*served);
+    }
     log.write(LogLevel::info, "ready: command port " + std::to_string(server.command_port()) +
                                   " (TCP), media port " + std::to_string(server.media_port()) + " (UDP)");
 

@@ -4,10 +4,13 @@
 //   the server's key files, wherever the conf says (relative to DIR).
 #pragma once
 
+#include "metrics/endpoint.hpp"
+
 #include <dtcall/config.hpp>
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,7 @@ struct Settings {
     std::string users_path;
     int max_connections_line = 0;  // 0: not in the conf file (the default)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
+    std::optional<metrics::Endpoint> metrics;  // the metrics endpoint; nullopt = off
     std::vector<std::string> warnings;  // one line each, naming file and line
 };
 

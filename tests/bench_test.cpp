@@ -204,6 +204,9 @@ TEST_CASE("idle: sessions are held and memory per session is measured") {
     CHECK(value(r, "held_at_end") == 40);
     CHECK(value(r, "server_rss_after_bytes") > 0);
     CHECK(r.find("server_bytes_per_session") != nullptr);
+    // dtcalld's /metrics body, built in the server with the sessions held.
+    CHECK(value(r, "metrics_scrape_ms") > 0);
+    CHECK(value(r, "metrics_scrape_ms") < 50);
     CHECK(r.failures.empty());
     CHECK(JsonChecker(dtbench::render_json(r)).valid());
 }

@@ -376,10 +376,35 @@ TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
     REQUIRE(in.good());
     std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto names = dtcalld::conf_key_names();
-    CHECK(names.size() == 23);
+    CHECK(names.size() == 24);
     for (const std::string& key : names) {
         CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
         // ...and the full example uses it.
         CHECK_MESSAGE(contains(page, "\n" + key + " = "), key);
     }
+}
+
+TEST_CASE("metrics = ADDRESS:PORT: off when absent, IPv4 or [IPv6], errors name file, line and key") {
+    auto none = parse_conf(keys_lines, "c");
+    REQUIRE(none.ok());
+    CHECK_FALSE(none->metrics.has_value());
+
+    auto v4 = parse_conf(keys_lines + "metrics = 127.0.0.1:9641   # Prometheus\n", "c");
+    REQUIRE(v4.ok());
+    REQUIRE(v4->metrics.has_value());
+    CHECK(v4->metrics->host == "127.0.0.1");
+    CHECK(v4->metrics->port == 9641);
+
+    auto v6 = parse_conf(keys_lines + "metrics = [::1]:9641\n", "c");
+    REQUIRE(v6.ok());
+    REQUIRE(v6->metrics.has_value());
+    CHECK(v6->metrics->text() == "[::1]:9641");
+
+    CHECK(parse_conf(keys_lines + "metrics = 127.0.0.1:0\n", "c")->metrics->port == 0);  // the kernel picks
+
+    CHECK(contains(error_of(keys_lines + "metrics = 9641\n"),
+                   "/etc/x/dtcalld.conf:3: metrics: \"9641\" is not ADDRESS:PORT"));
+    CHECK(contains(error_of("metrics = localhost:9641\n" + keys_lines), "dtcalld.conf:1: metrics: "));
+    CHECK(contains(error_of("metrics = ::1:9641\n" + keys_lines), "brackets"));
+    CHECK(contains(error_of("metrics = 127.0.0.1:70000\n" + keys_lines), "not a port number (0-65535)"));
 }

@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include "http_get.hpp"
+#include "promtool.hpp"
 #include "temp_dir.hpp"
 
 #include <event2/event.h>
@@ -612,4 +614,66 @@ TEST_CASE("dtcall-keygen under umask 0 still writes the private key 0600 and the
     CHECK((st.st_mode & 07777) == 0600);
     REQUIRE(::stat((dir / "carol_public.na").c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0644);
+}
+
+TEST_CASE("metrics = 127.0.0.1:0: the bound port is logged, /metrics counts logins, /healthz ok, 404, cut-offs") {
+    Settings s;
+    std::string conf = read_file(s.settings + "/dtcalld.conf");
+    s.write_conf("dtcalld.conf", conf + "metrics = 127.0.0.1:0\n");
+    Child dtcalld(s.argv(), s.dir.path);
+    REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
+                    (read_logs(s.logs) + dtcalld.err()));
+    std::smatch found;
+    std::string log = read_logs(s.logs);
+    REQUIRE_MESSAGE(std::regex_search(log, found, std::regex(" info  metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics\n")),
+                    log);
+    auto port = std::uint16_t(std::stoi(found[1]));
+    REQUIRE(port != 0);
+
+    auto health = test_support::http_get(port, "/healthz");
+    CHECK(health.status == 200);
+    CHECK(health.body == "ok");
+    CHECK(test_support::http_get(port, "/").status == 404);
+    CHECK(test_support::http_get(port, "/metrics", "POST").status == 405);
+    auto oversized = test_support::http_exchange(
+        port, "GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'x'));
+    CHECK(oversized.status == 413);
+    CHECK(oversized.closed);
+
+    CHECK(try_login(s, "alice") == "logged in");
+    REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), s.settings + "/carol_public.na",
+                                    s.settings + "/carol_private.na")
+                .ok());
+    CHECK(try_login(s, "carol") == "refused");  // not in the users file
+    auto scrape = test_support::http_get(port, "/metrics");
+    REQUIRE(scrape.status == 200);
+    CHECK(contains(scrape.head, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+    CHECK_MESSAGE(contains(scrape.body, "\ndtcall_logins_total{result=\"ok\"} 1\n"), scrape.body);
+    CHECK(contains(scrape.body, "\ndtcall_logins_total{result=\"failed\"} 1\n"));
+    CHECK(contains(scrape.body, "\ndtcall_login_failures_total{reason=\"unknown_user\"} 1\n"));
+    CHECK(contains(scrape.body, std::string("\ndtcall_build_info{version=\"") + dtcall::version() + "\"} 1\n"));
+    CHECK(contains(scrape.body, "\nprocess_resident_memory_bytes "));
+    CHECK(contains(scrape.body, "\nprocess_open_fds "));
+    CHECK(contains(scrape.body, "\nprocess_start_time_seconds "));
+    test_support::check_with_promtool(scrape.body);
+
+    dtcalld.signal(SIGTERM);
+    CHECK(dtcalld.wait_exit() == std::optional<int>(0));
+}
+
+TEST_CASE("a metrics port already taken stops dtcalld with a line naming the address") {
+    Settings s;
+    int blocker = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(blocker >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(blocker, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(blocker, 1) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(blocker, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    std::string taken = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    s.write_conf("dtcalld.conf", read_file(s.settings + "/dtcalld.conf") + "metrics = " + taken + "\n");
+    expect_refusal(s, "metrics: cannot listen on " + taken + ": Address already in use");
+    ::close(blocker);
 }

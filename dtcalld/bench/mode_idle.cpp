@@ -114,6 +114,7 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     std::optional<std::uint64_t> rss_after = *rss_after_read;
     auto slab_after = slab_bytes();
     auto own_rss_after = resident_bytes(getpid());
+    auto scrape = target->scrape();  // dtcalld's /metrics body with the sessions held
 
     auto hold_start = Clock::now();
     loop.run_until([] { return false; }, hold_start + std::chrono::microseconds(std::int64_t(o.duration * 1e6)), [&] {
@@ -136,6 +137,10 @@ dtcall::Result<Report> run_idle(const RunContext& run) {
     report.add("held_at_end", "sessions still held at the end", "", double(held_at_end), 0);
     report.add("failed_logins", "logins failed", "", double(holder.failed_logins), 0);
     report.add("login_seconds", "time to log them in", "s", login_seconds, 2);
+    if (scrape) {
+        report.add("metrics_scrape_ms", "a /metrics scrape (body built in the server, worst of 5) with the sessions held",
+                   "ms", scrape->worst_ms, 3);
+    }
     if (rss_before && rss_after) {
         double per_session = held ? (double(*rss_after) - double(*rss_before)) / double(held) : 0;
         report.add("server_rss_before_bytes", "server RSS before", "B", double(*rss_before), 0);

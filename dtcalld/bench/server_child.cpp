@@ -1,10 +1,16 @@
 #include "server_child.hpp"
 
+#include "metrics/collect.hpp"
+#include "metrics/observer.hpp"
+#include "metrics/render.hpp"
+
 #include <dtcall/server.hpp>
 #include <dtcall/user_directory.hpp>
 
 #include <event2/event.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <unistd.h>
@@ -19,6 +25,7 @@ void write_line(int fd, const std::string& line) {
 
 struct Control {
     dtcall::Server* server;
+    const dtcalld::metrics::MetricsObserver* observer;
     event_base* base;
     int answers;
     std::string pending;
@@ -48,6 +55,18 @@ void on_request(evutil_socket_t fd, short, void* arg) {
                           static_cast<unsigned long long>(s.registrations_acked), s.connections, s.logged_in,
                           s.calls_ringing + s.calls_accepted + s.calls_in_progress);
             write_line(control.answers, line);
+        } else if (request == "scrape") {
+            // What dtcalld's GET /metrics does on its loop (render of
+            // stats, observer counts and /proc), timed; the worst of five.
+            std::int64_t worst_ns = 0;
+            std::size_t bytes = 0;
+            for (int i = 0; i < 5; ++i) {
+                auto start = std::chrono::steady_clock::now();
+                bytes = dtcalld::metrics::render_metrics(dtcalld::metrics::collect(*control.server, *control.observer)).size();
+                auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+                worst_ns = std::max<std::int64_t>(worst_ns, took.count());
+            }
+            write_line(control.answers, "scrape " + std::to_string(worst_ns) + " " + std::to_string(bytes));
         } else {
             write_line(control.answers, "error unknown request");
         }
@@ -68,12 +87,14 @@ int run_server_child(const ServerChildSetup& setup, int requests, int answers) {
         dtcall::InMemoryUserDirectory users;
         for (const auto& [name, key] : setup.users) users.add(name, key);
         dtcall::Server server(setup.config, users, base);
+        dtcalld::metrics::MetricsObserver observer;
+        server.add_observer(&observer);
         auto started = server.start();
         if (!started) {
             write_line(answers, "error " + started.error());
             status = 1;
         } else {
-            Control control{&server, base, answers, {}};
+            Control control{&server, &observer, base, answers, {}};
             event* request_event = event_new(base, requests, EV_READ | EV_PERSIST, on_request, &control);
             event_add(request_event, nullptr);
             write_line(answers, "ready " + std::to_string(server.command_port()) + " " +
@@ -102,6 +123,12 @@ std::optional<ServerCounters> parse_server_counters(const std::string& line) {
     c.logged_in = v[5];
     c.calls = v[6];
     return c;
+}
+
+std::optional<ScrapeTiming> parse_scrape_timing(const std::string& line) {
+    unsigned long long ns = 0, bytes = 0;
+    if (std::sscanf(line.c_str(), "scrape %llu %llu", &ns, &bytes) != 2) return std::nullopt;
+    return ScrapeTiming{double(ns) / 1e6, std::size_t(bytes)};
 }
 
 }  // namespace dtbench

@@ -36,4 +36,12 @@ struct ServerCounters {
 // The answer to "stats"; nullopt when it is not one.
 std::optional<ServerCounters> parse_server_counters(const std::string& line);
 
+// The answer to "scrape": the worst of five renders of dtcalld's /metrics
+// body in the server child, and the body's size.
+struct ScrapeTiming {
+    double worst_ms = 0;
+    std::size_t bytes = 0;
+};
+std::optional<ScrapeTiming> parse_scrape_timing(const std::string& line);
+
 }  // namespace dtbench

@@ -13,6 +13,13 @@ std::optional<ServerCounters> Target::counters() {
     return parse_server_counters(*line);
 }
 
+std::optional<ScrapeTiming> Target::scrape() {
+    if (!child) return std::nullopt;
+    auto line = child->ask("scrape", std::chrono::milliseconds(5000));
+    if (!line) return std::nullopt;
+    return parse_scrape_timing(*line);
+}
+
 void Target::stop() {
     if (child) child->stop();
     child.reset();

@@ -36,6 +36,9 @@ struct Target {
 
     // The in-process server's own counters (nullopt for an external server).
     std::optional<ServerCounters> counters();
+    // How long the in-process server takes to build dtcalld's /metrics body
+    // now (nullopt for an external server: scrape its endpoint instead).
+    std::optional<ScrapeTiming> scrape();
     void stop();
 };
 

@@ -1,0 +1,189 @@
+#include "render.hpp"
+
+#include <charconv>
+#include <cmath>
+
+namespace dtcalld::metrics {
+namespace {
+
+// Appends one metric family: its HELP and TYPE lines, then the samples.
+class Writer {
+public:
+    explicit Writer(std::string& out) : out_(out) {}
+
+    void family(const char* name, const char* type, const char* help) {
+        out_ += "# HELP ";
+        out_ += name;
+        out_ += ' ';
+        out_ += help;
+        out_ += "\n# TYPE ";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+    }
+    void sample(const char* name, std::uint64_t value) { line(name, "", "", std::to_string(value)); }
+    void sample(const char* name, const char* label, const std::string& label_value, std::uint64_t value) {
+        line(name, label, label_value, std::to_string(value));
+    }
+    void sample(const char* name, const char* label, const std::string& label_value, const std::string& value) {
+        line(name, label, label_value, value);
+    }
+    void sample(const char* name, const std::string& value) { line(name, "", "", value); }
+
+private:
+    // Label values here are our own names and the version string: escape
+    // what the format requires anyway (\, " and newline).
+    void line(const char* name, const char* label, const std::string& label_value, const std::string& value) {
+        out_ += name;
+        if (*label != '\0') {
+            out_ += '{';
+            out_ += label;
+            out_ += "=\"";
+            for (char c : label_value) {
+                if (c == '\\') out_ += "\\\\";
+                else if (c == '"') out_ += "\\\"";
+                else if (c == '\n') out_ += "\\n";
+                else out_ += c;
+            }
+            out_ += "\"}";
+        }
+        out_ += ' ';
+        out_ += value;
+        out_ += '\n';
+    }
+
+    std::string& out_;
+};
+
+void server_gauges(Writer& w, const dtcall::ServerStats& s) {
+    w.family("dtcall_connections", "gauge", "Command connections open, logged in or not.");
+    w.sample("dtcall_connections", s.connections);
+    w.family("dtcall_users_online", "gauge", "Users logged in.");
+    w.sample("dtcall_users_online", s.logged_in);
+    w.family("dtcall_calls", "gauge", "Calls now, by phase: ringing, accepted (waiting for both readys), in_call.");
+    w.sample("dtcall_calls", "phase", "ringing", s.calls_ringing);
+    w.sample("dtcall_calls", "phase", "accepted", s.calls_accepted);
+    w.sample("dtcall_calls", "phase", "in_call", s.calls_in_progress);
+    w.family("dtcall_media_registered_users", "gauge", "Users with a registered media address.");
+    w.sample("dtcall_media_registered_users", s.media_registered);
+}
+
+void logins_and_calls(Writer& w, const dtcall::ServerStats& s, const ObservedCounts& o) {
+    w.family("dtcall_logins_total", "counter", "Login attempts that finished, by result.");
+    w.sample("dtcall_logins_total", "result", "ok", s.logins);
+    w.sample("dtcall_logins_total", "result", "failed", s.login_failures);
+    w.family("dtcall_login_failures_total", "counter", "Failed login attempts, by reason.");
+    for (std::size_t i = 0; i < login_failures.size(); ++i) {
+        w.sample("dtcall_login_failures_total", "reason", metrics_label(dtcall::to_string(login_failures[i])),
+                 o.login_failed[i]);
+    }
+    w.family("dtcall_calls_total", "counter", "Calls that ended (rung ones included), by end reason.");
+    for (std::size_t i = 0; i < end_reasons.size(); ++i) {
+        w.sample("dtcall_calls_total", "end_reason", metrics_label(dtcall::to_string(end_reasons[i])),
+                 o.calls_ended[i]);
+    }
+    w.family("dtcall_call_setup_seconds", "histogram", "Time from call to start, of calls that started.");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < setup_bounds.size(); ++i) {
+        cumulative += o.setup.buckets[i];
+        w.sample("dtcall_call_setup_seconds_bucket", "le", format_value(setup_bounds[i]), cumulative);
+    }
+    w.sample("dtcall_call_setup_seconds_bucket", "le", "+Inf", o.setup.count);
+    w.sample("dtcall_call_setup_seconds_sum", format_value(o.setup.sum_seconds));
+    w.sample("dtcall_call_setup_seconds_count", o.setup.count);
+    w.family("dtcall_commands_replayed_total", "counter", "Command frames seen before, or too old (dropped).");
+    w.sample("dtcall_commands_replayed_total", s.commands_replayed);
+}
+
+void media(Writer& w, const dtcall::ServerStats& s) {
+    w.family("dtcall_media_packets_relayed_total", "counter", "Media datagrams relayed to the peer.");
+    w.sample("dtcall_media_packets_relayed_total", s.media_packets_relayed);
+    w.family("dtcall_media_bytes_relayed_total", "counter", "Bytes of the media datagrams relayed.");
+    w.sample("dtcall_media_bytes_relayed_total", s.media_bytes_relayed);
+    w.family("dtcall_media_packets_relayed_by_threads_total", "counter",
+             "Of the media datagrams relayed, those relayed by relay threads.");
+    w.sample("dtcall_media_packets_relayed_by_threads_total", s.media_packets_relayed_by_threads);
+    // The five reasons add up to ServerStats::media_packets_dropped.
+    w.family("dtcall_media_packets_dropped_total", "counter",
+             "Datagrams neither relayed nor an acked registration, by reason.");
+    w.sample("dtcall_media_packets_dropped_total", "reason", "rate_limited", s.media_rate_limited);
+    w.sample("dtcall_media_packets_dropped_total", "reason", "too_large", s.media_too_large);
+    w.sample("dtcall_media_packets_dropped_total", "reason", "unroutable", s.media_unroutable);
+    w.sample("dtcall_media_packets_dropped_total", "reason", "registration_refused", s.registrations_refused);
+    w.sample("dtcall_media_packets_dropped_total", "reason", "registration_replayed", s.registrations_replayed);
+    w.family("dtcall_media_registrations_acked_total", "counter",
+             "Media registrations answered with an ack, retransmissions included.");
+    w.sample("dtcall_media_registrations_acked_total", s.registrations_acked);
+    w.family("dtcall_media_table_publishes_total", "counter", "Route tables built for relay threads.");
+    w.sample("dtcall_media_table_publishes_total", s.media_table_publishes);
+}
+
+void limit_hits(Writer& w, const dtcall::ServerStats& s) {
+    w.family("dtcall_limit_hits_total", "counter", "Times a limit refused or cut off someone, by limit.");
+    for (dtcall::Limit limit : limits) {
+        w.sample("dtcall_limit_hits_total", "limit", metrics_label(dtcall::to_string(limit)), s.limit_hit(limit));
+    }
+}
+
+void process(Writer& w, const ProcessFigures& p) {
+    if (p.cpu_seconds) {
+        w.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        w.sample("process_cpu_seconds_total", format_value(*p.cpu_seconds));
+    }
+    if (p.resident_bytes) {
+        w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        w.sample("process_resident_memory_bytes", *p.resident_bytes);
+    }
+    if (p.virtual_bytes) {
+        w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        w.sample("process_virtual_memory_bytes", *p.virtual_bytes);
+    }
+    if (p.open_fds) {
+        w.family("process_open_fds", "gauge", "Number of open file descriptors.");
+        w.sample("process_open_fds", *p.open_fds);
+    }
+    if (p.max_fds) {
+        w.family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        w.sample("process_max_fds", *p.max_fds);
+    }
+    if (p.start_time_seconds) {
+        w.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+        w.sample("process_start_time_seconds", format_value(*p.start_time_seconds));
+    }
+}
+
+}  // namespace
+
+std::string metrics_label(const char* name) {
+    std::string label = name;
+    for (char& c : label) {
+        if (c == ' ') c = '_';
+    }
+    return label;
+}
+
+std::string format_value(double value) {
+    if (std::isnan(value)) return "NaN";
+    if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+    char buffer[64];
+    auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+    if (ec != std::errc()) return "NaN";
+    return std::string(buffer, end);
+}
+
+std::string render_metrics(const MetricsSnapshot& snapshot) {
+    std::string out;
+    out.reserve(8192);
+    Writer w(out);
+    w.family("dtcall_build_info", "gauge", "Always 1; the version of dtcalld in a label.");
+    w.sample("dtcall_build_info", "version", snapshot.version, std::uint64_t{1});
+    server_gauges(w, snapshot.server);
+    logins_and_calls(w, snapshot.server, snapshot.observed);
+    media(w, snapshot.server);
+    limit_hits(w, snapshot.server);
+    process(w, snapshot.process);
+    return out;
+}
+
+}  // namespace dtcalld::metrics

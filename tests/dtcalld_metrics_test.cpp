@@ -1,0 +1,403 @@
+// dtcalld's metrics endpoint: the text format line by line, promtool's
+// verdict on it, the observer's counting, /proc parsing, the address syntax,
+// and evhttp answering on a real loopback socket (paths, methods, limits).
+#include "metrics/collect.hpp"
+#include "metrics/endpoint.hpp"
+#include "metrics/http.hpp"
+#include "metrics/observer.hpp"
+#include "metrics/process_figures.hpp"
+#include "metrics/render.hpp"
+
+#include <doctest/doctest.h>
+
+#include "http_get.hpp"
+#include "promtool.hpp"
+
+#include <event2/event.h>
+
+#include <atomic>
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+using namespace dtcalld::metrics;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool has_line(const std::string& text, const std::string& line) {
+    return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+}
+
+MetricsSnapshot sample_snapshot() {
+    MetricsSnapshot s;
+    s.version = "0.1.0";
+    s.server.connections = 7;
+    s.server.logged_in = 5;
+    s.server.calls_ringing = 1;
+    s.server.calls_accepted = 2;
+    s.server.calls_in_progress = 3;
+    s.server.media_registered = 6;
+    s.server.logins = 40;
+    s.server.login_failures = 4;
+    s.server.commands_replayed = 2;
+    s.server.media_packets_relayed = 1000;
+    s.server.media_packets_relayed_by_threads = 10;
+    s.server.media_bytes_relayed = 160000;
+    s.server.media_rate_limited = 1;
+    s.server.media_too_large = 2;
+    s.server.media_unroutable = 3;
+    s.server.registrations_refused = 4;
+    s.server.registrations_replayed = 5;
+    s.server.media_packets_dropped = 15;
+    s.server.registrations_acked = 9;
+    s.server.limit_hits[std::size_t(dtcall::Limit::failed_logins)] = 3;
+    s.server.limit_hits[std::size_t(dtcall::Limit::unregistered_datagrams)] = 8;
+    s.observed.login_failed[0] = 3;  // unknown_user
+    s.observed.login_failed[1] = 1;  // bad_response
+    s.observed.calls_ended[0] = 11;  // hangup
+    s.observed.calls_ended[4] = 2;   // peer_vanished
+    observe_setup(s.observed.setup, 300ms);
+    observe_setup(s.observed.setup, 4000ms);
+    observe_setup(s.observed.setup, 500s);
+    s.process.cpu_seconds = 1.25;
+    s.process.resident_bytes = 12345678;
+    s.process.virtual_bytes = 98765432;
+    s.process.open_fds = 12;
+    s.process.max_fds = 65536;
+    s.process.start_time_seconds = 1732450000.5;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("render_metrics: exact lines of every family") {
+    std::string text = render_metrics(sample_snapshot());
+    const char* lines[] = {
+        "# HELP dtcall_build_info Always 1; the version of dtcalld in a label.",
+        "# TYPE dtcall_build_info gauge",
+        "dtcall_build_info{version=\"0.1.0\"} 1",
+        "# TYPE dtcall_connections gauge",
+        "dtcall_connections 7",
+        "dtcall_users_online 5",
+        "# TYPE dtcall_calls gauge",
+        "dtcall_calls{phase=\"ringing\"} 1",
+        "dtcall_calls{phase=\"accepted\"} 2",
+        "dtcall_calls{phase=\"in_call\"} 3",
+        "dtcall_media_registered_users 6",
+        "# TYPE dtcall_logins_total counter",
+        "dtcall_logins_total{result=\"ok\"} 40",
+        "dtcall_logins_total{result=\"failed\"} 4",
+        "dtcall_login_failures_total{reason=\"unknown_user\"} 3",
+        "dtcall_login_failures_total{reason=\"bad_response\"} 1",
+        "dtcall_login_failures_total{reason=\"rate_limited\"} 0",
+        "dtcall_login_failures_total{reason=\"unusable_key\"} 0",
+        "dtcall_login_failures_total{reason=\"directory_error\"} 0",
+        "dtcall_login_failures_total{reason=\"refused\"} 0",
+        "dtcall_calls_total{end_reason=\"hangup\"} 11",
+        "dtcall_calls_total{end_reason=\"peer_vanished\"} 2",
+        "dtcall_calls_total{end_reason=\"server_stopping\"} 0",
+        "dtcall_calls_total{end_reason=\"ended_by_server\"} 0",
+        "# TYPE dtcall_call_setup_seconds histogram",
+        "dtcall_call_setup_seconds_bucket{le=\"0.25\"} 0",
+        "dtcall_call_setup_seconds_bucket{le=\"0.5\"} 1",
+        "dtcall_call_setup_seconds_bucket{le=\"2.5\"} 1",
+        "dtcall_call_setup_seconds_bucket{le=\"5\"} 2",
+        "dtcall_call_setup_seconds_bucket{le=\"120\"} 2",
+        "dtcall_call_setup_seconds_bucket{le=\"+Inf\"} 3",
+        "dtcall_call_setup_seconds_sum 504.3",
+        "dtcall_call_setup_seconds_count 3",
+        "dtcall_commands_replayed_total 2",
+        "dtcall_media_packets_relayed_total 1000",
+        "dtcall_media_bytes_relayed_total 160000",
+        "dtcall_media_packets_relayed_by_threads_total 10",
+        "dtcall_media_packets_dropped_total{reason=\"rate_limited\"} 1",
+        "dtcall_media_packets_dropped_total{reason=\"too_large\"} 2",
+        "dtcall_media_packets_dropped_total{reason=\"unroutable\"} 3",
+        "dtcall_media_packets_dropped_total{reason=\"registration_refused\"} 4",
+        "dtcall_media_packets_dropped_total{reason=\"registration_replayed\"} 5",
+        "dtcall_media_registrations_acked_total 9",
+        "dtcall_limit_hits_total{limit=\"connections\"} 0",
+        "dtcall_limit_hits_total{limit=\"unauthenticated_per_source\"} 0",
+        "dtcall_limit_hits_total{limit=\"failed_logins\"} 3",
+        "dtcall_limit_hits_total{limit=\"unregistered_datagrams\"} 8",
+        "# TYPE process_cpu_seconds_total counter",
+        "process_cpu_seconds_total 1.25",
+        "process_resident_memory_bytes 12345678",
+        "process_virtual_memory_bytes 98765432",
+        "process_open_fds 12",
+        "process_max_fds 65536",
+        "process_start_time_seconds 1732450000.5",
+    };
+    for (const char* line : lines) CHECK_MESSAGE(has_line(text, line), line << "\n---\n" << text);
+    // One HELP and one TYPE per family, and the text ends with a newline.
+    CHECK(count_of(text, "# HELP ") == count_of(text, "# TYPE "));
+    CHECK(text.back() == '\n');
+}
+
+TEST_CASE("render_metrics: a fresh server has every labelled series at 0, and passes promtool") {
+    MetricsSnapshot fresh;
+    fresh.version = "0.1.0";
+    std::string text = render_metrics(fresh);
+    CHECK(count_of(text, "dtcall_login_failures_total{") == 6);
+    CHECK(count_of(text, "dtcall_calls_total{") == 9);
+    CHECK(count_of(text, "dtcall_limit_hits_total{") == 6);
+    CHECK(count_of(text, "dtcall_media_packets_dropped_total{") == 5);
+    CHECK(has_line(text, "dtcall_call_setup_seconds_sum 0"));
+    // No /proc figures: the process_* families are left out, not zero.
+    CHECK(text.find("process_") == std::string::npos);
+    test_support::check_with_promtool(text);
+}
+
+TEST_CASE("render_metrics: promtool accepts a busy snapshot and this process's real figures") {
+    test_support::check_with_promtool(render_metrics(sample_snapshot()));
+    MetricsSnapshot live = sample_snapshot();
+    live.process = read_process_figures();
+    live.version = "0.1.0-dev \"odd\"\\";  // escaped, still valid
+    test_support::check_with_promtool(render_metrics(live));
+}
+
+TEST_CASE("format_value: integers plainly, fractions shortest") {
+    CHECK(format_value(0) == "0");
+    CHECK(format_value(120) == "120");
+    CHECK(format_value(0.25) == "0.25");
+    CHECK(format_value(2.5) == "2.5");
+    CHECK(format_value(1732450000.5) == "1732450000.5");
+}
+
+TEST_CASE("MetricsObserver counts end reasons, login failures and setup of started calls only") {
+    MetricsObserver observer;
+    observer.login_failed("mallory", "10.0.0.1:5", dtcall::LoginFailure::unknown_user);
+    observer.login_failed("mallory", "10.0.0.1:5", dtcall::LoginFailure::unknown_user);
+    observer.login_failed("alice", "10.0.0.2:5", dtcall::LoginFailure::refused);
+
+    dtcall::CallReport rung;  // declined while ringing: no setup time
+    rung.reason = dtcall::EndReason::declined;
+    observer.call_ended(rung);
+
+    dtcall::CallReport talked;
+    talked.reason = dtcall::EndReason::hangup;
+    talked.call.started_at = std::chrono::system_clock::now();
+    talked.setup_time = 1500ms;
+    observer.call_ended(talked);
+
+    const ObservedCounts& c = observer.counts();
+    CHECK(c.login_failed[0] == 2);  // unknown_user
+    CHECK(c.login_failed[5] == 1);  // refused
+    CHECK(c.calls_ended[0] == 1);   // hangup
+    CHECK(c.calls_ended[1] == 1);   // declined
+    CHECK(c.setup.count == 1);
+    CHECK(c.setup.sum_seconds == doctest::Approx(1.5));
+    CHECK(c.setup.buckets[3] == 1);  // le 2.5
+
+    MetricsSnapshot s;
+    s.observed = c;
+    std::string text = render_metrics(s);
+    CHECK(has_line(text, "dtcall_login_failures_total{reason=\"unknown_user\"} 2"));
+    CHECK(has_line(text, "dtcall_calls_total{end_reason=\"declined\"} 1"));
+    CHECK(has_line(text, "dtcall_call_setup_seconds_bucket{le=\"1\"} 0"));
+    CHECK(has_line(text, "dtcall_call_setup_seconds_bucket{le=\"2.5\"} 1"));
+}
+
+TEST_CASE("/proc/self/stat parsing: a name with blanks and parentheses, and garbage") {
+    // proc(5): utime (14) = 250, stime (15) = 150, starttime (22) = 1000,
+    // vsize (23) = 4096000, rss (24) = 300 pages.
+    std::string stat = "4242 (dt calld) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 3 0 1000 "
+                       "4096000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    ProcessFigures p;
+    parse_proc_stat(stat, 100, 4096, 1700000000.0, p);
+    REQUIRE(p.cpu_seconds);
+    CHECK(*p.cpu_seconds == doctest::Approx(4.0));
+    REQUIRE(p.start_time_seconds);
+    CHECK(*p.start_time_seconds == doctest::Approx(1700000010.0));
+    CHECK(p.virtual_bytes == std::optional<std::uint64_t>(4096000));
+    CHECK(p.resident_bytes == std::optional<std::uint64_t>(300 * 4096));
+
+    ProcessFigures none;
+    parse_proc_stat("", 100, 4096, 1.0, none);
+    parse_proc_stat("12 (x) S 1 2", 100, 4096, std::nullopt, none);
+    CHECK_FALSE(none.cpu_seconds);
+    CHECK_FALSE(none.resident_bytes);
+    CHECK_FALSE(none.start_time_seconds);
+
+    ProcessFigures no_boot;
+    parse_proc_stat(stat, 100, 4096, std::nullopt, no_boot);
+    CHECK(no_boot.cpu_seconds);
+    CHECK_FALSE(no_boot.start_time_seconds);  // omitted, not wrong
+
+    CHECK(parse_boot_time("cpu 1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n") == std::optional<double>(1700000000));
+    CHECK_FALSE(parse_boot_time("cpu 1 2 3\n"));
+}
+
+TEST_CASE("read_process_figures of this process") {
+    ProcessFigures p = read_process_figures();
+    CHECK(p.cpu_seconds);
+    REQUIRE(p.resident_bytes);
+    CHECK(*p.resident_bytes > 100000);
+    REQUIRE(p.open_fds);
+    CHECK(*p.open_fds >= 3);
+    CHECK(p.max_fds);
+    REQUIRE(p.start_time_seconds);
+    double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    CHECK(*p.start_time_seconds <= now + 1);
+    CHECK(*p.start_time_seconds > now - 3600);
+}
+
+TEST_CASE("parse_endpoint: IPv4:port, [IPv6]:port, port 0; mistakes explained") {
+    auto v4 = parse_endpoint("127.0.0.1:9641");
+    REQUIRE(v4.ok());
+    CHECK(v4->host == "127.0.0.1");
+    CHECK(v4->port == 9641);
+    CHECK(v4->text() == "127.0.0.1:9641");
+    auto v6 = parse_endpoint("[::1]:9641");
+    REQUIRE(v6.ok());
+    CHECK(v6->host == "::1");
+    CHECK(v6->text() == "[::1]:9641");
+    CHECK(v6->with_port(80) == "[::1]:80");
+    CHECK(parse_endpoint("0.0.0.0:0")->port == 0);
+
+    CHECK_FALSE(parse_endpoint("127.0.0.1").ok());
+    CHECK_FALSE(parse_endpoint(":9641").ok());
+    CHECK_FALSE(parse_endpoint("localhost:9641").ok());
+    CHECK_FALSE(parse_endpoint("127.0.0.1:65536").ok());
+    CHECK_FALSE(parse_endpoint("127.0.0.1:").ok());
+    CHECK_FALSE(parse_endpoint("127.0.0.1:96x").ok());
+    CHECK_FALSE(parse_endpoint("[127.0.0.1]:9641").ok());
+    auto bare6 = parse_endpoint("::1:9641");
+    REQUIRE_FALSE(bare6.ok());
+    CHECK(bare6.error().find("brackets") != std::string::npos);
+}
+
+namespace {
+
+// A MetricsHttp on its own loop in a thread; the test talks to it with
+// blocking sockets. The loop wakes every 10 ms to see whether to finish.
+class HttpFixture {
+public:
+    explicit HttpFixture(MetricsHttp::Limits limits = {}) : base_(event_base_new()) {
+        REQUIRE(base_ != nullptr);
+        http_ = std::make_unique<MetricsHttp>(base_, [this] {
+            ++scrapes;
+            return render_metrics(snapshot);
+        }, limits);
+        auto bound = http_->listen(*parse_endpoint("127.0.0.1:0"));
+        REQUIRE_MESSAGE(bound.ok(), bound.error());
+        REQUIRE(http_->port() != 0);
+        tick_ = event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* arg) {
+            auto* self = static_cast<HttpFixture*>(arg);
+            if (self->finish_) event_base_loopbreak(self->base_);
+        }, this);
+        timeval every{0, 10000};
+        event_add(tick_, &every);
+        thread_ = std::thread([this] { event_base_dispatch(base_); });
+    }
+    ~HttpFixture() {
+        finish_ = true;
+        thread_.join();
+        http_.reset();
+        event_free(tick_);
+        event_base_free(base_);
+    }
+    std::uint16_t port() const { return http_->port(); }
+    MetricsHttp& http() { return *http_; }
+
+    MetricsSnapshot snapshot = sample_snapshot();
+    std::atomic<int> scrapes{0};
+
+private:
+    event_base* base_;
+    std::unique_ptr<MetricsHttp> http_;
+    event* tick_ = nullptr;
+    std::atomic<bool> finish_{false};
+    std::thread thread_;
+};
+
+bool header(const test_support::HttpAnswer& a, const std::string& line) {
+    return a.head.find("\r\n" + line + "\r\n") != std::string::npos ||
+           (a.head.size() >= line.size() && a.head.compare(a.head.size() - line.size(), line.size(), line) == 0 &&
+            a.head.find("\r\n" + line) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("MetricsHttp: /metrics and /healthz over a real socket; 404 and 405 for the rest") {
+    HttpFixture fixture;
+    using test_support::http_get;
+
+    auto metrics = http_get(fixture.port(), "/metrics");
+    CHECK(metrics.status == 200);
+    CHECK_MESSAGE(header(metrics, "Content-Type: text/plain; version=0.0.4; charset=utf-8"), metrics.head);
+    CHECK(metrics.body == render_metrics(fixture.snapshot));
+    CHECK(fixture.scrapes == 1);
+    test_support::check_with_promtool(metrics.body);
+
+    auto query = http_get(fixture.port(), "/metrics?name[]=x");
+    CHECK(query.status == 200);
+
+    auto head = http_get(fixture.port(), "/metrics", "HEAD");
+    CHECK(head.status == 200);
+    CHECK(head.body.empty());
+    CHECK_MESSAGE(header(head, "Content-Length: " + std::to_string(metrics.body.size())), head.head);
+
+    auto health = http_get(fixture.port(), "/healthz");
+    CHECK(health.status == 200);
+    CHECK(health.body == "ok");
+
+    CHECK(http_get(fixture.port(), "/").status == 404);
+    CHECK(http_get(fixture.port(), "/metrics/").status == 404);
+    CHECK(http_get(fixture.port(), "/nope").status == 404);
+    auto post = http_get(fixture.port(), "/metrics", "POST");
+    CHECK(post.status == 405);
+    CHECK_MESSAGE(header(post, "Allow: GET, HEAD"), post.head);
+    CHECK(http_get(fixture.port(), "/healthz", "DELETE").status == 405);
+
+    fixture.http().stopping();
+    CHECK(http_get(fixture.port(), "/healthz").status == 503);
+    CHECK(http_get(fixture.port(), "/metrics").status == 200);
+}
+
+TEST_CASE("MetricsHttp: a body over 1 KiB, huge headers and a silent client are cut off") {
+    MetricsHttp::Limits limits;
+    limits.timeout = 1s;
+    HttpFixture fixture(limits);
+
+    std::string big(4096, 'x');
+    auto oversized = test_support::http_exchange(
+        fixture.port(), "GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n" + big);
+    CHECK_MESSAGE(oversized.status == 413, oversized.head);
+    CHECK(oversized.closed);
+
+    std::string long_header = "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Junk: " + std::string(20000, 'y') + "\r\n\r\n";
+    auto headers = test_support::http_exchange(fixture.port(), long_header);
+    CHECK(headers.status != 200);
+    CHECK(headers.closed);
+
+    // Half a request line, then silence: closed after the 1 s timeout.
+    auto started = std::chrono::steady_clock::now();
+    auto silent = test_support::http_exchange(fixture.port(), "GET /met", 4000ms);
+    auto waited = std::chrono::steady_clock::now() - started;
+    CHECK(silent.closed);
+    CHECK(silent.status != 200);
+    CHECK(waited < 3500ms);
+    CHECK(fixture.scrapes == 0);
+}
+
+TEST_CASE("MetricsHttp: an address in use is an error naming it") {
+    HttpFixture first;
+    event_base* base = event_base_new();
+    {
+        MetricsHttp second(base, [] { return std::string(); });
+        auto bound = second.listen(*parse_endpoint("127.0.0.1:" + std::to_string(first.port())));
+        REQUIRE_FALSE(bound.ok());
+        CHECK(bound.code() == dtcall::ErrorCode::address_in_use);
+        CHECK(bound.error() == "metrics: cannot listen on 127.0.0.1:" + std::to_string(first.port()) +
+                                   ": Address already in use");
+    }
+    event_base_free(base);
+}
