@@ -111,6 +111,16 @@ const KeySpec key_specs[] = {
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.unregistered_packets_per_second = double(n); }},
     {"log_level", Kind::level, 0, 0, nullptr},
     {"metrics", Kind::endpoint, 0, 0, nullptr},
+    {"users", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.users_path = std::string(l.value);
+         o.users_line = l.number;
+     }},
+    {"users_db", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.users_db_path = std::string(l.value);
+         o.users_db_line = l.number;
+     }},
 };
 
 const KeySpec* find_key(std::string_view name) {
@@ -275,6 +285,11 @@ dtcall::Result<ConfValues> parse_conf(std::string_view text, std::string_view fi
     }
     if (out.private_key_path.empty()) {
         return dtcall::Error{where + "private_sodium: not set (the path of the server's private key file)"};
+    }
+    if (out.users_line > 0 && out.users_db_line > 0) {
+        return dtcall::Error{std::string(file_name) + ":" + std::to_string(out.users_db_line) +
+                             ": users_db: cannot be used together with users (line " + std::to_string(out.users_line) +
+                             "); keep one of the two lines"};
     }
     return out;
 }

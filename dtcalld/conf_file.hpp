@@ -26,6 +26,12 @@ struct ConfValues {
     int public_key_line = 0;       // where they were set, for error messages
     int private_key_line = 0;
     int max_connections_line = 0;  // 0: not set (for the open-files warning)
+    // Who may log in: a users file (default "users") or a SQLite database
+    // (users_db); never both. As written; lines 0 when not set.
+    std::string users_path;
+    std::string users_db_path;
+    int users_line = 0;
+    int users_db_line = 0;
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     // `metrics = ADDRESS:PORT`: the Prometheus endpoint; absent = none.
     std::optional<metrics::Endpoint> metrics;

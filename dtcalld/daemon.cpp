@@ -8,6 +8,7 @@
 #include "open_files.hpp"
 #include "settings.hpp"
 #include "signals.hpp"
+#include "sqlite_user_directory.hpp"
 
 #include "crypto/crypto.hpp"
 #include <dtcall/server.hpp>
@@ -15,6 +16,8 @@
 #include <dtcall/version.hpp>
 
 #include <csignal>
+#include <memory>
+#include <optional>
 #include <cstdio>
 #include <memory>
 #include <unistd.h>
@@ -86,20 +89,45 @@ int run_daemon(const Options& options) {
     for (const std::string& warning : settings->warnings) log.write(LogLevel::warning, warning);
     check_open_files(*settings, log);
 
-    dtcall::UsersFile users(settings->users_path);
-    std::vector<std::string> warnings;
-    auto loaded = users.reload(warnings);
-    // A bad user line costs that user only; an unreadable users file is fatal.
-    for (const std::string& warning : warnings) log.write(LogLevel::warning, warning);
-    if (!loaded) return fail(&log, loaded.error());
-    log.write(LogLevel::info, users.path() + ": " + std::to_string(users.size()) + " users");
+    std::optional<dtcall::UsersFile> users_file;
+    std::unique_ptr<SqliteUserDirectory> users_db;
+    dtcall::UserDirectory* users = nullptr;
+    if (!settings->users_db_path.empty()) {
+        auto opened = SqliteUserDirectory::open(settings->users_db_path,
+                                                [&log](LogLevel level, const std::string& line) { log.write(level, line); });
+        // Unreadable, damaged, or not ours: refuse to start rather than let nobody in.
+        if (!opened) return fail(&log, "users_db: " + opened.error());
+        users_db = std::move(*opened);
+        log.write(LogLevel::info, users_db->path() + ": " + std::to_string(users_db->size()) + " users");
+        users = users_db.get();
+    } else {
+        users_file.emplace(settings->users_path);
+        std::vector<std::string> warnings;
+        auto loaded = users_file->reload(warnings);
+        // A bad user line costs that user only; an unreadable users file is fatal.
+        for (const std::string& warning : warnings) log.write(LogLevel::warning, warning);
+        if (!loaded) return fail(&log, loaded.error());
+        log.write(LogLevel::info, users_file->path() + ": " + std::to_string(users_file->size()) + " users");
+        users = &*users_file;
+    }
 
     metrics::MetricsObserver metrics_observer;  // outlives the server
-    dtcall::Server server(std::move(settings->config), users);
+    dtcall::Server server(std::move(settings->config), *users);
     server.set_log([&log](LogLevel level, const std::string& line) { log.write(level, line); });
     server.add_observer(&metrics_observer);  // before start(): its counts cover the whole run
+    // The directory answers through the server's event_base: it leaves it
+    // before the server (and the base) go, however this function returns.
+    struct Detach {
+        SqliteUserDirectory* directory;
+        ~Detach() {
+            if (directory) directory->stop();
+        }
+    } detach{users_db.get()};
+    if (users_db) {
+        if (auto started = users_db->start(server.base()); !started) return fail(&log, started.error());
+    }
 
-    SignalHandlers signals(server, users, log);
+    SignalHandlers signals(server, users_file ? &*users_file : nullptr, log);
     if (auto installed = signals.install(); !installed) return fail(&log, installed.error());
     if (auto started = server.start(); !started) return fail(&log, started.error());
     std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server

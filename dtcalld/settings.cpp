@@ -79,6 +79,11 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     out.max_connections_line = conf->max_connections_line;
     out.log_level = conf->log_level;
     out.metrics = conf->metrics;
+    if (!conf->users_path.empty()) out.users_path = resolve_path(dir, conf->users_path);
+    if (!conf->users_db_path.empty()) {
+        out.users_db_path = resolve_path(dir, conf->users_db_path);
+        out.users_path.clear();
+    }
     out.warnings.insert(out.warnings.end(), conf->warnings.begin(), conf->warnings.end());
 
     std::string at_private = out.conf_path + ":" + std::to_string(conf->private_key_line) + ": private_sodium: ";

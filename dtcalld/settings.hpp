@@ -1,6 +1,7 @@
 // A settings directory laid out like the original dtoperator's:
 //   DIR/dtcalld.conf   (or DIR/dtoperator.conf, so an old directory works as is)
-//   DIR/users          (read by dtcall::UsersFile)
+//   DIR/users          (read by dtcall::UsersFile; the conf's `users` may
+//                       name another file, or `users_db` a SQLite database)
 //   the server's key files, wherever the conf says (relative to DIR).
 #pragma once
 
@@ -22,7 +23,8 @@ constexpr const char* default_log_dir = "/var/log/dtoperator";
 struct Settings {
     dtcall::Config config;  // server_keys filled in and checked
     std::string conf_path;
-    std::string users_path;
+    std::string users_path;     // the users file, when users_db is not set
+    std::string users_db_path;  // the SQLite user directory, or empty
     int max_connections_line = 0;  // 0: not in the conf file (the default)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     std::optional<metrics::Endpoint> metrics;  // the metrics endpoint; nullopt = off

@@ -9,7 +9,7 @@ namespace dtcalld {
 
 using dtcall::LogLevel;
 
-SignalHandlers::SignalHandlers(dtcall::Server& server, const dtcall::UsersFile& users, LogFile& log)
+SignalHandlers::SignalHandlers(dtcall::Server& server, const dtcall::UsersFile* users, LogFile& log)
     : server_(server), users_(users), log_(log) {}
 
 SignalHandlers::~SignalHandlers() {
@@ -35,10 +35,14 @@ void SignalHandlers::on_signal(int signal_number, short, void* self) {
 void SignalHandlers::handle(int signal_number) {
     switch (signal_number) {
     case SIGHUP: {
-        log_.write(LogLevel::info, "SIGHUP: reloading " + users_.path());
+        if (users_ == nullptr) {
+            log_.write(LogLevel::info, "SIGHUP: nothing to reload (users_db changes apply within a second)");
+            break;
+        }
+        log_.write(LogLevel::info, "SIGHUP: reloading " + users_->path());
         // The server logs each skipped line and the outcome; we add the count.
         if (server_.reload_users()) {
-            log_.write(LogLevel::info, users_.path() + ": " + std::to_string(users_.size()) + " users");
+            log_.write(LogLevel::info, users_->path() + ": " + std::to_string(users_->size()) + " users");
         }
         break;
     }

@@ -1,7 +1,8 @@
 // The daemon's signals, as libevent signal events on the Server's own
 // event_base (so handlers run on the loop thread, never inside a raw signal
 // handler):
-//   HUP        reload the users file; nobody is disconnected
+//   HUP        reload the users file; nobody is disconnected (with users_db
+//              there is nothing to reload: changes apply by themselves)
 //   TERM, INT  stop the server; run() returns and dtcalld exits 0
 //   USR1       start a new log file (for logrotate and friends)
 #pragma once
@@ -20,8 +21,9 @@ namespace dtcalld {
 
 class SignalHandlers {
 public:
-    // All three must outlive this object.
-    SignalHandlers(dtcall::Server& server, const dtcall::UsersFile& users, LogFile& log);
+    // All must outlive this object; `users` is null when the users come
+    // from users_db.
+    SignalHandlers(dtcall::Server& server, const dtcall::UsersFile* users, LogFile& log);
     ~SignalHandlers();
     SignalHandlers(const SignalHandlers&) = delete;
     SignalHandlers& operator=(const SignalHandlers&) = delete;
@@ -33,7 +35,7 @@ private:
     void handle(int signal_number);
 
     dtcall::Server& server_;
-    const dtcall::UsersFile& users_;
+    const dtcall::UsersFile* users_;
     LogFile& log_;
     std::vector<event*> events_;
 };

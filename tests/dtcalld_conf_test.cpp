@@ -222,6 +222,35 @@ TEST_CASE("settings: dtcalld.conf with relative key paths") {
     CHECK(settings->warnings.empty());
 }
 
+TEST_CASE("users and users_db: one or the other, both is one error naming both lines") {
+    auto file = parse_conf(keys_lines + "users = /etc/x/people\n", "/etc/x/dtcalld.conf");
+    REQUIRE_MESSAGE(file.ok(), file.error());
+    CHECK(file->users_path == "/etc/x/people");
+    CHECK(file->users_db_path.empty());
+    auto db = parse_conf(keys_lines + "users_db = /var/lib/dtcall/users.sqlite\n", "/etc/x/dtcalld.conf");
+    REQUIRE_MESSAGE(db.ok(), db.error());
+    CHECK(db->users_db_path == "/var/lib/dtcall/users.sqlite");
+    CHECK(db->users_db_line == 3);
+    CHECK(error_of(keys_lines + "users = people\n# db\nusers_db = users.sqlite\n") ==
+          "/etc/x/dtcalld.conf:5: users_db: cannot be used together with users (line 3); keep one of the two lines");
+    CHECK(error_of(keys_lines + "users_db =\n") == "/etc/x/dtcalld.conf:3: users_db: has no value");
+}
+
+TEST_CASE("settings: users and users_db are taken relative to the settings directory") {
+    TempDir dir;
+    make_server_keys(dir);
+    write_file(dir / "dtcalld.conf", keys_lines + "users = people\n");
+    auto file = dtcalld::load_settings(dir.path);
+    REQUIRE_MESSAGE(file.ok(), file.error());
+    CHECK(file->users_path == dir / "people");
+    CHECK(file->users_db_path.empty());
+    write_file(dir / "dtcalld.conf", keys_lines + "users_db = users.sqlite\n");
+    auto db = dtcalld::load_settings(dir.path);
+    REQUIRE_MESSAGE(db.ok(), db.error());
+    CHECK(db->users_db_path == dir / "users.sqlite");
+    CHECK(db->users_path.empty());
+}
+
 TEST_CASE("settings: dtoperator.conf is used when dtcalld.conf is absent, ignored when both exist") {
     TempDir dir;
     make_server_keys(dir);
@@ -342,15 +371,19 @@ TEST_CASE("the sample dtcalld.conf (dtcalld/dist) parses cleanly and mentions ev
         CAPTURE(key);
         CHECK((contains(text, "\n" + key + " = ") || contains(text, "\n#" + key + " = ")));
     }
-    // Uncommenting every "#key = value" line must still parse, to the defaults.
-    std::string uncommented;
+    // Uncommenting every "#key = value" line must still parse, to the
+    // defaults; users_db is the alternative to users, uncommented on its own.
+    std::string uncommented, with_db;
     std::size_t at = 0;
     while (at < text.size()) {
         std::size_t eol = text.find('\n', at);
         if (eol == std::string::npos) eol = text.size();
         std::string line = text.substr(at, eol - at);
-        if (line.size() > 1 && line[0] == '#' && line[1] != ' ' && line.find(" = ") != std::string::npos) line.erase(0, 1);
+        std::string db_line = line;
+        if (line.rfind("#users_db = ", 0) == 0) db_line.erase(0, 1);
+        else if (line.size() > 1 && line[0] == '#' && line[1] != ' ' && line.find(" = ") != std::string::npos) line.erase(0, 1);
         uncommented += line + "\n";
+        with_db += db_line + "\n";
         at = eol + 1;
     }
     auto all = parse_conf(uncommented, "dtcalld.conf");
@@ -361,6 +394,10 @@ TEST_CASE("the sample dtcalld.conf (dtcalld/dist) parses cleanly and mentions ev
     CHECK(all->config.frame_gap == defaults.frame_gap);
     CHECK(all->config.max_datagram == defaults.max_datagram);
     CHECK(all->config.idle_timeout == defaults.idle_timeout);
+    CHECK(all->users_path == "users");
+    auto db = parse_conf(with_db, "dtcalld.conf");
+    REQUIRE_MESSAGE(db.ok(), db.error());
+    CHECK(db->users_db_path == "/var/lib/dtcall/users.sqlite");
 }
 
 TEST_CASE("resolve_path") {
@@ -376,7 +413,7 @@ TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
     REQUIRE(in.good());
     std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto names = dtcalld::conf_key_names();
-    CHECK(names.size() == 24);
+    CHECK(names.size() == 26);
     for (const std::string& key : names) {
         CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
         // ...and the full example uses it.
