@@ -110,6 +110,11 @@ const KeySpec key_specs[] = {
     {"unregistered_packets_per_second", Kind::count, 10, 1000000,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.unregistered_packets_per_second = double(n); }},
     {"log_level", Kind::level, 0, 0, nullptr},
+    // --- control socket (dtcall-ctl) ---
+    {"control", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) { o.control_path = std::string(l.value); }},
+    {"control_group", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) { o.control_group = std::string(l.value); }},
 };
 
 const KeySpec* find_key(std::string_view name) {

@@ -24,6 +24,10 @@ struct ConfValues {
     int private_key_line = 0;
     int max_connections_line = 0;  // 0: not set (for the open-files warning)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
+    // The control socket (dtcall-ctl(8)): empty = none; control_group empty =
+    // mode 0600, else 0660 owned by that group.
+    std::string control_path;
+    std::string control_group;
     // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
     // we do not know, and that must not stop an upgrade.
     std::vector<std::string> warnings;

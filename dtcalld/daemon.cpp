@@ -1,5 +1,7 @@
 #include "daemon.hpp"
 
+#include "call_report_log.hpp"
+#include "control/control_socket.hpp"
 #include "log_file.hpp"
 #include "open_files.hpp"
 #include "settings.hpp"
@@ -10,6 +12,7 @@
 #include <dtcall/user_directory.hpp>
 #include <dtcall/version.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <unistd.h>
@@ -53,6 +56,7 @@ void check_open_files(const Settings& settings, LogFile& log) {
 }  // namespace
 
 int run_daemon(const Options& options) {
+    auto started_at = std::chrono::system_clock::now();
     // A client vanishing mid-write must cost that client, not the process.
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -78,9 +82,21 @@ int run_daemon(const Options& options) {
 
     dtcall::Server server(std::move(settings->config), users);
     server.set_log([&log](LogLevel level, const std::string& line) { log.write(level, line); });
+    CallReportLog call_reports(log);
+    server.add_observer(&call_reports);
 
     SignalHandlers signals(server, users, log);
     if (auto installed = signals.install(); !installed) return fail(&log, installed.error());
+    // Declared after the server: closed (and its file removed) before the server goes.
+    control::ControlSocket control(server, users, log, started_at);
+    if (!settings->control_path.empty()) {
+        if (auto opened = control.open(settings->control_path, settings->control_group); !opened) {
+            return fail(&log, opened.error());
+        }
+        log.write(LogLevel::info, "control socket " + settings->control_path +
+                                      (settings->control_group.empty() ? " (mode 0600)"
+                                                                       : " (mode 0660, group " + settings->control_group + ")"));
+    }
     if (auto started = server.start(); !started) return fail(&log, started.error());
     log.write(LogLevel::info, "ready: command port " + std::to_string(server.command_port()) +
                                   " (TCP), media port " + std::to_string(server.media_port()) + " (UDP)");
