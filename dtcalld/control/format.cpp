@@ -58,7 +58,7 @@ std::string endpoint_json(const dtcall::MediaEndpoint& endpoint) {
 std::string call_json(const dtcall::CallInfo& call, TimePoint now) {
     std::string started_at = started(call) ? json_string(utc_time(call.started_at)) : "null";
     return "{\"caller\":" + json_string(call.caller) + ",\"callee\":" + json_string(call.callee) +
-           ",\"phase\":" + json_string(dtcall::to_string(call.phase)) + ",\"rung_at\":" +
+           ",\"phase\":" + json_string(phase_name(call.phase)) + ",\"rung_at\":" +
            json_string(utc_time(call.rung_at)) + ",\"started_at\":" + started_at +
            ",\"duration_ms\":" + std::to_string(call_duration(call, now).count()) +
            ",\"caller_to_callee\":" + flow_json(call.caller_to_callee) +
@@ -81,6 +81,16 @@ std::string tm_text(TimePoint when, bool utc, const char* format) {
 }
 
 }  // namespace
+
+const char* phase_name(dtcall::CallPhase phase) {
+    switch (phase) {
+    case dtcall::CallPhase::idle: return "idle";
+    case dtcall::CallPhase::ringing: return "ringing";
+    case dtcall::CallPhase::accepted: return "accepted";
+    case dtcall::CallPhase::in_call: return "in_call";
+    }
+    return "idle";
+}
 
 std::string format_duration(milliseconds duration) {
     long long s = std::max<long long>(0, duration.count() / 1000);
@@ -143,13 +153,13 @@ std::string format_users(const std::vector<dtcall::OnlineUser>& users, TimePoint
                    json_string(u.address) + ",\"since\":" + json_string(utc_time(u.since)) +
                    ",\"online_seconds\":" +
                    std::to_string(std::max<long long>(0, duration_cast<std::chrono::seconds>(now - u.since).count())) +
-                   ",\"phase\":" + json_string(dtcall::to_string(u.phase)) + ",\"peer\":" + peer + "}";
+                   ",\"phase\":" + json_string(phase_name(u.phase)) + ",\"peer\":" + peer + "}";
         }
         return out + "]}\n";
     }
     std::vector<Row> rows{{"USER", "ADDRESS", "SINCE", "CALL"}};
     for (const dtcall::OnlineUser& u : users) {
-        std::string call = u.peer.empty() ? "-" : std::string(dtcall::to_string(u.phase)) + " " + u.peer;
+        std::string call = u.peer.empty() ? "-" : std::string(phase_name(u.phase)) + " " + u.peer;
         rows.push_back({u.user, u.address, local_time(u.since), call});
     }
     return table(rows);
@@ -164,7 +174,7 @@ std::string format_calls(const std::vector<dtcall::CallInfo>& calls, TimePoint n
     // Pairs are "caller->callee/callee->caller"; moves "caller/callee".
     std::vector<Row> rows{{"CALLER", "CALLEE", "PHASE", "DURATION", "PACKETS", "BYTES", "GAP(ms)", "MOVES"}};
     for (const dtcall::CallInfo& c : calls) {
-        rows.push_back({c.caller, c.callee, dtcall::to_string(c.phase),
+        rows.push_back({c.caller, c.callee, phase_name(c.phase),
                         started(c) ? format_duration(call_duration(c, now)) : "-",
                         number(c.caller_to_callee.packets) + "/" + number(c.callee_to_caller.packets),
                         number(c.caller_to_callee.bytes) + "/" + number(c.callee_to_caller.bytes),

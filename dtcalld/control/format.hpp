@@ -30,6 +30,8 @@ std::string format_calls(const std::vector<dtcall::CallInfo>& calls, TimePoint n
 // For kick, end, reload, drain, log-reopen: a sentence, or {"result":"..."}.
 std::string format_message(std::string_view message, bool json);
 
+// "idle", "ringing", "accepted", "in_call": one word, for tables and JSON.
+const char* phase_name(dtcall::CallPhase phase);
 // "45s", "3m05s", "2h03m00s", "3d04h05m": whole seconds, largest units first.
 std::string format_duration(std::chrono::milliseconds duration);
 // A JSON string literal, quotes included.
