@@ -121,6 +121,11 @@ const KeySpec key_specs[] = {
          o.users_db_path = std::string(l.value);
          o.users_db_line = l.number;
      }},
+    // --- control socket (dtcall-ctl) ---
+    {"control", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) { o.control_path = std::string(l.value); }},
+    {"control_group", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) { o.control_group = std::string(l.value); }},
 };
 
 const KeySpec* find_key(std::string_view name) {

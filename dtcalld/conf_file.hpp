@@ -35,6 +35,10 @@ struct ConfValues {
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     // `metrics = ADDRESS:PORT`: the Prometheus endpoint; absent = none.
     std::optional<metrics::Endpoint> metrics;
+    // The control socket (dtcall-ctl(8)): empty = none; control_group empty =
+    // mode 0600, else 0660 owned by that group.
+    std::string control_path;
+    std::string control_group;
     // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
     // we do not know, and that must not stop an upgrade.
     std::vector<std::string> warnings;

@@ -1,5 +1,7 @@
 #include "daemon.hpp"
 
+#include "call_report_log.hpp"
+#include "control/control_socket.hpp"
 #include "log_file.hpp"
 #include "metrics/collect.hpp"
 #include "metrics/http.hpp"
@@ -15,6 +17,7 @@
 #include <dtcall/user_directory.hpp>
 #include <dtcall/version.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <memory>
 #include <optional>
@@ -74,6 +77,7 @@ dtcall::Result<std::unique_ptr<metrics::MetricsHttp>> start_metrics(const metric
 }  // namespace
 
 int run_daemon(const Options& options) {
+    auto started_at = std::chrono::system_clock::now();
     // A client vanishing mid-write must cost that client, not the process.
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -126,9 +130,21 @@ int run_daemon(const Options& options) {
     if (users_db) {
         if (auto started = users_db->start(server.base()); !started) return fail(&log, started.error());
     }
+    CallReportLog call_reports(log);
+    server.add_observer(&call_reports);
 
     SignalHandlers signals(server, users_file ? &*users_file : nullptr, log);
     if (auto installed = signals.install(); !installed) return fail(&log, installed.error());
+    // Declared after the server: closed (and its file removed) before the server goes.
+    control::ControlSocket control(server, users_file ? &*users_file : nullptr, log, started_at);
+    if (!settings->control_path.empty()) {
+        if (auto opened = control.open(settings->control_path, settings->control_group); !opened) {
+            return fail(&log, opened.error());
+        }
+        log.write(LogLevel::info, "control socket " + settings->control_path +
+                                      (settings->control_group.empty() ? " (mode 0600)"
+                                                                       : " (mode 0660, group " + settings->control_group + ")"));
+    }
     if (auto started = server.start(); !started) return fail(&log, started.error());
     std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server
     if (settings->metrics) {

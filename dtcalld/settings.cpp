@@ -84,6 +84,8 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
         out.users_db_path = resolve_path(dir, conf->users_db_path);
         out.users_path.clear();
     }
+    if (!conf->control_path.empty()) out.control_path = resolve_path(dir, conf->control_path);
+    out.control_group = conf->control_group;
     out.warnings.insert(out.warnings.end(), conf->warnings.begin(), conf->warnings.end());
 
     std::string at_private = out.conf_path + ":" + std::to_string(conf->private_key_line) + ": private_sodium: ";

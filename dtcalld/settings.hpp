@@ -28,6 +28,8 @@ struct Settings {
     int max_connections_line = 0;  // 0: not in the conf file (the default)
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     std::optional<metrics::Endpoint> metrics;  // the metrics endpoint; nullopt = off
+    std::string control_path;   // resolved against the settings dir; empty = no control socket
+    std::string control_group;  // empty = mode 0600
     std::vector<std::string> warnings;  // one line each, naming file and line
 };
 

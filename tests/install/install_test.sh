@@ -42,8 +42,9 @@ note "meson install --destdir $dest (prefix $PREFIX)"
     echo "$SBINDIR/dtcalld"
     echo "$BINDIR/dtcall-keygen"
     echo "$BINDIR/dtcall-users"
+    echo "$BINDIR/dtcall-ctl"
     for page in man1/dtcall-keygen.1 man3/libdtcall.3 man5/dtcall-users.5 man5/dtcalld.conf.5 \
-        man7/dtcall-protocol.7 man8/dtcall-users.8 man8/dtcalld.8; do echo "$MANDIR/$page"; done
+        man7/dtcall-protocol.7 man8/dtcall-users.8 man8/dtcalld.8 man8/dtcall-ctl.8; do echo "$MANDIR/$page"; done
     if [ "$BENCH" = true ]; then
         echo "$BINDIR/dtcall-bench"
         echo "$MANDIR/man1/dtcall-bench.1"
