@@ -45,6 +45,14 @@ std::vector<Symbol> exported_symbols(const std::string& library) {
     return symbols;
 }
 
+// "std::...", or "RETURN-TYPE std::..." for a function template.
+bool is_standard_library(const std::string& name) {
+    if (name.rfind("std::", 0) == 0) return true;
+    auto space = name.find(' ');
+    return space != std::string::npos && name.compare(space + 1, 5, "std::") == 0 &&
+           name.find('(') > space;  // the space is before the arguments: a return type
+}
+
 }  // namespace
 
 TEST_CASE("libdtcall.so exports the public API and nothing internal") {
@@ -66,8 +74,13 @@ TEST_CASE("libdtcall.so exports the public API and nothing internal") {
     for (const char* internal : {"Session", "FrameDecoder", "MediaRelay", "CallRouter", "dtcall::wire::",
                                  "RateLimiter", "ReplayGuard", "SharedKey", "RelayThread", "::Impl", "stringify",
                                  "seal_", "open_secret_frame", "client_side", "CommandLink", "MediaLink",
-                                 "read_bounded", "format_address", "MissedNotices"}) {
+                                 "read_bounded", "format_address", "MissedNotices", "Presence", "Admission",
+                                 "SessionTable", "CallLedger"}) {
         for (const Symbol& symbol : symbols) {
+            // The standard library's own templates, instantiated for an
+            // internal type, are its business, not an entry point of ours
+            // (clang emits some as strong symbols).
+            if (is_standard_library(symbol.name)) continue;
             INFO("exported: " << symbol.name);
             CHECK(symbol.name.find(internal) == std::string::npos);
         }

@@ -69,18 +69,20 @@ struct Revoked : dtcall::UserDirectory::Watcher {
 // What one lookup answered, once the loop delivered it.
 struct Asked {
     bool answered = false;
+    bool inside_lookup = false;  // ask() is still inside lookup()
     bool during_call = false;
     std::optional<dtcall::UserLookup> found;
 };
 
+// `out` outlives the answer (the callback may run after ask() returned).
 void ask(SqliteUserDirectory& dir, const std::string& user, Asked& out) {
-    bool inside = true;
-    dir.lookup(user, [&out, &inside](dtcall::UserLookup found) {
+    out.inside_lookup = true;
+    dir.lookup(user, [&out](dtcall::UserLookup found) {
         out.answered = true;
-        out.during_call = inside;
+        out.during_call = out.inside_lookup;
         out.found.emplace(std::move(found));
     });
-    inside = false;
+    out.inside_lookup = false;
 }
 
 dtcall::UserLookup lookup(Loop& loop, SqliteUserDirectory& dir, const std::string& user) {
