@@ -218,3 +218,52 @@ TEST_CASE("callbacks may call the Server: kick from logged_in, end_call from cal
     CHECK(events.has("ended alice bob ended by server"));
     CHECK(stopped);
 }
+
+TEST_CASE("a busy call to a user away in its grace period leaves that call and its grace alone") {
+    TestServer s({"alice", "bob", "carol"}, [](Config& c) { c.call_grace = std::chrono::milliseconds(800); });
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawPeer carol(s);
+    REQUIRE_FALSE(carol.login("carol").empty());
+    call.bob.drop();  // bob's phone loses its network during the call
+    s.pump(100ms);
+    carol.command(wire::Verb::call, {"bob"});
+    CHECK(carol.next_body() == "end|bob");  // bob is busy (and away)
+    // The grace period still runs out and ends the call for alice.
+    CHECK(call.alice.next_body(2000ms) == "end|bob");
+    CHECK(s.server->calls().empty());
+}
+
+TEST_CASE("a busy caller's refused call does not disturb its own call's record") {
+    TestServer s;
+    Recorder events;
+    s.server->add_observer(&events);
+    CallPair call(s);
+    REQUIRE(call.established);
+    RawPeer carol(s);
+    REQUIRE_FALSE(carol.login("carol").empty());
+    call.alice.command(wire::Verb::call, {"carol"});  // D1: alice is in a call already
+    CHECK(call.alice.next_body() == "end|carol");
+    CHECK(events.has("ended alice carol busy"));
+    auto calls = s.server->calls();
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0].rung_at != std::chrono::system_clock::time_point{});
+    CHECK(calls[0].started_at != std::chrono::system_clock::time_point{});
+    s.pump(20ms);
+    REQUIRE(s.server->end_call("alice"));
+    REQUIRE(events.has("ended alice bob ended by server"));
+}
+
+TEST_CASE("stop() during a drain runs the drain's done too; a stopped server does not start again") {
+    TestServer s;
+    CallPair call(s);
+    REQUIRE(call.established);
+    bool drained = false, stopped = false;
+    s.server->drain(std::chrono::seconds(30), [&] { drained = true; });
+    s.pump(50ms);
+    s.server->stop([&] { stopped = true; });
+    for (int i = 0; i < 100 && !(drained && stopped); ++i) s.pump(20ms);
+    CHECK(drained);
+    CHECK(stopped);
+    CHECK(s.server->start().code() == ErrorCode::invalid_state);
+}

@@ -36,6 +36,9 @@ struct Recorder : CallRouter::Outbox {
     void call_ended(const std::string& a, const std::string& b, EndReason r) override {
         events.push_back("ended " + a + " " + b + " " + to_string(r));
     }
+    void call_refused(const std::string& a, const std::string& b, EndReason r) override {
+        events.push_back("ended " + a + " " + b + " " + to_string(r));
+    }
     std::vector<std::string> take() { return std::exchange(sent, {}); }
 };
 

@@ -6,6 +6,7 @@
 #include <dtcall/export.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>

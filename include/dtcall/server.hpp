@@ -43,11 +43,13 @@ struct ServerStats {
     // --- logins and calls (counters) ---
     std::uint64_t logins = 0;             // successful login2s
     std::uint64_t login_failures = 0;     // login attempts that failed (any LoginFailure)
-    std::uint64_t calls_ended = 0;        // calls that ended, for any EndReason (rung ones included)
+    // Calls that ended, for any EndReason: those that rang, and those refused
+    // at once (busy, refused by the policy) that never rang.
+    std::uint64_t calls_ended = 0;
     // --- media (counters) ---
     std::uint64_t media_packets_relayed = 0;
     std::uint64_t media_packets_relayed_by_threads = 0;  // of those, by relay threads (Config::media_threads)
-    std::uint64_t media_bytes_relayed = 0;               // datagram bytes
+    std::uint64_t media_bytes_relayed = 0;               // datagram bytes handed to the kernel
     // Datagrams neither relayed nor an acked registration: the sum of
     // media_rate_limited, media_too_large, media_unroutable,
     // registrations_refused and registrations_replayed.
@@ -58,8 +60,9 @@ struct ServerStats {
     std::uint64_t media_too_large = 0;          // over Config::max_datagram
     // Not routable and not shaped like a registration (empty, or of another
     // size: a registered user's media while its peer has no address, junk),
-    // or lost inside the relay (a relay thread's hand-off queue full, a send
-    // the kernel refused).
+    // or lost inside the relay (a relay thread's hand-off queue full, a
+    // batched send the kernel refused; a single datagram's refused send is
+    // not seen and counts as relayed).
     std::uint64_t media_unroutable = 0;
     // Registration-sized datagrams that were not accepted: did not open, bad
     // or stale time, unknown session key, no call, address held by another call.

@@ -104,7 +104,7 @@ void UsersFile::lookup(const std::string& user, Answer answer) { answer(UserLook
 
 Status UsersFile::reload(std::vector<std::string>& warnings) {
     auto text = read_bounded(path_, max_users_file, "users file");
-    if (!text) return Error{text.error()};
+    if (!text) return text.failure();
     UsersFileParse parsed = parse_users_file(*text, path_);
     warnings.insert(warnings.end(), parsed.warnings.begin(), parsed.warnings.end());
 

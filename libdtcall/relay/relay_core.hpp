@@ -14,6 +14,7 @@
 
 #include <dtcall/events.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <ctime>

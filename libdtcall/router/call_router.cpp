@@ -17,14 +17,19 @@ bool CallRouter::call(const std::string& caller, const std::string& callee) {
     if (decision != CallDecision::allow) {
         outbox_.deliver(caller, {Notice::Kind::end, callee, {}});
         ++calls_ended_;
-        outbox_.call_ended(caller, callee, refused_by_policy ? EndReason::refused : EndReason::busy);
+        // Not a call that rang: nothing of the parties' calls (if any) changes.
+        outbox_.call_refused(caller, callee, refused_by_policy ? EndReason::refused : EndReason::busy);
         return true;
     }
     ++phases_.ringing;
     legs_[caller] = Leg{callee, CallRole::caller, CallPhase::ringing, false, false, std::nullopt};
     legs_[callee] = Leg{caller, CallRole::callee, CallPhase::ringing, false, false, std::nullopt};
+    // Each delivery may close a connection whose observers end the call
+    // (Server::kick from logged_out): check the call is still there.
     outbox_.deliver(caller, {Notice::Kind::available, callee, {}});
+    if (!paired(caller, callee)) return true;
     outbox_.deliver(callee, {Notice::Kind::incoming, caller, {}});
+    if (!paired(caller, callee)) return true;
     outbox_.call_rung(caller, callee);
     return true;
 }
@@ -38,7 +43,9 @@ bool CallRouter::accept(const std::string& callee, const std::string& caller) {
     --phases_.ringing;
     ++phases_.accepted;
     outbox_.deliver(caller, {Notice::Kind::prepare, callee, {}});
+    if (!paired(caller, callee)) return true;
     outbox_.deliver(callee, {Notice::Kind::prepare, caller, {}});
+    if (!paired(caller, callee)) return true;
     outbox_.call_accepted(caller, callee);
     return true;
 }
@@ -71,9 +78,13 @@ bool CallRouter::ready(const std::string& user, const std::string& other) {
     leg->phase = other_leg.phase = CallPhase::in_call;
     --phases_.accepted;
     ++phases_.in_call;
+    bool user_is_caller = leg->role == CallRole::caller;
+    // `leg` may not survive a delivery (see call()).
     outbox_.deliver(user, {Notice::Kind::start, other, {}});
+    if (!paired(user, other)) return true;
     outbox_.deliver(other, {Notice::Kind::start, user, {}});
-    if (leg->role == CallRole::caller) outbox_.call_started(user, other);
+    if (!paired(user, other)) return true;
+    if (user_is_caller) outbox_.call_started(user, other);
     else outbox_.call_started(other, user);
     return true;
 }

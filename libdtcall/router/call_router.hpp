@@ -55,6 +55,9 @@ public:
         virtual void call_started(const std::string& caller, const std::string& callee) = 0;
         virtual void call_ended(const std::string& caller, const std::string& callee,
                                 EndReason reason) = 0;
+        // A call that never rang (busy, refused): the caller got `end`; any
+        // call either party has goes on untouched.
+        virtual void call_refused(const std::string& caller, const std::string& callee, EndReason reason) = 0;
     };
 
     // May `caller` ring `callee`? Unset = everybody may call everybody.

@@ -70,6 +70,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     Status start() {
         if (!crypto_init()) return Error{ErrorCode::other, "libsodium could not be initialised"};
         if (!listeners.empty()) return Error{ErrorCode::invalid_state, "server already started"};
+        if (stopping || stopped) return Error{ErrorCode::invalid_state, "a server starts once; this one was stopped"};
         auto plan = plan_listen_addresses(cfg.listen_addresses);
         if (!plan) return plan.failure();
         std::uint16_t port = cfg.command_port;
@@ -112,6 +113,11 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     void stop_politely() {
         if (stopping) return;
         stopping = true;
+        // A drain under way ends here: its `done` runs with stop's.
+        if (drain) {
+            stop_done.push_back(std::move(drain->done));
+            event_del(drain->check.get());  // freed with the drain in shut_down()
+        }
         close_listeners();
         router.end_all();
         sessions.for_each([](Session& session) { session.close(Session::CloseReason::server_stopping); });
@@ -292,7 +298,9 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
 
     void session_closed(Session& session) override {
-        if (session.closed_from() != Session::State::logged_in) admission.authenticated_or_closed(session.ip());
+        // Counted as unauthenticated until the login was announced (a login2resp
+        // that overflowed closes from logged_in without it).
+        if (!session.login_announced()) admission.authenticated_or_closed(session.ip());
         if (session.close_reason() == Session::CloseReason::output_overflow)
             hit_limit(Limit::output_bytes, session.address());
         else if (session.close_reason() == Session::CloseReason::frame_too_large)
@@ -382,6 +390,18 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         log(LogLevel::info, "call " + a + " -> " + b + " started");
         observers.notify([&](ServerObserver& o) { o.call_started(a, b); });
     }
+    // The caller got `end` at once: report a call that lasted no time,
+    // without touching either party's call or grace period.
+    void call_refused(const std::string& a, const std::string& b, EndReason reason) override {
+        log(LogLevel::info, "call " + a + " -> " + b + " refused: " + to_string(reason));
+        CallReport report;
+        report.reason = reason;
+        report.ended_at = std::chrono::system_clock::now();
+        report.call.caller = a;
+        report.call.callee = b;
+        report.call.rung_at = report.ended_at;
+        observers.notify([&](ServerObserver& o) { o.call_ended(report); });
+    }
     void call_ended(const std::string& a, const std::string& b, EndReason reason) override {
         log(LogLevel::info, "call " + a + " -> " + b + " ended: " + to_string(reason));
         presence.call_over(a);
@@ -407,8 +427,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         if (impl->router.calls() != 0 && !over) return;
         if (impl->router.calls() != 0) impl->log(LogLevel::info, "drain time is up; ending the remaining calls");
         event_del(impl->drain->check.get());
-        impl->stop_done.push_back(std::move(impl->drain->done));
-        impl->stop_politely();
+        impl->stop_politely();  // takes the drain's `done` along
     }
 
     using EventPtr = std::unique_ptr<event, void (*)(event*)>;

@@ -315,6 +315,7 @@ void Session::handle_login2(const wire::Command& command) {
     // Queuing it can hit max_output_bytes and close us: a closed session
     // must never be registered as the user's connection.
     if (state_ != State::logged_in) return;
+    login_announced_ = true;
     host_.session_logged_in(*this, keepudp);
 }
 

@@ -119,6 +119,9 @@ public:
     // (logged_in: the user was online until then).
     CloseReason close_reason() const { return close_reason_; }
     State closed_from() const { return closed_from_; }
+    // True once the host has been told of the login (session_logged_in): a
+    // login2resp that overflows the output closes from logged_in without it.
+    bool login_announced() const { return login_announced_; }
     // The name given in login1 while looking_up / awaiting_login2.
     const std::string& pending_user() const { return pending_user_; }
     // The key the directory gave for user() (set from looking_up on).
@@ -189,6 +192,7 @@ private:
     std::chrono::steady_clock::time_point last_send_{};
     CloseReason close_reason_ = CloseReason::closed_by_peer;
     State closed_from_ = State::handshake;
+    bool login_announced_ = false;  // the host was told (session_logged_in)
     // Set while decode_frames() runs: a directory answering from inside
     // look_up_user() must not start a second decoding loop under the first.
     bool decoding_ = false;
