@@ -1,5 +1,6 @@
 // The UDP path: a datagram from one of a few addresses, raw or sealed to the
 // server (so the registration parser behind the seal is reached too).
+#include "crypto/crypto.hpp"
 #include "relay/media_relay.hpp"
 
 #include <event2/event.h>

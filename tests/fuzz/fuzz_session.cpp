@@ -33,7 +33,7 @@ struct FakeHost : dtcall::Session::Host {
     std::optional<dtcall::SharedKey> box_key;
     void session_logged_in(dtcall::Session&, bool) override {}
     bool session_command(dtcall::Session& s, dtcall::wire::Verb, const dtcall::wire::Command&) override {
-        if (!answer) s.send({"end", "bob"});
+        if (!answer) s.send(dtcall::wire::Message{dtcall::wire::MessageKind::end, {"bob"}});
         return answer;
     }
     void session_closing(dtcall::Session&, dtcall::Session::CloseReason) override {}
