@@ -313,6 +313,25 @@ TEST_CASE("voice key blob: boxed from caller to callee, stringified") {
     CHECK(test_support::as_text(vec("tcp_key")) == *key);
 }
 
+TEST_CASE("voice key blob with a precomputed key: the callee opens it, with its own precomputed key") {
+    SecretKey voice(vec("tcp_key").data());
+    auto caller_side = SharedKey::derive(secret("alice_secret"), pub("server_public"));
+    auto callee_side = SharedKey::derive(secret("server_secret"), pub("alice_public"));
+    REQUIRE(caller_side);
+    REQUIRE(callee_side);
+    std::string blob = voice_key_blob(caller_side->data(), voice);
+    CHECK(blob.size() == 3 * (frame_overhead + key_size));
+    auto opened = open_voice_key(blob, callee_side->data());
+    REQUIRE(opened);
+    CHECK(std::memcmp(opened->data(), voice.data(), key_size) == 0);
+    // The long form opens the same way; garbage and a wrong key do not.
+    CHECK(open_voice_key(voice_key_blob(secret("alice_secret"), pub("server_public"), voice), callee_side->data()));
+    CHECK_FALSE(open_voice_key("123", callee_side->data()));
+    auto stranger = SharedKey::derive(secret("server_secret"), pub("server_public"));
+    REQUIRE(stranger);
+    CHECK_FALSE(open_voice_key(blob, stranger->data()));
+}
+
 // --- UDP registration (registration.hpp) -------------------------------------
 
 TEST_CASE("registration: 118 bytes for a 59-character key, opened and checked by the server") {

@@ -2,6 +2,10 @@
 
 #include "media_generator.hpp"
 
+#include "wire/commands.hpp"
+#include "wire/messages.hpp"
+#include "wire/reply.hpp"
+
 #include <event2/event.h>
 
 #include <sodium.h>
@@ -207,10 +211,12 @@ void CallDriver::message(Phone& phone, const std::vector<std::string_view>& f) {
     Pair& pair = *pairs_[phone.index() / 2];
     bool is_a = &phone == pair.a;
     Phone& other = is_a ? *pair.b : *pair.a;
-    std::string_view name = f.size() > 1 ? f[1] : std::string_view();
+    using dtcall::wire::MessageKind;
+    std::optional<MessageKind> kind =
+        f.size() > 1 ? dtcall::wire::message_kind(f[1]) : std::optional<MessageKind>();
     if (pair.phase == Pair::Phase::dead || pair.phase == Pair::Phase::recovering) return;
 
-    if (name == "end") {
+    if (kind == MessageKind::end) {
         if (pair.phase == Pair::Phase::hanging_up && !is_a) {
             pair.disarm();
             pair.phase = Pair::Phase::idle;
@@ -220,31 +226,25 @@ void CallDriver::message(Phone& phone, const std::vector<std::string_view>& f) {
         }
         return;
     }
-    if (name == "invalid") {
+    if (kind == MessageKind::invalid) {
         if (pair.phase != Pair::Phase::idle) fail_call(pair, "the server answered invalid");
         return;
     }
     if (pair.phase != Pair::Phase::calling) return;
 
-    if (name == "incoming" && !is_a && f.size() == 3 && f[2] == pair.a->user().name) {
+    if (kind == MessageKind::incoming && !is_a && f.size() == 3 && f[2] == pair.a->user().name) {
         phone.command(dtcall::wire::Verb::accept, {pair.a->user().name});
-    } else if (name == "prepare" && f.size() == 4 && f[3] == other.user().name) {
+    } else if (kind == MessageKind::prepare && f.size() == 4 && f[3] == other.user().name) {
         auto key = dtcall::parse_public_key_file(f[2]);
         if (!key || *key != other.user().keys.public_key) return fail_call(pair, "prepare carried the wrong key");
         if (is_a) send_passthrough(pair);
         phone.register_media();
-    } else if (name == "direct" && !is_a && f.size() == 4 && f[3] == pair.a->user().name) {
-        auto blob = dtcall::unstringify(f[2]);
-        std::uint8_t voice[dtcall::key_size];
-        bool ok = blob && blob->size() == dtcall::frame_overhead + dtcall::key_size &&
-                  crypto_box_open_easy_afternm(voice, blob->data() + dtcall::frame_header_size,
-                                               dtcall::mac_size + dtcall::key_size, blob->data(),
-                                               pair.voice_box.data()) == 0;
-        sodium_memzero(voice, sizeof voice);
-        if (!ok) return fail_call(pair, "direct did not carry the caller's voice key");
+    } else if (kind == MessageKind::direct && !is_a && f.size() == 4 && f[3] == pair.a->user().name) {
+        if (!dtcall::wire::open_voice_key(f[2], pair.voice_box.data()))
+            return fail_call(pair, "direct did not carry the caller's voice key");
         pair.b_direct = true;
         check_up(pair);
-    } else if (name == "start" && f.size() == 3 && f[2] == other.user().name) {
+    } else if (kind == MessageKind::start && f.size() == 3 && f[2] == other.user().name) {
         if (is_a) {
             pair.a_started = true;
             stats_.setup_latency.record(
@@ -257,18 +257,13 @@ void CallDriver::message(Phone& phone, const std::vector<std::string_view>& f) {
 }
 
 void CallDriver::send_passthrough(Pair& pair) {
-    // The caller's voice key, boxed to the callee in the frame layout: the
-    // shared key is precomputed, the nonce is fresh.
-    std::uint8_t voice[dtcall::key_size];
-    randombytes_buf(voice, sizeof voice);
-    dtcall::Bytes frame(dtcall::frame_overhead + dtcall::key_size);
-    randombytes_buf(frame.data(), dtcall::nonce_size);
-    frame[24] = frame[25] = frame[26] = 0;
-    frame[27] = std::uint8_t(dtcall::key_size);
-    crypto_box_easy_afternm(frame.data() + dtcall::frame_header_size, voice, sizeof voice, frame.data(),
-                            pair.voice_box.data());
-    sodium_memzero(voice, sizeof voice);
-    pair.a->command(dtcall::wire::Verb::passthrough, {pair.b->user().name, dtcall::stringify(frame)});
+    // The caller's voice key, boxed to the callee (the shared key is precomputed).
+    std::uint8_t random[dtcall::key_size];
+    randombytes_buf(random, sizeof random);
+    dtcall::SecretKey voice(random);
+    sodium_memzero(random, sizeof random);
+    pair.a->command(dtcall::wire::Verb::passthrough,
+                    {pair.b->user().name, dtcall::wire::voice_key_blob(pair.voice_box.data(), voice)});
 }
 
 void CallDriver::media_acked(Phone& phone) {

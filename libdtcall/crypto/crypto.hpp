@@ -66,6 +66,8 @@ std::optional<std::string> open_secret_frame(const std::uint8_t* key, const std:
 std::optional<std::string> open_box_frame(const SecretKey& recipient, const PublicKey& sender,
                                           const std::uint8_t* frame, std::size_t size);
 // The same with a precomputed key (crypto_box_beforenm, 32 bytes).
+// The same as the SharedKey versions, for a key precomputed elsewhere (crypto_box_beforenm).
+Bytes seal_box_frame_precomputed(const std::uint8_t* shared_key, std::string_view plaintext, const Nonce& nonce);
 std::optional<std::string> open_box_frame_precomputed(const std::uint8_t* shared_key, const std::uint8_t* frame,
                                                       std::size_t size);
 

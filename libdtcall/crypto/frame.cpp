@@ -65,11 +65,15 @@ Bytes seal_box_frame(const SharedKey& key, std::string_view plaintext) {
 }
 
 Bytes seal_box_frame(const SharedKey& key, std::string_view plaintext, const Nonce& nonce) {
+    return seal_box_frame_precomputed(key.data(), plaintext, nonce);
+}
+
+Bytes seal_box_frame_precomputed(const std::uint8_t* shared_key, std::string_view plaintext, const Nonce& nonce) {
     Bytes frame(frame_overhead + plaintext.size());
     put_header(frame, nonce, plaintext.size());
     crypto_box_easy_afternm(frame.data() + frame_header_size,
                             reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
-                            nonce.data(), key.data());
+                            nonce.data(), shared_key);
     return frame;
 }
 

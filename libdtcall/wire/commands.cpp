@@ -45,4 +45,10 @@ std::string voice_key_blob(const SecretKey& caller, const PublicKey& callee, con
     return box.empty() ? std::string() : stringify(box);
 }
 
+std::string voice_key_blob(const std::uint8_t* caller_callee_key, const SecretKey& voice_key) {
+    Bytes box = seal_box_frame_precomputed(
+        caller_callee_key, std::string_view(reinterpret_cast<const char*>(voice_key.data()), key_size), random_nonce());
+    return stringify(box);
+}
+
 }  // namespace dtcall::wire

@@ -35,5 +35,7 @@ std::string command(std::time_t now, Verb verb, std::initializer_list<std::strin
 // The passthrough blob: the voice key boxed from caller to callee, stringified.
 // Empty when the callee's key is unusable (X25519 refuses it).
 std::string voice_key_blob(const SecretKey& caller, const PublicKey& callee, const SecretKey& voice_key);
+// The same with the caller-callee key precomputed (crypto_box_beforenm).
+std::string voice_key_blob(const std::uint8_t* caller_callee_key, const SecretKey& voice_key);
 
 }  // namespace dtcall::wire

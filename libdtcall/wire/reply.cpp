@@ -58,4 +58,15 @@ std::optional<std::string> open_challenge(std::string_view blob, const std::uint
     return token_or_nothing(open_box_frame_precomputed(user_server_key, box->data(), box->size()));
 }
 
+std::optional<SecretKey> open_voice_key(std::string_view blob, const std::uint8_t* callee_caller_key) {
+    auto box = unstringify(blob);
+    if (!box) return std::nullopt;
+    auto text = open_box_frame_precomputed(callee_caller_key, box->data(), box->size());
+    if (!text) return std::nullopt;
+    std::optional<SecretKey> key;
+    if (text->size() == key_size) key.emplace(reinterpret_cast<const std::uint8_t*>(text->data()));
+    wipe(*text);
+    return key;
+}
+
 }  // namespace dtcall::wire

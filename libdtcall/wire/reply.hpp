@@ -43,4 +43,8 @@ std::optional<std::string> open_challenge(std::string_view blob, const SecretKey
 // The same with the user-server key precomputed (crypto_box_beforenm).
 std::optional<std::string> open_challenge(std::string_view blob, const std::uint8_t* user_server_key);
 
+// The voice key in a `direct` blob (the callee's side of voice_key_blob),
+// with the callee-caller key precomputed; nullopt unless it opens to 32 bytes.
+std::optional<SecretKey> open_voice_key(std::string_view blob, const std::uint8_t* callee_caller_key);
+
 }  // namespace dtcall::wire
