@@ -98,7 +98,7 @@ private:
         const std::string& who = side.name;
         dtcall::ClientEvents e;
         e.logged_in = [this, &side] { logged_in(side); };
-        e.login_failed = [this, who] { fail(who + "'s login was refused"); };
+        e.login_failed = [this, who](const std::string& why) { fail(who + "'s login failed: " + why); };
         e.available = [this, who](const std::string& callee) { say(callee + " is ringing (" + who + " got `available`)"); };
         e.incoming = [this](const std::string& caller) { incoming(caller); };
         e.prepare = [this, &side](const std::string& peer, const dtcall::PublicKey& key) { prepare(side, peer, key); };

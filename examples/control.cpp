@@ -333,7 +333,7 @@ int main() {
                     if (auto rang = phones["alice"]->call("bob"); !rang) fail(rang.error());
                 }
             };
-            e.login_failed = [&, me] { fail(me + " could not log in"); };
+            e.login_failed = [&, me](const std::string& why) { fail(me + " could not log in: " + why); };
             e.incoming = [&](const std::string& caller) {
                 if (auto accepted = phones["bob"]->accept(caller); !accepted) fail(accepted.error());
             };

@@ -1,6 +1,7 @@
 // Names for the public enums (logs, metrics labels) and the observer's
 // do-nothing defaults.
 #include <dtcall/events.hpp>
+#include <dtcall/log.hpp>
 #include <dtcall/result.hpp>
 
 #include <cstdio>
@@ -32,6 +33,16 @@ void bad_result_access(const std::string& message) {
     std::abort();
 }
 }  // namespace detail
+
+const char* to_string(LogLevel level) {
+    switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warning: return "warning";
+    case LogLevel::error: return "error";
+    }
+    return "unknown";
+}
 
 const char* to_string(CallPhase phase) {
     switch (phase) {

@@ -151,3 +151,33 @@ TEST_CASE("errors say what kind: a taken port, a bad address, a missing or malfo
     CHECK(dtcall::parse_public_key_file("SODIUM PUBLIC KEY\n123").code() == dtcall::ErrorCode::bad_key);
     CHECK(dtcall::PublicKey::from_digits("12x").code() == dtcall::ErrorCode::bad_key);
 }
+
+TEST_CASE("a server without its key pair, or with a mismatched one, does not start") {
+    REQUIRE(dtcall::crypto_init());
+    dtcall::InMemoryUserDirectory users;
+    dtcall::Config config;
+    config.listen_addresses = {"127.0.0.1"};
+    config.command_port = 0;
+    config.media_port = 0;
+    dtcall::Server unset(config, users);
+    CHECK(unset.start().code() == dtcall::ErrorCode::bad_key);
+    config.server_keys = dtcall::KeyPair::generate();
+    config.server_keys.public_key = dtcall::KeyPair::generate().public_key;
+    dtcall::Server mismatched(config, users);
+    dtcall::Status started = mismatched.start();
+    CHECK(started.code() == dtcall::ErrorCode::bad_key);
+    CHECK(started.error().find("not the secret key's") != std::string::npos);
+}
+
+TEST_CASE("a directory's answer converts from a key or from nothing; log levels have names") {
+    dtcall::PublicKey key = dtcall::KeyPair::generate().public_key;
+    dtcall::UserLookup found = key;
+    REQUIRE(found.ok());
+    CHECK(*found.value() == key);
+    dtcall::UserLookup unknown = std::nullopt;
+    REQUIRE(unknown.ok());
+    CHECK_FALSE(unknown.value().has_value());
+    dtcall::UserLookup failed = dtcall::Error{dtcall::ErrorCode::unavailable, "store down"};
+    CHECK(failed.code() == dtcall::ErrorCode::unavailable);
+    CHECK(std::string(dtcall::to_string(dtcall::LogLevel::warning)) == "warning");
+}

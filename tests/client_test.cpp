@@ -123,7 +123,7 @@ struct Phone {
     Phone(event_base* base, dtcall::ClientConfig config) : name(config.user) {
         dtcall::ClientEvents e;
         e.logged_in = [this] { note("logged_in"); };
-        e.login_failed = [this] { note("login_failed"); };
+        e.login_failed = [this](const std::string& why) { note("login_failed:" + why); };
         e.available = [this](const std::string& p) { note("available:" + p); };
         e.incoming = [this](const std::string& p) { note("incoming:" + p); };
         e.prepare = [this](const std::string& p, const dtcall::PublicKey& k) {
@@ -258,14 +258,14 @@ TEST_CASE("login fails with the wrong key or an unknown user") {
         Phone alice(b.base, config);
         REQUIRE(alice->connect().ok());
         REQUIRE(run_until(b.base, [&] { return !alice.events.empty(); }));
-        CHECK(alice.events.front() == "login_failed");
+        CHECK(alice.events.front() == "login_failed:the challenge did not open with our key");
         CHECK_FALSE(alice->is_logged_in());
     }
     SUBCASE("unknown user") {
         Phone mallory(b.base, w.client_config("mallory"));
         REQUIRE(mallory->connect().ok());
         REQUIRE(run_until(b.base, [&] { return !mallory.events.empty(); }));
-        CHECK(mallory.events.front() == "login_failed");
+        CHECK(mallory.events.front() == "login_failed:refused by the server");
         run_until(b.base, [] { return false; }, 100ms);
         CHECK(mallory.events.size() == 1);  // no `closed` after a refused login
     }
@@ -668,8 +668,9 @@ TEST_CASE("hostile replies after the handshake are refused, never trusted") {
          [](const std::uint8_t* k) { return text_frame(k, now_ts() + "|login1resp|999"); },
          "closed:login1resp blob is not stringified bytes"},
         {"blob that does not open", [](const std::uint8_t* k) { return text_frame(k, now_ts() + "|login1resp|001"); },
-         "login_failed"},
-        {"invalid", [](const std::uint8_t* k) { return text_frame(k, now_ts() + "|invalid"); }, "login_failed"},
+         "login_failed:the challenge did not open with our key"},
+        {"invalid", [](const std::uint8_t* k) { return text_frame(k, now_ts() + "|invalid"); },
+         "login_failed:refused by the server"},
         {"a notice instead of a reply",
          [](const std::uint8_t* k) { return text_frame(k, now_ts() + "|incoming|bob"); },
          "closed:expected login1resp, got incoming"},

@@ -237,7 +237,7 @@ std::string try_login(const Settings& s, const std::string& user) {
     std::string outcome = "no answer within 5 s";
     dtcall::ClientEvents events;
     events.logged_in = [&] { outcome = "logged in"; event_base_loopexit(base, nullptr); };
-    events.login_failed = [&] { outcome = "refused"; event_base_loopexit(base, nullptr); };
+    events.login_failed = [&](const std::string&) { outcome = "refused"; event_base_loopexit(base, nullptr); };
     events.closed = [&](const std::string& reason) { outcome = "closed: " + reason; event_base_loopexit(base, nullptr); };
     {
         dtcall::Client client(base, config, events);

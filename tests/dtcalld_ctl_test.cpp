@@ -291,7 +291,7 @@ public:
         config.login_timeout = 3s;
         dtcall::ClientEvents events;
         events.logged_in = [&phone] { phone.logged_in = true; };
-        events.login_failed = [&phone] { phone.refused = true; };
+        events.login_failed = [&phone](const std::string&) { phone.refused = true; };
         events.closed = [&phone](const std::string&) { phone.closed = true; };
         events.incoming = [&phone](const std::string& caller) { (void)phone.client->accept(caller); };
         events.started = [&phone](const std::string&) { phone.started = true; };

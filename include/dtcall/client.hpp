@@ -48,9 +48,14 @@ struct ClientConfig {
 
 struct ClientEvents {
     std::function<void()> logged_in;
-    // `invalid` during login, or a challenge our key cannot open (wrong key).
-    // The client has closed that connection itself; no `closed` follows.
-    std::function<void()> login_failed;
+    // The login failed; the client has closed that connection itself and no
+    // `closed` follows. `why`: "refused by the server" (`invalid`: an unknown
+    // user, too many failed logins, a directory that could not answer, a
+    // draining server — the server's observers get the exact LoginFailure),
+    // or "the challenge did not open with our key" (a wrong user key: the
+    // server only sees the connection close). A wrong pinned server key shows
+    // as `closed`: the server cannot open the handshake and hangs up.
+    std::function<void(const std::string& why)> login_failed;
     std::function<void(const std::string& callee)> available;
     std::function<void(const std::string& caller)> incoming;
     std::function<void(const std::string& peer, const PublicKey& peer_key)> prepare;

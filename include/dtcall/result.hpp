@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace dtcall {
@@ -48,6 +49,13 @@ class Result {
 public:
     Result(T value) : value_(std::move(value)) {}
     Result(Error error) : error_(std::move(error)) {}
+    // Anything a T can be made from: a directory may answer
+    // `answer(key)` or `answer(std::nullopt)` for a Result<std::optional<PublicKey>>.
+    template <class U, class = std::enable_if_t<!std::is_same_v<std::decay_t<U>, Result> &&
+                                                !std::is_same_v<std::decay_t<U>, Error> &&
+                                                !std::is_same_v<std::decay_t<U>, T> &&
+                                                std::is_constructible_v<T, U&&>>>
+    Result(U&& value) : value_(T(std::forward<U>(value))) {}
 
     bool ok() const { return value_.has_value(); }
     explicit operator bool() const { return ok(); }

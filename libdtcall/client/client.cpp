@@ -196,7 +196,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
             return;
         }
         drop_connection();
-        fire(events.login_failed);
+        fire(events.login_failed, std::string("refused by the server"));
     }
 
     void on_login1resp(const wire::Reply& r) {
@@ -207,7 +207,7 @@ struct DTCALL_HIDDEN Client::Impl : CommandLink::Handler {
         if (!challenge) {
             // Almost always a wrong user key: a failed login, not a broken link.
             drop_connection();
-            fire(events.login_failed);
+            fire(events.login_failed, std::string("the challenge did not open with our key"));
             return;
         }
         login = Login::awaiting_session;

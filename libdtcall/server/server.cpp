@@ -71,6 +71,13 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         if (!crypto_init()) return Error{ErrorCode::other, "libsodium could not be initialised"};
         if (!listeners.empty()) return Error{ErrorCode::invalid_state, "server already started"};
         if (stopping || stopped) return Error{ErrorCode::invalid_state, "a server starts once; this one was stopped"};
+        // Clients pin the server's public key: a missing or mismatched pair
+        // would fail every handshake, far from its cause.
+        if (cfg.server_keys.public_key == PublicKey{})
+            return Error{ErrorCode::bad_key, "server_keys is not set (KeyPair::generate(), or KeyPair::from_secret "
+                                             "of the key read_private_key_file() gives)"};
+        if (KeyPair::from_secret(cfg.server_keys.secret_key).public_key != cfg.server_keys.public_key)
+            return Error{ErrorCode::bad_key, "server_keys: the public key is not the secret key's"};
         auto plan = plan_listen_addresses(cfg.listen_addresses);
         if (!plan) return plan.failure();
         std::uint16_t port = cfg.command_port;
