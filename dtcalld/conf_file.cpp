@@ -78,6 +78,8 @@ const KeySpec key_specs[] = {
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.login_timeout = seconds(n); }},
     {"idle_timeout", Kind::seconds, 0, 7 * 86400,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.idle_timeout = seconds(n); }},
+    {"tcp_keepalive", Kind::seconds, 0, 32767,
+     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.tcp_keepalive = seconds(n); }},
     {"frame_gap", Kind::milliseconds, 0, 10000,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.frame_gap = milliseconds(n); }},
     {"direct_hold", Kind::milliseconds, 0, 60000,

@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include "call_report_log.hpp"
+#include "lifecycle.hpp"
 #include "control/control_socket.hpp"
 #include "log_file.hpp"
 #include "metrics/collect.hpp"
@@ -133,10 +134,12 @@ int run_daemon(const Options& options) {
     CallReportLog call_reports(log);
     server.add_observer(&call_reports);
 
-    SignalHandlers signals(server, users_file ? &*users_file : nullptr, log);
+    // systemd (NOTIFY_SOCKET) and /healthz hear of ready, reload and stop.
+    Lifecycle lifecycle(server, log);
+    SignalHandlers signals(server, users_file ? &*users_file : nullptr, log, lifecycle);
     if (auto installed = signals.install(); !installed) return fail(&log, installed.error());
     // Declared after the server: closed (and its file removed) before the server goes.
-    control::ControlSocket control(server, users_file ? &*users_file : nullptr, log, started_at);
+    control::ControlSocket control(server, users_file ? &*users_file : nullptr, log, lifecycle, started_at);
     if (!settings->control_path.empty()) {
         if (auto opened = control.open(settings->control_path, settings->control_group); !opened) {
             return fail(&log, opened.error());
@@ -151,9 +154,11 @@ int run_daemon(const Options& options) {
         auto served = start_metrics(*settings->metrics, server, metrics_observer, log);
         if (!served) return fail(&log, served.error());
         metrics_http = std::move(*served);
+        lifecycle.set_metrics(metrics_http.get());
     }
     log.write(LogLevel::info, "ready: command port " + std::to_string(server.command_port()) +
                                   " (TCP), media port " + std::to_string(server.media_port()) + " (UDP)");
+    lifecycle.ready();
 
     server.run();
     log.write(LogLevel::info, "stopped");

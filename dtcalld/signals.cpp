@@ -9,8 +9,9 @@ namespace dtcalld {
 
 using dtcall::LogLevel;
 
-SignalHandlers::SignalHandlers(dtcall::Server& server, const dtcall::UsersFile* users, LogFile& log)
-    : server_(server), users_(users), log_(log) {}
+SignalHandlers::SignalHandlers(dtcall::Server& server, const dtcall::UsersFile* users, LogFile& log,
+                               Lifecycle& lifecycle)
+    : server_(server), users_(users), log_(log), lifecycle_(lifecycle) {}
 
 SignalHandlers::~SignalHandlers() {
     for (event* ev : events_) event_free(ev);
@@ -40,10 +41,13 @@ void SignalHandlers::handle(int signal_number) {
             break;
         }
         log_.write(LogLevel::info, "SIGHUP: reloading " + users_->path());
+        lifecycle_.reloading();
         // The server logs each skipped line and the outcome; we add the count.
         if (server_.reload_users()) {
             log_.write(LogLevel::info, users_->path() + ": " + std::to_string(users_->size()) + " users");
         }
+        // Also after a failed reload: the old users go on being served.
+        lifecycle_.reloaded();
         break;
     }
     case SIGUSR1:
@@ -53,9 +57,10 @@ void SignalHandlers::handle(int signal_number) {
     case SIGTERM:
     case SIGINT: {
         dtcall::ServerStats stats = server_.stats();
-        log_.write(LogLevel::info, std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") +
-                                       ": stopping; closing " + std::to_string(stats.connections) +
+        std::string name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+        log_.write(LogLevel::info, name + ": stopping; closing " + std::to_string(stats.connections) +
                                        " connections, " + std::to_string(stats.calls_ringing + stats.calls_accepted + stats.calls_in_progress) + " calls");
+        lifecycle_.stopping("stopping (" + name + ")");
         // Ends calls politely, flushes, then ends the (owned) loop by itself.
         server_.stop();
         break;

@@ -2,11 +2,14 @@
 // event_base (so handlers run on the loop thread, never inside a raw signal
 // handler):
 //   HUP        reload the users file; nobody is disconnected (with users_db
-//              there is nothing to reload: changes apply by themselves)
-//   TERM, INT  stop the server; run() returns and dtcalld exits 0
+//              there is nothing to reload: changes apply by themselves);
+//              systemd hears RELOADING=1, then READY=1
+//   TERM, INT  stop the server; run() returns and dtcalld exits 0; systemd
+//              hears STOPPING=1 and /healthz answers 503
 //   USR1       start a new log file (for logrotate and friends)
 #pragma once
 
+#include "lifecycle.hpp"
 #include "log_file.hpp"
 
 #include <dtcall/result.hpp>
@@ -23,7 +26,7 @@ class SignalHandlers {
 public:
     // All must outlive this object; `users` is null when the users come
     // from users_db.
-    SignalHandlers(dtcall::Server& server, const dtcall::UsersFile* users, LogFile& log);
+    SignalHandlers(dtcall::Server& server, const dtcall::UsersFile* users, LogFile& log, Lifecycle& lifecycle);
     ~SignalHandlers();
     SignalHandlers(const SignalHandlers&) = delete;
     SignalHandlers& operator=(const SignalHandlers&) = delete;
@@ -37,6 +40,7 @@ private:
     dtcall::Server& server_;
     const dtcall::UsersFile* users_;
     LogFile& log_;
+    Lifecycle& lifecycle_;
     std::vector<event*> events_;
 };
 

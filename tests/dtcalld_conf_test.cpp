@@ -68,6 +68,7 @@ TEST_CASE("absent keys take the library's defaults, ports 1991/1961 (defect D9)"
     CHECK(c.timestamp_window == defaults.timestamp_window);
     CHECK(c.login_timeout == defaults.login_timeout);
     CHECK(c.idle_timeout == defaults.idle_timeout);
+    CHECK(c.tcp_keepalive == defaults.tcp_keepalive);
     CHECK(c.frame_gap == defaults.frame_gap);
     CHECK(c.direct_hold == defaults.direct_hold);
     CHECK(c.call_grace == defaults.call_grace);
@@ -85,6 +86,7 @@ TEST_CASE("every new key, in its documented unit") {
                                  "timestamp_window = 120\n"
                                  "login_timeout = 20\n"
                                  "idle_timeout = 900\n"
+                                 "tcp_keepalive = 30\n"
                                  "frame_gap = 50\n"
                                  "direct_hold = 1500\n"
                                  "call_grace = 300\n"
@@ -107,6 +109,7 @@ TEST_CASE("every new key, in its documented unit") {
     CHECK(c.timestamp_window == 120);
     CHECK(c.login_timeout == 20s);
     CHECK(c.idle_timeout == 900s);
+    CHECK(c.tcp_keepalive == 30s);
     CHECK(c.frame_gap == 50ms);
     CHECK(c.direct_hold == 1500ms);
     CHECK(c.call_grace == 300s);
@@ -146,6 +149,7 @@ TEST_CASE("bad numbers say the unit and the range") {
     CHECK(contains(error_of("replay_memory = many\n"), ":1: replay_memory: \"many\" is not a whole number"));
     CHECK(contains(error_of("max_datagram = 1200\n"), ":1: max_datagram: 1200 is out of range (1400-65536 bytes)"));
     CHECK(contains(error_of("media_threads = 65\n"), ":1: media_threads: 65 is out of range (0-64)"));
+    CHECK(contains(error_of("tcp_keepalive = 40000\n"), ":1: tcp_keepalive: 40000 is out of range (0-32767"));
     CHECK(contains(error_of("max_frame_before_login = 100\n"), ":1: max_frame_before_login: 100 is out of range"));
     CHECK(contains(error_of("max_connections = 0\n"), ":1: max_connections: 0 is out of range"));
     CHECK(contains(error_of("timestamp_window = 123456789012345678901234\n"), ":1: timestamp_window: "));
@@ -154,9 +158,11 @@ TEST_CASE("bad numbers say the unit and the range") {
 }
 
 TEST_CASE("zero is allowed where it means 'never' or 'at once'") {
-    auto parsed = parse_conf(keys_lines + "idle_timeout = 0\nframe_gap = 0\ndirect_hold = 0\ncall_grace = 0\n", "c");
+    auto parsed = parse_conf(
+        keys_lines + "idle_timeout = 0\ntcp_keepalive = 0\nframe_gap = 0\ndirect_hold = 0\ncall_grace = 0\n", "c");
     REQUIRE(parsed.ok());
     CHECK(parsed->config.idle_timeout == 0ms);
+    CHECK(parsed->config.tcp_keepalive == 0s);
     CHECK(parsed->config.call_grace == 0ms);
 }
 
@@ -413,7 +419,7 @@ TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
     REQUIRE(in.good());
     std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto names = dtcalld::conf_key_names();
-    CHECK(names.size() == 28);
+    CHECK(names.size() == 29);
     for (const std::string& key : names) {
         CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
         // ...and the full example uses it.

@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include "http_get.hpp"
 #include "mini_json.hpp"
 #include "temp_dir.hpp"
 
@@ -36,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -588,8 +590,13 @@ TEST_CASE("a stale control socket is replaced, a live one or another file refuse
 }
 
 TEST_CASE("drain: the call in progress goes on, new logins and calls are refused, dtcalld exits 0 after it") {
-    Daemon d("", {"alice", "bob", "carol", "dave"});
+    Daemon d("metrics = 127.0.0.1:0\n", {"alice", "bob", "carol", "dave"});
     REQUIRE_MESSAGE(d.start(), (d.log() + d.process->err()));
+    std::smatch found;
+    std::string started = d.log();
+    REQUIRE(std::regex_search(started, found, std::regex("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics")));
+    auto metrics_port = std::uint16_t(std::stoi(found[1]));
+    CHECK(test_support::http_get(metrics_port, "/healthz").status == 200);
     Phones phones(d);
     REQUIRE(phones.login("alice"));
     REQUIRE(phones.login("bob"));
@@ -602,6 +609,10 @@ TEST_CASE("drain: the call in progress goes on, new logins and calls are refused
     CHECK(drain.out == "draining\n");
     CHECK(ctl_json(d, {"status"})["state"].str() == "draining");
     CHECK(contains(d.log(), "control: draining; calls left after 60 s are ended"));
+    // Load balancers polling /healthz stop sending users here.
+    auto health = test_support::http_get(metrics_port, "/healthz");
+    CHECK(health.status == 503);
+    CHECK(health.body == "stopping");
 
     // A new login is refused.
     Phones late(d);

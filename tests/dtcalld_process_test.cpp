@@ -19,15 +19,19 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -115,9 +119,11 @@ bool tcp_connects(std::uint16_t port) {
 // when it goes out of scope.
 class Child {
 public:
-    // `open_files`: the child's RLIMIT_NOFILE (soft, hard), set before exec.
+    // `open_files`: the child's RLIMIT_NOFILE (soft, hard), set before exec;
+    // `environment`: variables set in the child only (NOTIFY_SOCKET...).
     Child(const std::vector<std::string>& argv, const std::string& out_dir,
-          std::optional<rlimit> open_files = std::nullopt)
+          std::optional<rlimit> open_files = std::nullopt,
+          const std::vector<std::pair<std::string, std::string>>& environment = {})
         : stdout_path_(out_dir + "/stdout.txt"), stderr_path_(out_dir + "/stderr.txt") {
         std::vector<char*> args;
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -133,6 +139,9 @@ public:
             // Under systemd the test runner has it; dtcalld would then echo
             // its log to stderr and the "one stderr line" checks would be moot.
             ::unsetenv("JOURNAL_STREAM");
+            // Likewise systemd's notify socket: only a test that made one gives it.
+            for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(name);
+            for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
             if (open_files && ::setrlimit(RLIMIT_NOFILE, &*open_files) != 0) ::_exit(125);
             ::execv(args[0], args.data());
             ::_exit(127);
@@ -676,4 +685,147 @@ TEST_CASE("a metrics port already taken stops dtcalld with a line naming the add
     s.write_conf("dtcalld.conf", read_file(s.settings + "/dtcalld.conf") + "metrics = " + taken + "\n");
     expect_refusal(s, "metrics: cannot listen on " + taken + ": Address already in use");
     ::close(blocker);
+}
+
+namespace {
+
+// systemd's end of sd_notify(3): a datagram socket of the test, a file in
+// its temp dir or an abstract name ("@..."), as $NOTIFY_SOCKET names it.
+class NotifyListener {
+public:
+    explicit NotifyListener(const std::string& name) : name_(name) {
+        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_un at{};
+        at.sun_family = AF_UNIX;
+        REQUIRE(name.size() < sizeof at.sun_path);
+        std::memcpy(at.sun_path, name.data(), name.size());
+        if (name[0] == '@') at.sun_path[0] = '\0';
+        auto length = socklen_t(offsetof(sockaddr_un, sun_path) + name.size() + (name[0] == '@' ? 0 : 1));
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&at), length) == 0);
+    }
+    ~NotifyListener() { ::close(fd_); }
+    NotifyListener(const NotifyListener&) = delete;
+    NotifyListener& operator=(const NotifyListener&) = delete;
+
+    const std::string& name() const { return name_; }
+
+    // The next datagram within `limit`, or nullopt.
+    std::optional<std::string> next(std::chrono::milliseconds limit = 5000ms) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, int(limit.count())) != 1) return std::nullopt;
+        char buffer[4096];
+        ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+        if (n < 0) return std::nullopt;
+        return std::string(buffer, std::size_t(n));
+    }
+    // The next datagram that is not WATCHDOG=1 (counting those it skips).
+    std::optional<std::string> next_news(std::chrono::milliseconds limit = 5000ms) {
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        while (true) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return std::nullopt;
+            auto message = next(left);
+            if (!message || *message != "WATCHDOG=1") return message;
+            ++watchdogs;
+        }
+    }
+    int watchdogs = 0;
+
+private:
+    std::string name_;
+    int fd_ = -1;
+};
+
+bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+TEST_CASE("NOTIFY_SOCKET: READY=1 once bound, STATUS= refreshed, RELOADING=1 then READY=1 on HUP, STOPPING=1 on TERM") {
+    Settings s;
+    NotifyListener systemd(s.dir / "notify");
+    Child dtcalld(s.argv(), s.dir.path, std::nullopt, {{"NOTIFY_SOCKET", systemd.name()}});
+
+    auto ready = systemd.next();
+    REQUIRE_MESSAGE(ready.has_value(), (read_logs(s.logs) + dtcalld.err()));
+    CHECK(*ready == "READY=1\nSTATUS=0 users online, 0 calls (0 ringing), 0 connections");
+    CHECK(tcp_connects(s.command_port));  // bound before READY=1
+    std::string log = read_logs(s.logs);
+    CHECK_MESSAGE(contains(log, " info  systemd: notifying " + systemd.name() + "\n"), log);
+
+    // A connection that stays (not logged in: closed after login_timeout,
+    // 15 s): the next refresh, within Lifecycle::status_period (5 s), says so.
+    int held = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(held >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(s.command_port);
+    REQUIRE(::connect(held, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    auto status = systemd.next(7000ms);
+    CHECK(status == std::optional<std::string>("STATUS=0 users online, 0 calls (0 ringing), 1 connection"));
+    ::close(held);
+
+    // A refresh may come between (the held connection closing): skip those.
+    auto next_change = [&] {
+        auto message = systemd.next();
+        while (message && starts_with(*message, "STATUS=")) message = systemd.next();
+        return message;
+    };
+    dtcalld.signal(SIGHUP);
+    auto reloading = next_change();
+    REQUIRE(reloading.has_value());
+    CHECK_MESSAGE(std::regex_match(*reloading, std::regex("RELOADING=1\nMONOTONIC_USEC=[0-9]+")), *reloading);
+    auto reloaded = next_change();
+    REQUIRE(reloaded.has_value());
+    CHECK_MESSAGE(starts_with(*reloaded, "READY=1\nSTATUS=0 users online, 0 calls"), *reloaded);
+
+    dtcalld.signal(SIGTERM);
+    auto stopping = next_change();
+    CHECK(stopping == std::optional<std::string>("STOPPING=1\nSTATUS=stopping (SIGTERM)"));
+    CHECK(dtcalld.wait_exit() == std::optional<int>(0));
+    CHECK(systemd.watchdogs == 0);  // no WATCHDOG_USEC: no watchdog
+    CHECK(dtcalld.err().empty());
+}
+
+TEST_CASE("WATCHDOG_USEC=200000: WATCHDOG=1 every ~100 ms, to an abstract NOTIFY_SOCKET; not for another WATCHDOG_PID") {
+    Settings s;
+    NotifyListener systemd("@dtcall-process-test-" + std::to_string(::getpid()));
+    SUBCASE("WATCHDOG_PID unset: ours") {
+        Child dtcalld(s.argv(), s.dir.path, std::nullopt,
+                      {{"NOTIFY_SOCKET", systemd.name()}, {"WATCHDOG_USEC", "200000"}});
+        auto ready = systemd.next_news();
+        REQUIRE_MESSAGE(ready.has_value(), (read_logs(s.logs) + dtcalld.err()));
+        CHECK(starts_with(*ready, "READY=1\n"));
+        // One second: about ten beats; a loaded machine may lose a few.
+        CHECK_FALSE(systemd.next_news(1000ms).has_value());
+        CHECK_MESSAGE(systemd.watchdogs >= 5, systemd.watchdogs);
+        CHECK_MESSAGE(systemd.watchdogs <= 13, systemd.watchdogs);
+        CHECK(contains(read_logs(s.logs), "systemd: notifying " + systemd.name() + ", watchdog every 100 ms\n"));
+        dtcalld.signal(SIGTERM);
+        CHECK(systemd.next_news() == std::optional<std::string>("STOPPING=1\nSTATUS=stopping (SIGTERM)"));
+        CHECK(dtcalld.wait_exit() == std::optional<int>(0));
+    }
+    SUBCASE("WATCHDOG_PID of another process: not ours, no WATCHDOG=1") {
+        Child dtcalld(s.argv(), s.dir.path, std::nullopt,
+                      {{"NOTIFY_SOCKET", systemd.name()}, {"WATCHDOG_USEC", "200000"}, {"WATCHDOG_PID", "1"}});
+        auto ready = systemd.next_news();
+        REQUIRE(ready.has_value());
+        CHECK(starts_with(*ready, "READY=1\n"));
+        CHECK_FALSE(systemd.next_news(500ms).has_value());
+        CHECK(systemd.watchdogs == 0);
+        dtcalld.signal(SIGTERM);
+        CHECK(dtcalld.wait_exit() == std::optional<int>(0));
+    }
+}
+
+TEST_CASE("a NOTIFY_SOCKET that cannot be used is a warning; dtcalld serves on") {
+    Settings s;
+    Child dtcalld(s.argv(), s.dir.path, std::nullopt, {{"NOTIFY_SOCKET", "not/absolute"}});
+    REQUIRE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }));
+    CHECK(dtcalld.running());
+    std::string log = read_logs(s.logs);
+    CHECK_MESSAGE(contains(log, " warn  NOTIFY_SOCKET=not/absolute: not a socket path or @name; systemd will not hear"), log);
+    dtcalld.signal(SIGTERM);
+    CHECK(dtcalld.wait_exit() == std::optional<int>(0));
 }

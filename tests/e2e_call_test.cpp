@@ -457,3 +457,44 @@ TEST_CASE("stop(): calls end politely for both parties, connections close, nothi
     RawPeer late(s);
     CHECK(late.closed(500ms));  // nobody listens any more
 }
+
+TEST_CASE("no ghosts: a logged-in peer in a call that falls silent is dropped after idle_timeout, its call ended for the other") {
+    // alice's phone vanishes without closing (no FIN, no RST): she just
+    // stops sending. bob goes on with his heartbeats.
+    TestServer s({"alice", "bob"}, [](Config& c) {
+        c.idle_timeout = 1000ms;
+        c.call_grace = 300ms;
+    });
+    CallPair call(s);
+    REQUIRE(call.established);
+    auto online = [&](const std::string& user) {
+        for (const auto& u : s.server->online_users())
+            if (u.user == user) return true;
+        return false;
+    };
+    CHECK(online("alice"));
+    auto silent_since = std::chrono::steady_clock::now();
+    bool alice_closed = false;
+    for (int i = 0; i < 20 && !alice_closed; ++i) {
+        call.bob.send_text("D");
+        alice_closed = call.alice.closed(150ms);
+    }
+    REQUIRE(alice_closed);
+    auto silent_for = std::chrono::steady_clock::now() - silent_since;
+    CHECK(silent_for >= 900ms);  // not before idle_timeout
+    CHECK(s.logged("closed: idle timeout"));
+    CHECK_FALSE(online("alice"));
+    CHECK(online("bob"));  // his heartbeats kept him
+    // The call is ended for bob once alice's grace period is over.
+    CHECK(call.bob.next_body(2000ms) == "end|alice");
+    CHECK(calls_now(*s.server) == 0);
+    CHECK(s.server->stats().logged_in == 1);
+    CHECK_FALSE(call.bob.closed(100ms));
+}
+
+TEST_CASE("idle_timeout and tcp_keepalive defaults: above two heartbeat periods; keepalive notices a dead host within ~2 minutes") {
+    Config defaults;
+    CHECK(defaults.idle_timeout == 660s);
+    CHECK(defaults.idle_timeout > 2 * 300s);
+    CHECK(defaults.tcp_keepalive == 60s);
+}

@@ -9,6 +9,12 @@
 
 #include "crypto/crypto.hpp"
 
+#include <cstdlib>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 using namespace test_support;
 using namespace dtcall;
 
@@ -254,4 +260,68 @@ TEST_CASE("connection cap: connections past max_connections are refused, others 
     RawPeer a(s), b(s), c(s), d(s);
     CHECK(d.closed(1000ms));
     CHECK_FALSE(a.login("alice").empty());
+}
+
+namespace {
+
+// The server's end of each accepted command connection, found among this
+// process's descriptors (the Server runs in-process): TCP sockets bound to
+// the command port that are not the listener. Their keepalive options.
+struct KeepaliveSeen {
+    int keepalive = -1, idle = -1, interval = -1, probes = -1;
+};
+std::vector<KeepaliveSeen> server_side_keepalive(std::uint16_t command_port) {
+    std::vector<KeepaliveSeen> seen;
+    DIR* fds = opendir("/proc/self/fd");
+    REQUIRE(fds != nullptr);
+    while (dirent* e = readdir(fds)) {
+        int fd = std::atoi(e->d_name);
+        if (fd <= 2 || fd == dirfd(fds)) continue;
+        sockaddr_in local{};
+        socklen_t length = sizeof local;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0 || local.sin_family != AF_INET) continue;
+        if (ntohs(local.sin_port) != command_port) continue;
+        int listening = 0, type = 0;
+        socklen_t n = sizeof listening;
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &n);
+        n = sizeof type;
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &n);
+        if (listening || type != SOCK_STREAM) continue;
+        KeepaliveSeen k;
+        n = sizeof(int);
+        getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &k.keepalive, &n);
+        getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &k.idle, &n);
+        getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &k.interval, &n);
+        getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &k.probes, &n);
+        seen.push_back(k);
+    }
+    closedir(fds);
+    return seen;
+}
+
+}  // namespace
+
+TEST_CASE("every accepted command connection gets TCP keepalive (tcp_keepalive), none when 0") {
+    SUBCASE("tcp_keepalive = 45 s") {
+        TestServer s({"alice"}, [](Config& c) { c.tcp_keepalive = 45s; });
+        RawPeer a(s), b(s);
+        REQUIRE_FALSE(a.login("alice").empty());
+        s.pump(50ms);  // b accepted too
+        auto seen = server_side_keepalive(s.server->command_port());
+        REQUIRE(seen.size() == 2);
+        for (const KeepaliveSeen& k : seen) {
+            CHECK(k.keepalive == 1);
+            CHECK(k.idle == 45);
+            CHECK(k.interval == 10);
+            CHECK(k.probes == 6);
+        }
+    }
+    SUBCASE("tcp_keepalive = 0: off") {
+        TestServer s({"alice"}, [](Config& c) { c.tcp_keepalive = 0s; });
+        RawPeer a(s);
+        REQUIRE_FALSE(a.login("alice").empty());
+        auto seen = server_side_keepalive(s.server->command_port());
+        REQUIRE(seen.size() == 1);
+        CHECK(seen[0].keepalive == 0);
+    }
 }

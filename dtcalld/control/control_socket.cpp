@@ -79,8 +79,9 @@ dtcall::Status clear_stale(const std::string& path, const sockaddr_un& address) 
 }  // namespace
 
 ControlSocket::ControlSocket(dtcall::Server& server, const dtcall::UsersFile* users_file, LogFile& log,
+                             Lifecycle& lifecycle,
                              std::chrono::system_clock::time_point started)
-    : server_(server), users_file_(users_file), log_(log), started_(started) {}
+    : server_(server), users_file_(users_file), log_(log), lifecycle_(lifecycle), started_(started) {}
 
 ControlSocket::~ControlSocket() {
     connections_.clear();
@@ -262,7 +263,9 @@ void ControlSocket::answer(Connection& connection, const dtcall::Result<Request>
                 break;
             }
             log_.write(LogLevel::info, "control: reloading " + users_file_->path());
+            lifecycle_.reloading();
             auto status = server_.reload_users();
+            lifecycle_.reloaded();
             std::string count = std::to_string(users_file_->size()) + " users";
             if (status) log_.write(LogLevel::info, users_file_->path() + ": " + count);
             done(status, "reloaded " + users_file_->path() + ": " + count);
@@ -275,6 +278,8 @@ void ControlSocket::answer(Connection& connection, const dtcall::Result<Request>
             }
             std::string limit = std::to_string(r.drain_limit.count());
             log_.write(LogLevel::info, "control: draining; calls left after " + limit + " s are ended");
+            // A drain ends in an exit: systemd and load balancers hear it now.
+            lifecycle_.stopping("draining; calls left after " + limit + " s are ended");
             done(dtcall::Done{}, "draining");
             dtcall::Server& server = server_;
             LogFile& log = log_;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "request.hpp"
+#include "lifecycle.hpp"
 #include "log_file.hpp"
 
 #include <dtcall/result.hpp>
@@ -36,7 +37,8 @@ public:
     // All must outlive this object; `started` is the daemon's start (uptime).
     // `users_file` is null when the users come from users_db (which needs no
     // reload: its changes apply by themselves).
-    ControlSocket(dtcall::Server& server, const dtcall::UsersFile* users_file, LogFile& log,
+    // `lifecycle` hears of reloads and of a drain (systemd, /healthz).
+    ControlSocket(dtcall::Server& server, const dtcall::UsersFile* users_file, LogFile& log, Lifecycle& lifecycle,
                   std::chrono::system_clock::time_point started);
     // Closes every control connection, the listener, and removes the file.
     ~ControlSocket();
@@ -60,6 +62,7 @@ private:
     dtcall::Server& server_;
     const dtcall::UsersFile* users_file_;
     LogFile& log_;
+    Lifecycle& lifecycle_;
     std::chrono::system_clock::time_point started_;
     std::string path_;
     evconnlistener* listener_ = nullptr;

@@ -28,8 +28,16 @@ struct Config {
     // An unauthenticated connection must finish handshake + login in this time.
     std::chrono::milliseconds login_timeout{15000};
     // Logged-in connections that send nothing (not even `D`) for this long are
-    // closed; 0 = never. Clients heartbeat every 5 minutes.
-    std::chrono::milliseconds idle_timeout{0};
+    // closed; 0 = never. Clients heartbeat every 5 minutes: the default is
+    // above two periods, so one lost heartbeat costs nobody their connection,
+    // and a phone that vanished is offline within 11 minutes at most.
+    std::chrono::milliseconds idle_timeout{660000};
+    // TCP keepalive on command connections: after this much silence the
+    // kernel probes the peer every 10 s and resets the connection after 6
+    // unanswered probes, so a host that vanished (network lost, battery out)
+    // is offline about 2 minutes after its last byte (60 s + 6 x 10 s).
+    // 0 = off (no probes; only idle_timeout notices the ghost).
+    std::chrono::seconds tcp_keepalive{60};
     // Least time between two frames to one client (clients cannot reassemble
     // two pending frames), unless the client's last message needed our last
     // frame (login2 after login1resp...). Above TCP's 200 ms minimum

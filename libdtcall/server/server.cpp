@@ -18,6 +18,7 @@
 #include "server/admission.hpp"
 #include "server/bound_socket.hpp"
 #include "server/call_ledger.hpp"
+#include "server/keepalive.hpp"
 #include "server/observer_list.hpp"
 #include "server/session_table.hpp"
 #include "server/user_timers.hpp"
@@ -182,6 +183,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         // hold it for the client's delayed ack (~40 ms).
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        // A phone that vanished without closing stops counting as online.
+        apply_keepalive(fd, keepalive_plan(impl->cfg.tcp_keepalive));
         impl->sessions.add(std::make_unique<Session>(impl->base, fd, address, length, *impl, ++impl->next_id));
     }
 

@@ -112,8 +112,8 @@ void Session::enter(State next) {
 }
 
 void Session::arm_timer(std::chrono::milliseconds after) {
-    // Timers exist only while needed: an idle logged-in session without an
-    // idle timeout holds none (each costs ~150 bytes, times 100 000 sessions).
+    // Timers exist only while needed: a logged-in session holds none (each
+    // costs ~150 bytes, times 100 000 sessions).
     if (after.count() <= 0) {
         if (timer_) event_free(timer_);
         timer_ = nullptr;
@@ -122,6 +122,19 @@ void Session::arm_timer(std::chrono::milliseconds after) {
     if (!timer_) timer_ = evtimer_new(bufferevent_get_base(bev_), &Session::on_timer, this);
     timeval tv = to_timeval(after);
     evtimer_add(timer_, &tv);
+}
+
+// Logged in: the idle timeout is the bufferevent's read timeout, which
+// reuses its read event (no allocation per session) and restarts with every
+// read; it fires as BEV_EVENT_TIMEOUT | BEV_EVENT_READING (on_event). One
+// common-timeout queue for all sessions: O(1) to restart, not a heap.
+void Session::arm_idle_timeout() {
+    arm_timer(std::chrono::milliseconds(0));  // the login deadline is over
+    std::chrono::milliseconds idle = host_.config().idle_timeout;
+    if (idle.count() <= 0) return;
+    timeval tv = to_timeval(idle);
+    const timeval* common = event_base_init_common_timeout(bufferevent_get_base(bev_), &tv);
+    bufferevent_set_timeouts(bev_, common ? common : &tv, nullptr);
 }
 
 void Session::on_read(bufferevent*, void* self) {
@@ -197,7 +210,6 @@ void Session::decode_frames() {
 
 void Session::handle_text(const std::string& text, const std::uint8_t* nonce) {
     const Config& config = host_.config();
-    if (state_ == State::logged_in) arm_timer(config.idle_timeout);
     wire::Parsed parsed = wire::parse_command(text, std::time(nullptr), config.timestamp_window);
     // The fields hold the session key or a challenge: zero them on every way out.
     struct WipeFields {
@@ -305,7 +317,7 @@ void Session::handle_login2(const wire::Command& command) {
     session_key_ = random_token(59);
     enter(State::logged_in);
     decoder_.set_max_plaintext(host_.config().max_frame_after_login);
-    arm_timer(host_.config().idle_timeout);
+    arm_idle_timeout();
     bool keepudp = command.size() == 5;
     // login2resp first: what the host sends on login (notices missed while
     // away) must come after it.
@@ -405,7 +417,14 @@ void Session::on_write(bufferevent*, void* self) {
 
 void Session::on_event(bufferevent*, short what, void* self) {
     auto* s = static_cast<Session*>(self);
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) || s->state_ == State::closed) return;
+    if (s->state_ == State::closed) return;
+    // Nothing read for idle_timeout (libevent has stopped reading): an idle
+    // close, flushing what is queued, like the old idle timer.
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        if (s->state_ == State::logged_in) s->close(CloseReason::idle);
+        return;
+    }
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
     const char* detail = what & BEV_EVENT_EOF ? "peer closed the connection" : "connection error";
     // Nothing more can be written: no flushing, straight to closed.
     if (s->state_ != State::closing) s->begin_close(CloseReason::closed_by_peer, detail);

@@ -164,12 +164,15 @@ private:
     void begin_close(CloseReason reason, const char* detail);
     void finish(const char* detail);
     void arm_timer(std::chrono::milliseconds after);
+    void arm_idle_timeout();
     void enter(State next);
 
     Host& host_;
     std::uint64_t id_;
     bufferevent* bev_ = nullptr;
-    event* timer_ = nullptr;  // login deadline or idle timeout
+    // Login deadline, or the flush limit when closing. The idle timeout of a
+    // logged-in session is the bufferevent's read timeout instead.
+    event* timer_ = nullptr;
     event* pace_ = nullptr;
     State state_ = State::handshake;
     std::string address_;

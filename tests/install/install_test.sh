@@ -49,7 +49,8 @@ note "meson install --destdir $dest (prefix $PREFIX)"
         echo "$BINDIR/dtcall-bench"
         echo "$MANDIR/man1/dtcall-bench.1"
     fi
-    for f in README.md examples/embed.cpp examples/control.cpp settings/dtcalld.conf settings/users; do echo "$DOCDIR/$f"; done
+    for f in README.md examples/embed.cpp examples/control.cpp settings/dtcalld.conf settings/users \
+        prometheus/prometheus.yml prometheus/dtcall.rules.yml prometheus/dtcall.rules.test.yml; do echo "$DOCDIR/$f"; done
     [ "$UNITDIR" = no ] || echo "$UNITDIR/dtcalld.service"
 } | LC_ALL=C sort >"$tmp/expected"
 (cd "$dest" && find . ! -type d) | sed 's|^\.||' | LC_ALL=C sort >"$tmp/installed"
