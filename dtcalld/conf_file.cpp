@@ -13,7 +13,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-enum class Kind { port, count, bytes, seconds, milliseconds, address, path, level, endpoint };
+enum class Kind { port, count, bytes, seconds, milliseconds, address, path, level, endpoint, redis, node_name, node_address };
 
 struct Line {
     std::string_view file;
@@ -128,6 +128,15 @@ const KeySpec key_specs[] = {
      [](ConfValues& o, std::uint64_t, const Line& l) { o.control_path = std::string(l.value); }},
     {"control_group", Kind::path, 0, 0,
      [](ConfValues& o, std::uint64_t, const Line& l) { o.control_group = std::string(l.value); }},
+    // --- cluster (checked as a set at the end of parse_conf) ---
+    {"cluster_redis", Kind::redis, 0, 0, nullptr},
+    {"node_name", Kind::node_name, 0, 0, nullptr},
+    {"node_address", Kind::node_address, 0, 0, nullptr},
+    {"cluster_key", Kind::path, 0, 0,
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.cluster.key_path = std::string(l.value);
+         o.cluster.key_line = l.number;
+     }},
 };
 
 const KeySpec* find_key(std::string_view name) {
@@ -232,6 +241,28 @@ dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
         out.metrics = *endpoint;
         return dtcall::Done{};
     }
+    case Kind::redis: {
+        auto redis = dtcall::cluster::parse_redis_address(line.value);
+        if (!redis) return line.error(quoted(line.value) + " " + redis.error());
+        out.cluster.redis = *redis;
+        out.cluster.redis_line = line.number;
+        return dtcall::Done{};
+    }
+    case Kind::node_name:
+        if (!dtcall::cluster::valid_node_name(line.value)) {
+            return line.error(quoted(line.value) + " is not a node name (1-64 of 0-9 A-Z a-z . _ -)");
+        }
+        out.cluster.node_name = std::string(line.value);
+        out.cluster.node_name_line = line.number;
+        return dtcall::Done{};
+    case Kind::node_address: {
+        auto endpoint = metrics::parse_endpoint(line.value);
+        if (!endpoint) return line.error(quoted(line.value) + " " + endpoint.error());
+        if (endpoint->port == 0) return line.error(quoted(line.value) + " needs a port number (1-65535)");
+        out.cluster.node_address = *endpoint;
+        out.cluster.node_address_line = line.number;
+        return dtcall::Done{};
+    }
     case Kind::level: {
         auto level = parse_level(line.value);
         if (!level) return line.error(quoted(line.value) + " is not one of debug, info, warning, error");
@@ -241,6 +272,30 @@ dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
     default:
         return apply_number(spec, line, out);
     }
+}
+
+// Any cluster key turns clustering on, and then a node cannot work without
+// the shared Redis, the address other nodes send it media at, and the key
+// that authenticates both: a partial set is a mistake, not a single node.
+dtcall::Status check_cluster_set(const ConfValues::Cluster& c, std::string_view file_name) {
+    if (!c.any()) return dtcall::Done{};
+    struct Named { const char* key; int line; };
+    const Named keys[] = {{"cluster_redis", c.redis_line}, {"node_name", c.node_name_line},
+                          {"node_address", c.node_address_line}, {"cluster_key", c.key_line}};
+    const Named* first = nullptr;
+    for (const Named& k : keys) {
+        if (k.line > 0 && (first == nullptr || k.line < first->line)) first = &k;
+    }
+    std::string missing;
+    for (const Named& k : keys) {
+        if (k.line > 0 || std::string_view(k.key) == "node_name") continue;
+        missing += missing.empty() ? "" : " and ";
+        missing += k.key;
+    }
+    if (missing.empty()) return dtcall::Done{};
+    return dtcall::Error{std::string(file_name) + ":" + std::to_string(first->line) + ": " + first->key +
+                         ": clustering also needs " + missing +
+                         " (cluster_redis, node_address and cluster_key go together; see dtcalld.conf(5))"};
 }
 
 }  // namespace
@@ -298,6 +353,7 @@ dtcall::Result<ConfValues> parse_conf(std::string_view text, std::string_view fi
                              ": users_db: cannot be used together with users (line " + std::to_string(out.users_line) +
                              "); keep one of the two lines"};
     }
+    if (auto cluster = check_cluster_set(out.cluster, file_name); !cluster) return dtcall::Error{cluster.error()};
     return out;
 }
 

@@ -5,6 +5,8 @@
 
 #include "metrics/endpoint.hpp"
 
+#include "cluster/redis_address.hpp"
+
 #include <dtcall/config.hpp>
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
@@ -39,6 +41,18 @@ struct ConfValues {
     // mode 0600, else 0660 owned by that group.
     std::string control_path;
     std::string control_group;
+    // Clustering through Redis (dtcalld.conf(5) "Cluster"): all unset = a
+    // single node. When any is set, cluster_redis, node_address and
+    // cluster_key must all be; node_name defaults to the host name (filled
+    // in by load_settings, not here: parsing stays pure). Lines 0 = not set.
+    struct Cluster {
+        std::optional<dtcall::cluster::RedisAddress> redis;
+        std::string node_name;
+        std::optional<metrics::Endpoint> node_address;  // IP literal and port 1-65535
+        std::string key_path;  // as written
+        int redis_line = 0, node_name_line = 0, node_address_line = 0, key_line = 0;
+        bool any() const { return redis_line || node_name_line || node_address_line || key_line; }
+    } cluster;
     // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
     // we do not know, and that must not stop an upgrade.
     std::vector<std::string> warnings;

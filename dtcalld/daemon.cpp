@@ -93,6 +93,12 @@ int run_daemon(const Options& options) {
                                   std::to_string(::getpid()) + "), settings from " + settings->conf_path);
     for (const std::string& warning : settings->warnings) log.write(LogLevel::warning, warning);
     check_open_files(*settings, log);
+    if (settings->cluster) {
+        // Checked and read, but nothing of the cluster runs yet: better no
+        // clustering than half of one (issue 11 lands in parts).
+        log.write(LogLevel::info, "cluster settings read; clustering is not active in this version");
+        settings->cluster.reset();  // the key is wiped now, not at exit
+    }
 
     std::optional<dtcall::UsersFile> users_file;
     std::unique_ptr<SqliteUserDirectory> users_db;

@@ -1,5 +1,8 @@
 // dtcall-keygen NAME [DIR]: a key pair in the key-file format of
-// PROTOCOL.md section 1, for a user or for the server. See dtcall-keygen(1).
+// PROTOCOL.md section 1, for a user or for the server.
+// dtcall-keygen --cluster-key FILE: the secret the nodes of a cluster share.
+// See dtcall-keygen(1).
+#include "cluster/cluster_key.hpp"
 #include "crypto/crypto.hpp"
 #include <dtcall/version.hpp>
 #include "wire/wire.hpp"
@@ -14,11 +17,14 @@ namespace {
 
 const char* const usage =
     "usage: dtcall-keygen NAME [DIR]\n"
+    "       dtcall-keygen --cluster-key FILE\n"
     "       dtcall-keygen --help | --version\n"
     "\n"
     "Writes DIR/NAME_public.na and DIR/NAME_private.na (mode 0600), DIR being\n"
     "the current directory when omitted. NAME is a user name ([0-9A-Za-z+-])\n"
-    "or the server's name. Existing files are never overwritten.\n";
+    "or the server's name. With --cluster-key, writes a new cluster key to\n"
+    "FILE (mode 0600) for cluster_key in dtcalld.conf(5).\n"
+    "Existing files are never overwritten.\n";
 
 int fail(const std::string& reason) {
     std::fprintf(stderr, "dtcall-keygen: %s\n", reason.c_str());
@@ -43,7 +49,19 @@ int main(int argc, char** argv) {
         std::printf("dtcall-keygen %s\n", dtcall::version());
         return 0;
     }
-    if (argc < 2 || argc > 3) {
+    if (argc >= 2 && std::string(argv[1]) == "--cluster-key") {
+        if (argc != 3) {
+            std::fputs(usage, stderr);
+            return 2;
+        }
+        if (!dtcall::crypto_init()) return fail("libsodium cannot start (no entropy source?)");
+        std::string path = argv[2];
+        auto written = dtcall::cluster::write_cluster_key_file(dtcall::cluster::ClusterKey::generate(), path);
+        if (!written) return fail(written.error());
+        std::printf("wrote %s (mode 0600): copy it to every node, as cluster_key in dtcalld.conf\n", path.c_str());
+        return 0;
+    }
+    if (argc < 2 || argc > 3 || std::string(argv[1]).rfind("--", 0) == 0) {  // an unknown option
         std::fputs(usage, stderr);
         return 2;
     }

@@ -40,19 +40,42 @@ dtcall::Result<std::string> choose_conf_file(const std::string& dir, std::vector
 
 // Anyone who can read the private key can impersonate the server, and anyone
 // who can write it can swap in their own: refuse to run on such a key rather
-// than warn into a log nobody reads. Execute bits are odd but harmless. A file
-// that cannot be stat()ed is left to the reader to report ("cannot open").
-dtcall::Status check_private_key_mode(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return dtcall::Done{};
-    const mode_t readable = S_IRGRP | S_IROTH, writable = S_IWGRP | S_IWOTH;
-    if ((st.st_mode & (readable | writable)) == 0) return dtcall::Done{};
-    const char* what = (st.st_mode & readable) == 0   ? "writable"
-                       : (st.st_mode & writable) == 0 ? "readable"
-                                                      : "readable and writable";
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-    return dtcall::Error{path + ": " + what + " by group or others (mode " + mode + "); run: chmod 600 " + path};
+// than warn into a log nobody reads (cluster::check_owner_only; the cluster
+// key gets the same check). Execute bits are odd but harmless.
+
+// node_name's default. A host name that is not a valid node name (too long,
+// odd characters) is an error asking for node_name rather than a mangled name.
+dtcall::Result<std::string> host_node_name(const std::string& where) {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0) {
+        return dtcall::Error{where + "the host name cannot be read (" + std::strerror(errno) + "); set node_name"};
+    }
+    if (!dtcall::cluster::valid_node_name(name)) {
+        return dtcall::Error{where + "the host name \"" + std::string(name) +
+                             "\" is not a node name (1-64 of 0-9 A-Z a-z . _ -); set node_name"};
+    }
+    return std::string(name);
+}
+
+dtcall::Result<ClusterSettings> load_cluster(const std::string& dir, const std::string& conf_path,
+                                             const ConfValues::Cluster& conf) {
+    ClusterSettings out;
+    out.redis = *conf.redis;
+    out.node_address = *conf.node_address;
+    if (conf.node_name_line > 0) {
+        out.node_name = conf.node_name;
+    } else {
+        auto name = host_node_name(conf_path + ": node_name: not set, and ");
+        if (!name) return dtcall::Error{name.error()};
+        out.node_name = *name;
+    }
+    out.key_path = resolve_path(dir, conf.key_path);
+    auto key = dtcall::cluster::read_cluster_key_file(out.key_path);
+    if (!key) {
+        return dtcall::Error{conf_path + ":" + std::to_string(conf.key_line) + ": cluster_key: " + key.error()};
+    }
+    out.key = *key;
+    return out;
 }
 
 }  // namespace
@@ -94,7 +117,7 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     std::string public_path = resolve_path(dir, conf->public_key_path);
 
     // Mode first: an exposed key is refused before its secret is even read.
-    if (auto safe = check_private_key_mode(private_path); !safe) return dtcall::Error{at_private + safe.error()};
+    if (auto safe = dtcall::cluster::check_owner_only(private_path); !safe) return dtcall::Error{at_private + safe.error()};
     auto secret = dtcall::read_private_key_file(private_path);
     if (!secret) return dtcall::Error{at_private + secret.error()};
     auto pub = dtcall::read_public_key_file(public_path);
@@ -104,6 +127,12 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
         return dtcall::Error{at_public + public_path + " is not the public half of " + private_path};
     }
     out.config.server_keys = pair;
+
+    if (conf->cluster.any()) {
+        auto cluster = load_cluster(dir, out.conf_path, conf->cluster);
+        if (!cluster) return dtcall::Error{cluster.error()};
+        out.cluster = std::move(*cluster);
+    }
     return out;
 }
 

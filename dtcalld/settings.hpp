@@ -7,6 +7,9 @@
 
 #include "metrics/endpoint.hpp"
 
+#include "cluster/cluster_key.hpp"
+#include "cluster/redis_address.hpp"
+
 #include <dtcall/config.hpp>
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
@@ -20,6 +23,16 @@ namespace dtcalld {
 constexpr const char* default_settings_dir = "/etc/dtoperator";
 constexpr const char* default_log_dir = "/var/log/dtoperator";
 
+// The cluster keys of dtcalld.conf(5), checked as a set, with the cluster
+// key read (its file must be mode 0600 or stricter).
+struct ClusterSettings {
+    dtcall::cluster::RedisAddress redis;
+    std::string node_name;          // node_name, or the host name
+    metrics::Endpoint node_address; // where other nodes send this node media
+    std::string key_path;           // resolved against the settings dir
+    dtcall::cluster::ClusterKey key;  // wipes itself
+};
+
 struct Settings {
     dtcall::Config config;  // server_keys filled in and checked
     std::string conf_path;
@@ -30,12 +43,14 @@ struct Settings {
     std::optional<metrics::Endpoint> metrics;  // the metrics endpoint; nullopt = off
     std::string control_path;   // resolved against the settings dir; empty = no control socket
     std::string control_group;  // empty = mode 0600
+    std::optional<ClusterSettings> cluster;  // nullopt: a single node (no cluster keys)
     std::vector<std::string> warnings;  // one line each, naming file and line
 };
 
 // Reads the conf file and both key files. The error is one line naming the
 // file, the line and the key at fault. A private key file readable or
-// writable by group or others is an error, not a warning.
+// writable by group or others is an error, not a warning; so is a cluster
+// key file.
 dtcall::Result<Settings> load_settings(const std::string& dir);
 
 // `path` as seen from `dir`: absolute paths stay, relative ones are joined.

@@ -10,6 +10,7 @@
 
 #include "temp_dir.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -419,7 +420,7 @@ TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
     REQUIRE(in.good());
     std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto names = dtcalld::conf_key_names();
-    CHECK(names.size() == 29);
+    CHECK(names.size() == 33);
     for (const std::string& key : names) {
         CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
         // ...and the full example uses it.
@@ -450,4 +451,131 @@ TEST_CASE("metrics = ADDRESS:PORT: off when absent, IPv4 or [IPv6], errors name 
     CHECK(contains(error_of("metrics = localhost:9641\n" + keys_lines), "dtcalld.conf:1: metrics: "));
     CHECK(contains(error_of("metrics = ::1:9641\n" + keys_lines), "brackets"));
     CHECK(contains(error_of("metrics = 127.0.0.1:70000\n" + keys_lines), "not a port number (0-65535)"));
+}
+
+// --- cluster keys (issue 11, part 1: read and checked, not acted on) ---
+
+namespace {
+
+const std::string cluster_lines =
+    "cluster_redis = unix:/run/redis/redis.sock\n"
+    "node_name = node-1.a_b\n"
+    "node_address = 10.0.0.11:1962\n"
+    "cluster_key = cluster.key\n";
+
+}  // namespace
+
+TEST_CASE("cluster keys: all absent is a single node; the set parses") {
+    auto single = parse_conf(keys_lines, "c");
+    REQUIRE(single.ok());
+    CHECK_FALSE(single->cluster.any());
+
+    auto parsed = parse_conf(keys_lines + cluster_lines, "c");
+    REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+    REQUIRE(parsed->cluster.redis.has_value());
+    CHECK(parsed->cluster.redis->is_unix());
+    CHECK(parsed->cluster.redis->unix_path == "/run/redis/redis.sock");
+    CHECK(parsed->cluster.node_name == "node-1.a_b");
+    REQUIRE(parsed->cluster.node_address.has_value());
+    CHECK(parsed->cluster.node_address->host == "10.0.0.11");
+    CHECK(parsed->cluster.node_address->port == 1962);
+    CHECK(parsed->cluster.key_path == "cluster.key");
+    CHECK(parsed->cluster.key_line == 6);
+
+    auto tcp = parse_conf(keys_lines + "cluster_redis = redis.example:6379\nnode_address = [fd00::5]:1962\n"
+                                       "cluster_key = /etc/k\n", "c");
+    REQUIRE_MESSAGE(tcp.ok(), tcp.error());
+    CHECK_FALSE(tcp->cluster.redis->is_unix());
+    CHECK(tcp->cluster.redis->host == "redis.example");
+    CHECK(tcp->cluster.redis->port == 6379);
+    CHECK(tcp->cluster.node_address->host == "fd00::5");
+    CHECK(tcp->cluster.node_name.empty());  // the host name, filled in by load_settings
+
+    auto v6 = parse_conf(keys_lines + "cluster_redis = [::1]:6380\nnode_address = 127.0.0.1:9\ncluster_key = k\n", "c");
+    REQUIRE_MESSAGE(v6.ok(), v6.error());
+    CHECK(v6->cluster.redis->host == "::1");
+    CHECK(v6->cluster.redis->text() == "[::1]:6380");
+}
+
+TEST_CASE("cluster keys: a partial set is one error naming the first key's line and what is missing") {
+    CHECK(error_of(keys_lines + "cluster_redis = 10.0.0.5:6379\n") ==
+          "/etc/x/dtcalld.conf:3: cluster_redis: clustering also needs node_address and cluster_key "
+          "(cluster_redis, node_address and cluster_key go together; see dtcalld.conf(5))");
+    CHECK(error_of(keys_lines + "node_address = 10.0.0.11:1962\ncluster_redis = 10.0.0.5:6379\n") ==
+          "/etc/x/dtcalld.conf:3: node_address: clustering also needs cluster_key "
+          "(cluster_redis, node_address and cluster_key go together; see dtcalld.conf(5))");
+    CHECK(contains(error_of(keys_lines + "\nnode_name = n1\n"),
+                   "/etc/x/dtcalld.conf:4: node_name: clustering also needs cluster_redis and node_address and cluster_key"));
+    CHECK(parse_conf(keys_lines + "cluster_key = k\ncluster_redis = unix:/r\nnode_address = 1.2.3.4:5\n", "c").ok());
+}
+
+TEST_CASE("cluster keys: bad values name file, line and key") {
+    const std::string rest = "node_address = 10.0.0.11:1962\ncluster_key = k\n";
+    CHECK(contains(error_of(keys_lines + "cluster_redis = redis\n" + rest),
+                   "/etc/x/dtcalld.conf:3: cluster_redis: \"redis\" is not unix:/PATH or HOST:PORT"));
+    CHECK(contains(error_of(keys_lines + "cluster_redis = unix:redis.sock\n" + rest),
+                   "/etc/x/dtcalld.conf:3: cluster_redis: \"unix:redis.sock\" is not unix:/PATH or HOST:PORT"));
+    CHECK(contains(error_of(keys_lines + "cluster_redis = unix:/" + std::string(107, 'a') + "\n" + rest),
+                   "longer than 107 bytes"));
+    CHECK(contains(error_of(keys_lines + "cluster_redis = host:0\n" + rest), "\"0\" is not a port number (1-65535)"));
+    CHECK(contains(error_of(keys_lines + "cluster_redis = ::1:6379\n" + rest), "an IPv6 address goes in brackets"));
+    CHECK(contains(error_of(keys_lines + "cluster_redis = [nope]:6379\n" + rest), "\"nope\" is not an IPv6 address"));
+    CHECK(contains(error_of(keys_lines + "cluster_redis = b@d:6379\n" + rest), "bad host name"));
+
+    const std::string with_redis = "cluster_redis = 10.0.0.5:6379\n";
+    CHECK(error_of(keys_lines + with_redis + rest + "node_name = no de\n") ==
+          "/etc/x/dtcalld.conf:6: node_name: \"no de\" is not a node name (1-64 of 0-9 A-Z a-z . _ -)");
+    CHECK(contains(error_of(keys_lines + with_redis + rest + "node_name = " + std::string(65, 'n') + "\n"),
+                   "is not a node name"));
+    CHECK(parse_conf(keys_lines + with_redis + rest + "node_name = " + std::string(64, 'n') + "\n", "c").ok());
+    CHECK(contains(error_of(keys_lines + with_redis + "cluster_key = k\nnode_address = node1:1962\n"),
+                   "/etc/x/dtcalld.conf:5: node_address: \"node1:1962\" is not ADDRESS:PORT"));
+    CHECK(error_of(keys_lines + with_redis + "cluster_key = k\nnode_address = 10.0.0.1:0\n") ==
+          "/etc/x/dtcalld.conf:5: node_address: \"10.0.0.1:0\" needs a port number (1-65535)");
+    CHECK(error_of(keys_lines + with_redis + "node_address = 10.0.0.1:1\ncluster_key =\n") ==
+          "/etc/x/dtcalld.conf:5: cluster_key: has no value");
+}
+
+TEST_CASE("settings: the cluster key is read relative to the settings dir and must be mode 0600") {
+    TempDir dir;
+    make_server_keys(dir);
+    write_file(dir / "dtcalld.conf", keys_lines + cluster_lines);
+    const std::string key = dir / "cluster.key";
+
+    auto missing = dtcalld::load_settings(dir.path);
+    REQUIRE_FALSE(missing.ok());
+    CHECK(contains(missing.error(), dir / "dtcalld.conf:6: cluster_key: " + key));
+
+    REQUIRE(dtcall::cluster::write_cluster_key_file(dtcall::cluster::ClusterKey::generate(), key).ok());
+    auto settings = dtcalld::load_settings(dir.path);
+    REQUIRE_MESSAGE(settings.ok(), settings.error());
+    REQUIRE(settings->cluster.has_value());
+    CHECK(settings->cluster->node_name == "node-1.a_b");
+    CHECK(settings->cluster->key_path == key);
+    CHECK(settings->cluster->redis.text() == "unix:/run/redis/redis.sock");
+    CHECK(settings->cluster->node_address.text() == "10.0.0.11:1962");
+    auto read = dtcall::cluster::read_cluster_key_file(key);
+    REQUIRE(read.ok());
+    CHECK(std::equal(read->data(), read->data() + 32, settings->cluster->key.data()));
+
+    REQUIRE(chmod(key.c_str(), 0640) == 0);
+    auto exposed = dtcalld::load_settings(dir.path);
+    REQUIRE_FALSE(exposed.ok());
+    CHECK(exposed.error() == dir / "dtcalld.conf:6: cluster_key: " + key +
+                                 ": readable by group or others (mode 0640); run: chmod 600 " + key);
+
+    // Without node_name: the host name, when it is a valid node name.
+    REQUIRE(chmod(key.c_str(), 0600) == 0);
+    write_file(dir / "dtcalld.conf", keys_lines + "cluster_redis = 127.0.0.1:6379\nnode_address = 127.0.0.1:1962\n"
+                                                  "cluster_key = cluster.key\n");
+    char host[256] = {};
+    REQUIRE(gethostname(host, sizeof host - 1) == 0);
+    auto defaulted = dtcalld::load_settings(dir.path);
+    if (dtcall::cluster::valid_node_name(host)) {
+        REQUIRE_MESSAGE(defaulted.ok(), defaulted.error());
+        CHECK(defaulted->cluster->node_name == host);
+    } else {
+        REQUIRE_FALSE(defaulted.ok());
+        CHECK(contains(defaulted.error(), "set node_name"));
+    }
 }

@@ -4,6 +4,7 @@
 // $DTCALL_KEYGEN (set by tests/meson.build). Loopback only; every wait is
 // bounded and every child is killed at the end.
 #include <dtcall/client.hpp>
+#include "cluster/cluster_key.hpp"
 #include "crypto/crypto.hpp"
 #include <dtcall/version.hpp>
 
@@ -610,6 +611,74 @@ TEST_CASE("dtcalld raises its open-files limit to the hard one and warns when ma
         CHECK_MESSAGE(contains(log, " info  open files limit: 300\n"), log);
         CHECK_FALSE_MESSAGE(contains(log, "max_connections"), log);
     }
+}
+
+TEST_CASE("dtcall-keygen --cluster-key writes a 0600 cluster key dtcalld accepts, and never overwrites") {
+    TempDir dir;
+    std::string keygen = env_or_fail("DTCALL_KEYGEN");
+    const std::string key = dir / "cluster.key";
+    {
+        mode_t old = ::umask(0);  // the file is 0600 whatever the umask
+        Child run({keygen, "--cluster-key", key}, dir.path);
+        ::umask(old);
+        REQUIRE(run.wait_exit() == std::optional<int>(0));
+        CHECK(contains(run.out(), "wrote " + key + " (mode 0600)"));
+    }
+    std::string text = read_file(key);
+    CHECK(text.size() == 115);
+    CHECK(text.rfind("DTCALL CLUSTER KEY\n", 0) == 0);
+    struct stat st {};
+    REQUIRE(::stat(key.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0600);
+    REQUIRE(dtcall::cluster::read_cluster_key_file(key).ok());
+    {
+        Child again({keygen, "--cluster-key", key}, dir.path);
+        REQUIRE(again.wait_exit() == std::optional<int>(1));
+        CHECK(lines_in(again.err()) == 1);
+        CHECK(contains(again.err(), key + ": already exists, not overwriting"));
+        CHECK(read_file(key) == text);
+    }
+    {
+        Child other({keygen, "--cluster-key", dir / "b.key"}, dir.path);
+        REQUIRE(other.wait_exit() == std::optional<int>(0));
+        CHECK(read_file(dir / "b.key") != text);  // random each time
+    }
+    for (std::vector<std::string> wrong : {std::vector<std::string>{keygen, "--cluster-key"},
+                                           std::vector<std::string>{keygen, "--cluster-key", key, "x"},
+                                           std::vector<std::string>{keygen, "--bogus"}}) {
+        Child usage(wrong, dir.path);
+        REQUIRE(usage.wait_exit() == std::optional<int>(2));
+    }
+    {
+        Child missing_dir({keygen, "--cluster-key", dir / "no/such.key"}, dir.path);
+        REQUIRE(missing_dir.wait_exit() == std::optional<int>(1));
+        CHECK(contains(missing_dir.err(), dir / "no/such.key: cannot create"));
+    }
+}
+
+TEST_CASE("dtcalld with the cluster keys says once that clustering is not active, and serves as one node") {
+    Settings s;
+    std::string conf = read_file(s.settings + "/dtcalld.conf");
+    REQUIRE(dtcall::cluster::write_cluster_key_file(dtcall::cluster::ClusterKey::generate(),
+                                                    s.settings + "/cluster.key").ok());
+    s.write_conf("dtcalld.conf", conf + "cluster_redis = unix:/nonexistent/redis.sock\nnode_name = n1\n"
+                                        "node_address = 127.0.0.1:1\ncluster_key = cluster.key\n");
+    {
+        Child dtcalld(s.argv(), s.dir.path);
+        REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
+                        (read_logs(s.logs) + dtcalld.err()));
+        CHECK(try_login(s, "alice") == "logged in");
+        dtcalld.signal(SIGTERM);
+        CHECK(dtcalld.wait_exit() == std::optional<int>(0));
+        std::string log = read_logs(s.logs);
+        CHECK_MESSAGE(contains(log, " info  cluster settings read; clustering is not active in this version\n"), log);
+    }
+    // A key file others may read: refused at start, naming the fix.
+    REQUIRE(::chmod((s.settings + "/cluster.key").c_str(), 0644) == 0);
+    Child refused(s.argv(), s.dir.path);
+    CHECK(refused.wait_exit() == std::optional<int>(1));
+    CHECK_MESSAGE(contains(refused.err() + read_logs(s.logs), "run: chmod 600 " + s.settings + "/cluster.key"),
+                  refused.err());
 }
 
 TEST_CASE("dtcall-keygen under umask 0 still writes the private key 0600 and the public one 0644") {
