@@ -59,8 +59,13 @@ struct ClientEvents {
     std::function<void(const std::string& callee)> available;
     std::function<void(const std::string& caller)> incoming;
     std::function<void(const std::string& peer, const PublicKey& peer_key)> prepare;
-    // The call's voice key is known: generated and sent (caller), or opened
-    // from `direct` (callee). Media can flow once this and `started` happened.
+    // The call's voice key is known: generated and sent (caller, at
+    // `prepare`), or opened from `direct` (callee). send_media() needs this
+    // and our own `started`. The peer's media is delivered once we have this,
+    // whether or not our `started` has come: the caller may talk from its
+    // `started`, which can reach it up to Config::frame_gap (300 ms) before
+    // the callee's, and a callee keeps media that comes before this (early
+    // media, above).
     std::function<void(const std::string& peer)> voice_key;
     std::function<void(const std::string& peer)> media_registered;  // ack decrypted
     // No ack after all registration attempts; the call stays up at the server.
