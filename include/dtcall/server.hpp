@@ -38,7 +38,7 @@ struct ServerStats {
     std::size_t logged_in = 0;       // users online
     std::size_t calls_ringing = 0;   // calls rung and not yet accepted
     std::size_t calls_accepted = 0;  // accepted, waiting for both `ready`s
-    std::size_t calls_in_progress = 0;  // `start` sent to both
+    std::size_t calls_in_progress = 0;  // `start` queued for both (frames are paced)
     std::size_t media_registered = 0;   // users with a media address
     // --- logins and calls (counters) ---
     std::uint64_t logins = 0;             // successful login2s
@@ -105,8 +105,10 @@ public:
     void set_policy(CallPolicy policy);  // who may call whom; unset = anybody
 
     // Binds the TCP and UDP sockets and starts serving. Errors name the
-    // address: ErrorCode::address_in_use, bad_address, permission, and
-    // invalid_state when already started.
+    // address: ErrorCode::address_in_use, bad_address, permission; bad_key
+    // when Config::server_keys is unset or its halves do not match;
+    // invalid_state when already started, or stopped (a Server starts once;
+    // a failed start() may be retried).
     Status start();
     // Runs the owned event_base until stop(). Not for an embedder's base.
     void run();
