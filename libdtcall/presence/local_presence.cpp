@@ -14,7 +14,9 @@ std::int64_t LocalPresence::now_ms() {
 void LocalPresence::deliver(const std::string& user, const Notice& notice) {
     auto it = online_.find(user);
     if (it != online_.end()) {
-        it->second.connection->send(wire::notice_message(notice.kind, notice.other, notice.blob, key_of(notice.other)));
+        std::optional<PublicKey> other_key = key_of(notice.other);
+        if (!other_key && remote_keys_) other_key = remote_keys_(notice.other);
+        it->second.connection->send(wire::notice_message(notice.kind, notice.other, notice.blob, other_key));
         return;
     }
     // Dropped during a call: sent when it is back with keepudp.

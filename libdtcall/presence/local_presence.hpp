@@ -30,6 +30,11 @@ public:
     void clear() override;
 
     std::size_t away_count() const { return away_.size(); }
+    // Where the key of a peer that is not here comes from (a cluster: the
+    // peer's node announced it). Unset on a single node.
+    void set_remote_keys(std::function<std::optional<PublicKey>(const std::string&)> remote_keys) {
+        remote_keys_ = std::move(remote_keys);
+    }
 
 private:
     static void on_grace_over(void* self, const std::string& user);
@@ -41,6 +46,7 @@ private:
     std::unordered_map<std::string, Entry> away_;  // dropped during a call; connection is null
     MissedNotices missed_;
     UserTimers grace_timers_;
+    std::function<std::optional<PublicKey>(const std::string&)> remote_keys_;
 };
 
 }  // namespace dtcall

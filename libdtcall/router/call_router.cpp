@@ -8,10 +8,11 @@ CallRouter::Leg* CallRouter::paired(const std::string& user, const std::string& 
     return &it->second;
 }
 
-bool CallRouter::call(const std::string& caller, const std::string& callee) {
+bool CallRouter::call(const std::string& caller, const std::string& callee, bool claimed) {
     // D1: both parties must be idle; the original only checked the callee.
     // The policy is asked only about calls that could ring.
-    bool possible = caller != callee && !legs_.count(caller) && !legs_.count(callee) && outbox_.online(callee);
+    bool possible = caller != callee && !legs_.count(caller) && !legs_.count(callee) && claimed &&
+                    outbox_.online(callee);
     CallDecision decision = !possible ? CallDecision::busy : policy_ ? policy_(caller, callee) : CallDecision::allow;
     bool refused_by_policy = decision == CallDecision::refuse;
     if (decision != CallDecision::allow) {

@@ -69,7 +69,9 @@ public:
     // Each returns false when the command is not valid now; the session then
     // answers `invalid`. A refused `call` is not "invalid": the caller gets
     // `end|B` instead, and the call returns true.
-    bool call(const std::string& caller, const std::string& callee);
+    // `claimed` false: a cluster found either party in a call on another
+    // node (the busy check is in Redis); the caller gets `end` as for busy.
+    bool call(const std::string& caller, const std::string& callee, bool claimed = true);
     bool accept(const std::string& callee, const std::string& caller);
     bool passthrough(const std::string& caller, const std::string& callee, const std::string& blob);
     bool ready(const std::string& user, const std::string& other);

@@ -12,7 +12,9 @@
 #include <dtcall/server.hpp>
 
 #include "crypto/shared_key_cache.hpp"
+#include "presence/cluster_presence.hpp"
 #include "presence/local_presence.hpp"
+#include "server/cluster_attach.hpp"
 #include "relay/address.hpp"
 #include "relay/media_relay.hpp"
 #include "server/admission.hpp"
@@ -34,6 +36,7 @@
 
 #include <ctime>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 namespace dtcall {
@@ -50,12 +53,21 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
                                           MediaRelay::Host,
                                           CallRouter::Outbox,
                                           Presence::Events,
-                                          UserDirectory::Watcher {
+                                          UserDirectory::Watcher,
+                                          ClusterLink::Host {
+    // A call of a user of this node that another node owns (cluster only).
+    struct RemoteLeg {
+        std::string owner;  // the node whose router holds the call
+        std::string peer;
+        CallPhase phase = CallPhase::ringing;
+        bool media = false;
+        std::optional<Notice> held_direct;
+    };
     Impl(Config config, UserDirectory& dir, event_base* given)
         : cfg(std::move(config)), users(dir), owned_base(given ? nullptr : event_base_new(), event_base_free),
-          base(given ? given : owned_base.get()), sessions(base), admission(cfg), presence(base, cfg.call_grace, *this), router(*this),
+          base(given ? given : owned_base.get()), sessions(base), admission(cfg), local_presence(base, cfg.call_grace, *this), router(*this),
           relay(base, cfg, *this), held_direct(base, this, [](void* self, const std::string& user) {
-              static_cast<Impl*>(self)->router.release_held_direct(user);
+              static_cast<Impl*>(self)->release_direct(user);
           }) {
         crypto_init();
         router.set_policy([this](const std::string& caller, const std::string& callee) { return decide(caller, callee); });
@@ -63,6 +75,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
 
     ~Impl() override {
+        if (cluster) cluster->attach(nullptr);
         users.remove_watcher(this);
         shut_down();
     }
@@ -154,7 +167,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         drain.reset();
         stop_deadline.reset();
         relay.close();
-        presence.clear();
+        presence->clear();
         held_direct.clear();
         ledger.clear();
         sessions.clear();
@@ -225,22 +238,28 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         const std::string& user = session.user();
         admission.authenticated_or_closed(session.ip());
         // The old connection logs out first (LogoutReason::replaced).
-        if (const Presence::Entry* previous = presence.entry(user); previous && previous->connection != &session)
+        if (const Presence::Entry* previous = presence->entry(user); previous && previous->connection != &session)
             static_cast<Session*>(previous->connection)->close(Session::CloseReason::replaced);
         // Presence keeps the key the login was checked against: `prepare`
         // hands it to this user's peers (through a grace period too). With
         // keepudp it hands over what the user missed while away.
-        presence.arrived(user, session, session.user_key(), keepudp);
+        presence->arrived(user, session, session.user_key(), keepudp);
         sessions.index_key(session);
         ++logins;
         log(LogLevel::info, user + " logged in from " + session.address() + (keepudp ? " (keepudp)" : ""));
         observers.notify([&](ServerObserver& o) { o.logged_in(user, session.address()); });
         router.logged_in(user, keepudp);
+        // A call another node owns: without keepudp it ends for the peer there.
+        if (RemoteLeg* leg = remote_leg(user); leg && !keepudp) end_remote_leg(user, "cmd_relogin");
     }
 
     bool session_command(Session& session, wire::Verb verb, const wire::Command& command) override {
         const std::string& user = session.user();
         const std::string& other = command.fields[2];
+        if (cluster) {
+            if (RemoteLeg* leg = remote_leg(user)) return forward_command(user, *leg, verb, other, command);
+            if (verb == wire::Verb::call) return cluster_call(user, other);
+        }
         switch (verb) {
         case wire::Verb::call: return router.call(user, other);
         // prepare carries both public keys, those their logins found; a user
@@ -257,7 +276,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
 
     bool login_allowed(Session& session, const std::string& user) override {
         // A draining server takes back only users whose call goes on.
-        if (drain && router.phase(user) == CallPhase::idle) {
+        if (drain && phase_of(user) == CallPhase::idle) {
             note_login_failure(session, user, LoginFailure::refused);
             return false;
         }
@@ -297,11 +316,11 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     void session_closing(Session& session, Session::CloseReason reason) override {
         if (session.closed_from() != Session::State::logged_in) return;
         const std::string& user = session.user();
-        const Presence::Entry* entry = presence.entry(user);
+        const Presence::Entry* entry = presence->entry(user);
         if (!entry || entry->connection != &session) return;
         sessions.forget_key(session);
         // PROTOCOL.md 7.3: the call stays for a keepudp reconnect, but not forever.
-        presence.left(user, session, router.phase(user) != CallPhase::idle);
+        presence->left(user, session, phase_of(user) != CallPhase::idle);
         LogoutReason why = Session::logout_reason(reason);
         log(LogLevel::info, user + " logged out (" + to_string(why) + ")");
         observers.notify([&](ServerObserver& o) { o.logged_out(user, why); });
@@ -328,10 +347,11 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     // Disconnects `user` at once; its call ends for the peer as if the user
     // vanished (no grace period). Kick and revocation.
     void drop_user(const std::string& user, Session::CloseReason reason) {
-        if (const Presence::Entry* entry = presence.entry(user))
+        if (const Presence::Entry* entry = presence->entry(user))
             static_cast<Session*>(entry->connection)->close(reason);
-        presence.forget(user);
+        presence->forget(user);
         router.vanished(user);
+        if (remote_leg(user)) end_remote_leg(user, "cmd_vanished");
     }
 
     // ---- UserDirectory::Watcher ----
@@ -344,7 +364,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
                 session.pending_user() == user)
                 session.close(Session::CloseReason::revoked);
         });
-        if (!presence.online(user) && router.phase(user) == CallPhase::idle) return;
+        if (!presence->online(user) && router.phase(user) == CallPhase::idle) return;
         log(LogLevel::info, user + " is no longer in the user directory; disconnecting");
         drop_user(user, Session::CloseReason::revoked);
     }
@@ -353,6 +373,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     void grace_expired(const std::string& user) override {
         log(LogLevel::info, user + " did not come back within the grace period; ending the call");
         router.vanished(user);
+        if (remote_leg(user)) end_remote_leg(user, "cmd_vanished");
     }
 
     // ---- MediaRelay::Host ----
@@ -362,13 +383,20 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         return KeyOwner{owner->user(), owner->tcp_key(), &owner->registration_replays()};
     }
     bool media_registered(const std::string& user, const std::string& address) override {
-        if (!router.media_registered(user)) return false;
+        if (RemoteLeg* leg = remote_leg(user)) {
+            // Its node holds `direct` (PROTOCOL.md: until the callee's media registers).
+            leg->media = true;
+            held_direct.cancel(user);
+            release_direct(user);
+        } else if (!router.media_registered(user)) {
+            return false;
+        }
         log(LogLevel::info, user + " registered media from " + address);
         observers.notify([&](ServerObserver& o) { o.media_registered(user, address); });
         return true;
     }
     const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
-    bool has_call(const std::string& user) override { return router.phase(user) != CallPhase::idle; }
+    bool has_call(const std::string& user) override { return phase_of(user) != CallPhase::idle; }
     void unregistered_limit_hit(const std::string& address) override {
         observers.notify([&](ServerObserver& o) { o.limit_hit(Limit::unregistered_datagrams, address); });
     }
@@ -376,9 +404,14 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     std::int64_t now_ms() override { return steady_ms(); }
 
     // ---- CallRouter::Outbox ----
-    bool online(const std::string& user) override { return presence.online(user); }
-    void deliver(const std::string& user, const Notice& notice) override { presence.deliver(user, notice); }
-    void direct_held(const std::string& user) override { held_direct.arm(user, cfg.direct_hold); }
+    bool online(const std::string& user) override { return presence->online(user); }
+    void deliver(const std::string& user, const Notice& notice) override { presence->deliver(user, notice); }
+    void direct_held(const std::string& user) override {
+        // A callee on another node: `direct` goes there now and its node holds
+        // it until the callee's media registers (remote_notice).
+        if (cluster && !cluster_presence->here(user)) return router.release_held_direct(user);
+        held_direct.arm(user, cfg.direct_hold);
+    }
     void relay_peer_changed(const std::string& user) override { relay.routes_changed(user); }
     void media_released(const std::string& user) override {
         ledger.media_released(user, relay.flow(user));
@@ -414,19 +447,179 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
     void call_ended(const std::string& a, const std::string& b, EndReason reason) override {
         log(LogLevel::info, "call " + a + " -> " + b + " ended: " + to_string(reason));
-        presence.call_over(a);
-        presence.call_over(b);
+        if (cluster) cluster->release_call(a, b);
+        presence->call_over(a);
+        presence->call_over(b);
         CallReport report =
             ledger.ended(a, b, reason, std::chrono::system_clock::now(), ledger.released_or(a, relay.flow(a)),
                          ledger.released_or(b, relay.flow(b)));
         observers.notify([&](ServerObserver& o) { o.call_ended(report); });
     }
 
+    // ---- cluster (only after attach_cluster) ----
+    //
+    // The caller's node owns a call: its router holds both legs, delivers the
+    // callee's notices through the callee's node (ClusterPresence::deliver),
+    // and takes the callee's commands from there (node_message). The callee's
+    // node keeps a RemoteLeg: whose call it is, to forward the callee's
+    // commands, and to hold `direct` until the callee's media registers.
+    static void attach(Server& server, ClusterLink& link) { server.impl_->use_cluster(link); }
+
+    void use_cluster(ClusterLink& link) {
+        cluster = &link;
+        cluster_presence = std::make_unique<ClusterPresence>(local_presence, link);
+        presence = cluster_presence.get();
+        local_presence.set_remote_keys([this](const std::string& user) -> std::optional<PublicKey> {
+            if (const ClusterLink::RemoteUser* remote = cluster->remote(user)) return remote->key;
+            return std::nullopt;
+        });
+        link.attach(this);
+    }
+
+    RemoteLeg* remote_leg(const std::string& user) {
+        auto it = remote_legs.find(user);
+        return it == remote_legs.end() ? nullptr : &it->second;
+    }
+
+    CallPhase phase_of(const std::string& user) const {
+        CallPhase phase = router.phase(user);
+        if (phase != CallPhase::idle) return phase;
+        auto it = remote_legs.find(user);
+        return it == remote_legs.end() ? CallPhase::idle : it->second.phase;
+    }
+
+    // The remote call of `user` is over here; `command` tells its owner why.
+    void end_remote_leg(const std::string& user, const char* command) {
+        auto it = remote_legs.find(user);
+        if (it == remote_legs.end()) return;
+        RemoteLeg leg = std::move(it->second);
+        remote_legs.erase(it);
+        held_direct.cancel(user);
+        if (command) cluster->send(leg.owner, command, user, leg.peer, {});
+        presence->call_over(user);
+    }
+
+    // A command of a user whose call another node owns. Checked here as far as
+    // the leg knows; the owner's router checks the rest.
+    bool forward_command(const std::string& user, RemoteLeg& leg, wire::Verb verb, const std::string& other,
+                         const wire::Command& command) {
+        (void)command;
+        if (verb == wire::Verb::call) return router.call(user, other, false);  // in a call: busy (D1)
+        if (other != leg.peer) return false;
+        switch (verb) {
+        case wire::Verb::accept:
+            if (leg.phase != CallPhase::ringing) return false;
+            cluster->send(leg.owner, "cmd_accept", user, other, {});
+            return true;
+        case wire::Verb::ready:
+            if (leg.phase == CallPhase::ringing) return false;
+            cluster->send(leg.owner, "cmd_ready", user, other, {});
+            return true;
+        case wire::Verb::end: end_remote_leg(user, "cmd_end"); return true;
+        default: return false;  // passthrough is the caller's, whose node owns the call
+        }
+    }
+
+    // `call` on a cluster node: both parties are claimed in Redis first
+    // (atomic: of two callers on two nodes only one rings a callee), then the
+    // router rings as on one node, or answers `end` as for a busy callee.
+    bool cluster_call(const std::string& caller, const std::string& callee) {
+        if (remote_legs.count(callee)) return router.call(caller, callee, false);
+        // What the router refuses anyway is refused without a round trip;
+        // without Redis, only this node's users can be called.
+        if (!cluster->available() || caller == callee || router.phase(caller) != CallPhase::idle ||
+            !presence->online(callee))
+            return router.call(caller, callee);
+        std::weak_ptr<Impl*> token = alive;
+        cluster->claim_call(caller, callee, [token, caller, callee](bool claimed) {
+            auto still = token.lock();
+            if (!still) return;
+            Impl& impl = **still;
+            if (!impl.presence->online(caller) || impl.remote_legs.count(caller)) {
+                if (claimed) impl.cluster->release_call(caller, callee);
+                return;  // the caller went meanwhile
+            }
+            impl.router.call(caller, callee, claimed && !impl.remote_legs.count(callee));
+            if (claimed && impl.router.peer(caller) != callee) impl.cluster->release_call(caller, callee);
+        });
+        return true;
+    }
+
+    // ---- ClusterLink::Host ----
+    void node_message(const std::string& from, const std::string& kind, const std::string& user,
+                      const std::string& other, const std::string& blob) override {
+        if (auto notice = notice_kind_named(kind)) return remote_notice(from, user, Notice{*notice, other, blob});
+        // A command for a call this node owns, from the callee's node.
+        if (router.peer(user) != other || cluster_presence->here(user)) return;  // stale: that call is over
+        if (kind == "cmd_accept") router.accept(user, other);
+        else if (kind == "cmd_ready") router.ready(user, other);
+        else if (kind == "cmd_end") router.end(user, other);
+        else if (kind == "cmd_vanished") router.vanished(user);
+        else if (kind == "cmd_relogin") router.logged_in(user, false);
+    }
+
+    // A notice for a user of this node from the node that owns its call,
+    // delivered here (pacing and grace stay with the user's own node).
+    void remote_notice(const std::string& from, const std::string& user, Notice notice) {
+        if (!cluster_presence->here(user)) return;
+        RemoteLeg* leg = remote_leg(user);
+        if (leg && leg->peer != notice.other) return;  // about another call: stale
+        switch (notice.kind) {
+        case Notice::Kind::incoming:
+            if (leg || router.phase(user) != CallPhase::idle) return;  // Redis said free: stale
+            remote_legs[user] = RemoteLeg{from, notice.other};
+            break;
+        case Notice::Kind::prepare:
+            if (leg) leg->phase = CallPhase::accepted;
+            break;
+        case Notice::Kind::start:
+            if (leg) leg->phase = CallPhase::in_call;
+            break;
+        case Notice::Kind::direct:
+            if (leg && !leg->media) {
+                leg->held_direct = std::move(notice);
+                held_direct.arm(user, cfg.direct_hold);
+                return;
+            }
+            break;
+        case Notice::Kind::end:
+            local_presence.deliver(user, notice);
+            if (leg) end_remote_leg(user, nullptr);
+            return;
+        case Notice::Kind::available: break;
+        }
+        local_presence.deliver(user, notice);
+    }
+
+    // `user` logged in on another node: its session here is replaced, as a
+    // second login on one node replaces the first, and its call ends for the
+    // peer (moving a call between nodes with keepudp is not done yet).
+    void remote_arrival(const std::string& user, const std::string& node) override {
+        if (!cluster_presence->here(user)) return;
+        log(LogLevel::info, user + " logged in on node " + node);
+        if (const Presence::Entry* entry = local_presence.entry(user))
+            static_cast<Session*>(entry->connection)->close(Session::CloseReason::replaced);
+        if (router.phase(user) != CallPhase::idle) router.logged_in(user, false);
+        if (remote_leg(user)) end_remote_leg(user, "cmd_relogin");
+        presence->forget(user);
+    }
+
+    // `direct` held for `user` goes now: its media registered, or the bound passed.
+    void release_direct(const std::string& user) {
+        if (RemoteLeg* leg = remote_leg(user); leg && leg->held_direct) {
+            Notice notice = std::move(*leg->held_direct);
+            leg->held_direct.reset();
+            local_presence.deliver(user, notice);
+            return;
+        }
+        router.release_held_direct(user);
+    }
+
     // The router's one policy: a draining server places no call; then the embedder's.
     CallDecision decide(const std::string& caller, const std::string& callee) {
         if (drain) return CallDecision::busy;
         if (!policy) return CallDecision::allow;
-        const Presence::Entry* entry = presence.entry(caller);
+        const Presence::Entry* entry = presence->entry(caller);
         return policy(CallRequest{caller, callee, entry ? entry->connection->address() : std::string()});
     }
 
@@ -454,7 +647,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     event_base* base;
     SessionTable sessions;
     Admission admission;
-    LocalPresence presence;
+    LocalPresence local_presence;
+    Presence* presence = &local_presence;  // ClusterPresence in a cluster
     CallRouter router;
     MediaRelay relay;
     UserTimers held_direct;
@@ -463,6 +657,11 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     ObserverList observers;
     LogSink sink;
     CallPolicy policy;
+    // Only with attach_cluster(): the link, the presence that consults it,
+    // and the calls of this node's users that another node owns.
+    ClusterLink* cluster = nullptr;
+    std::unique_ptr<ClusterPresence> cluster_presence;
+    std::unordered_map<std::string, RemoteLeg> remote_legs;
 
     std::vector<evconnlistener*> listeners;
     EventPtr resume_accepting{nullptr, event_free};
@@ -480,6 +679,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     // Directory answers hold a weak copy: once the Server is gone they do nothing.
     std::shared_ptr<Impl*> alive = std::make_shared<Impl*>(this);
 };
+
+void attach_cluster(Server& server, ClusterLink& link) { Server::Impl::attach(server, link); }
 
 Server::Server(Config config, UserDirectory& users, event_base* base)
     : impl_(std::make_unique<Impl>(std::move(config), users, base)) {}
@@ -536,8 +737,8 @@ Status Server::reload_users() {
 
 std::vector<OnlineUser> Server::online_users() const {
     std::vector<OnlineUser> users;
-    users.reserve(impl_->presence.online_count());
-    impl_->presence.for_each_online([&](const std::string& name, const Presence::Entry& entry) {
+    users.reserve(impl_->presence->online_count());
+    impl_->presence->for_each_online([&](const std::string& name, const Presence::Entry& entry) {
         OnlineUser u;
         u.user = name;
         u.address = entry.connection->address();
@@ -559,7 +760,7 @@ std::vector<CallInfo> Server::calls() const {
 }
 
 Status Server::kick(const std::string& user) {
-    if (!impl_->presence.online(user)) return Error{ErrorCode::not_found, "user " + user + " is not online"};
+    if (!impl_->presence->entry(user)) return Error{ErrorCode::not_found, "user " + user + " is not online"};
     impl_->log(LogLevel::info, "kicking " + user);
     impl_->drop_user(user, Session::CloseReason::kicked);
     return Done{};
@@ -577,7 +778,7 @@ event_base* Server::base() const { return impl_->base; }
 ServerStats Server::stats() const {
     ServerStats s;
     s.connections = impl_->sessions.size();
-    s.logged_in = impl_->presence.online_count();
+    s.logged_in = impl_->presence->online_count();
     s.logins = impl_->logins;
     s.login_failures = impl_->login_failures;
     s.commands_replayed = impl_->commands_replayed;

@@ -41,8 +41,10 @@ socklen_t make_address(sockaddr_storage& out, const char* address, std::uint16_t
 }  // namespace
 
 TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall::Config&)> tweak,
-                       const char* address, dtcall::UserDirectory* directory)
-    : base(event_base_new()), keys(dtcall::KeyPair::generate()) {
+                       const char* address, dtcall::UserDirectory* directory, event_base* shared_base,
+                       std::function<void(dtcall::Server&)> before_start)
+    : base(shared_base ? shared_base : event_base_new()), owns_base(shared_base == nullptr),
+      keys(dtcall::KeyPair::generate()) {
     dtcall::crypto_init();
     for (const auto& name : names) {
         user_keys[name] = dtcall::KeyPair::generate();
@@ -59,18 +61,19 @@ TestServer::TestServer(std::vector<std::string> names, std::function<void(dtcall
     if (tweak) tweak(config);
     server = std::make_unique<dtcall::Server>(config, directory ? *directory : users, base);
     server->set_log([this](dtcall::LogLevel, const std::string& line) { log.push_back(line); });
+    if (before_start) before_start(*server);
     auto started = server->start();
     if (!started) {
         // No destructor runs for a constructor that throws.
         server.reset();
-        event_base_free(base);
+        if (owns_base) event_base_free(base);
         throw std::runtime_error(started.error());
     }
 }
 
 TestServer::~TestServer() {
     server.reset();
-    event_base_free(base);
+    if (owns_base) event_base_free(base);
 }
 
 void TestServer::pump_once() { event_base_loop(base, EVLOOP_NONBLOCK); }

@@ -33,7 +33,8 @@ struct TestServer {
     // gets every name's key); it must outlive the TestServer.
     explicit TestServer(std::vector<std::string> names = {"alice", "bob", "carol"},
                         std::function<void(dtcall::Config&)> tweak = {}, const char* address = "127.0.0.1",
-                        dtcall::UserDirectory* directory = nullptr);
+                        dtcall::UserDirectory* directory = nullptr, event_base* shared_base = nullptr,
+                        std::function<void(dtcall::Server&)> before_start = {});
     ~TestServer();
 
     // Runs the event loop for about `time`.
@@ -43,6 +44,7 @@ struct TestServer {
     bool logged(const std::string& needle) const;
 
     event_base* base;
+    bool owns_base = true;  // false: a base shared by several servers (a cluster test)
     dtcall::InMemoryUserDirectory users;
     dtcall::KeyPair keys;
     std::map<std::string, dtcall::KeyPair> user_keys;
