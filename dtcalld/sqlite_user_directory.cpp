@@ -270,8 +270,21 @@ struct SqliteUserDirectory::Impl {
     }
 };
 
+std::optional<std::string> wal_access_problem(const std::string& path) {
+    std::string::size_type slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    const std::string why = " (SQLite's -wal and -shm files); see dtcall-users(8)";
+    // access() also says EROFS for a read-only mount (systemd's ProtectSystem=).
+    if (::access(path.c_str(), F_OK) == 0 && ::access(path.c_str(), W_OK) != 0) {
+        return path + ": dtcalld needs write access to this file and to " + dir + why;
+    }
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) return dir + ": dtcalld needs write access to this directory" + why;
+    return std::nullopt;
+}
+
 dtcall::Result<std::unique_ptr<SqliteUserDirectory>> SqliteUserDirectory::open(const std::string& path, Log log,
                                                                                std::chrono::milliseconds poll) {
+    if (auto problem = wal_access_problem(path)) return dtcall::Error{dtcall::ErrorCode::permission, *problem};
     auto impl = std::make_unique<Impl>();
     impl->path = path;
     impl->log = std::move(log);

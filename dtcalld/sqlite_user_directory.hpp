@@ -25,11 +25,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 struct event_base;
 
 namespace dtcalld {
+
+// What stops dtcalld from using the database at `path` in WAL mode: the
+// file (when it exists) or its directory not writable by this process
+// (SQLite creates PATH-wal and PATH-shm beside it). One line naming what
+// must be made writable; nullopt when both are.
+std::optional<std::string> wal_access_problem(const std::string& path);
 
 class SqliteUserDirectory : public dtcall::UserDirectory {
 public:

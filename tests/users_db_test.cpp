@@ -13,11 +13,13 @@
 #include <event2/event.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -240,6 +242,74 @@ TEST_CASE("a missing, corrupt or foreign file is refused at open with one line n
             refused(path);
         }
     }
+}
+
+namespace {
+
+// wal_access_problem() as an unprivileged user: root may write anywhere, so
+// as root a child process that became nobody (65534) asks.
+std::optional<std::string> wal_problem_unprivileged(const std::string& path) {
+    if (::geteuid() != 0) return dtcalld::wal_access_problem(path);
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(pipe_fds[0]);
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+        auto problem = dtcalld::wal_access_problem(path);
+        std::string text = problem ? "1" + *problem : "0";
+        [[maybe_unused]] auto n = ::write(pipe_fds[1], text.data(), text.size());
+        ::_exit(0);
+    }
+    ::close(pipe_fds[1]);
+    std::string text;
+    char buffer[512];
+    for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) text.append(buffer, std::size_t(n));
+    ::close(pipe_fds[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE_FALSE(text.empty());
+    if (text[0] == '0') return std::nullopt;
+    return text.substr(1);
+}
+
+}  // namespace
+
+TEST_CASE("users_db in a directory or a file dtcalld cannot write: one line naming the directory") {
+    TempDir dir;
+    std::string path = dir / "users.sqlite";
+    REQUIRE(UsersDb::open(path, UsersDb::Mode::create).ok());
+    CHECK_FALSE(dtcalld::wal_access_problem(path));
+    // Usable by anyone: then only the modes set below decide.
+    REQUIRE(::chmod(dir.path.c_str(), 0777) == 0);
+    REQUIRE(::chmod(path.c_str(), 0666) == 0);
+    CHECK_FALSE(wal_problem_unprivileged(path));
+
+    SUBCASE("a read-only directory") {
+        REQUIRE(::chmod(dir.path.c_str(), 0555) == 0);
+        auto problem = wal_problem_unprivileged(path);
+        REQUIRE(problem);
+        CHECK(*problem == dir.path + ": dtcalld needs write access to this directory (SQLite's -wal and -shm files); "
+                                     "see dtcall-users(8)");
+        // dtcalld refuses to start with it.
+        if (::geteuid() != 0) {
+            auto opened = SqliteUserDirectory::open(path, nullptr);
+            REQUIRE_FALSE(opened.ok());
+            CHECK(opened.error() == *problem);
+        }
+    }
+    SUBCASE("a read-only database file") {
+        REQUIRE(::chmod(path.c_str(), 0444) == 0);
+        auto problem = wal_problem_unprivileged(path);
+        REQUIRE(problem);
+        CHECK(problem->find('\n') == std::string::npos);
+        CHECK_MESSAGE(problem->find(dir.path) != std::string::npos, *problem);
+        CHECK_MESSAGE(problem->find("dtcalld needs write access to this") != std::string::npos, *problem);
+    }
+    ::chmod(dir.path.c_str(), 0700);
 }
 
 TEST_CASE("a file that goes bad while serving: lookups answer unavailable, logged, nothing revoked") {
