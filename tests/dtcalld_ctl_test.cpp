@@ -529,6 +529,19 @@ TEST_CASE("the control socket: bad and oversized requests, too many connections,
           "error \"a/b\" is not a user name ([0-9A-Za-z+-], at most 64 characters)\n");
     CHECK(raw_request(d.control, std::string(2000, 'x')) == "error request too long (at most 1 KiB, one line)\n");
     CHECK(raw_request(d.control, "\n") == "error empty request\n");
+    // A request without its newline, then the client's half-close: an error line.
+    {
+        int fd = connect_unix(d.control);
+        timeval timeout{10, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        ::send(fd, "status", 6, MSG_NOSIGNAL);
+        ::shutdown(fd, SHUT_WR);
+        std::string answer;
+        char buffer[256];
+        for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, std::size_t(n));
+        ::close(fd);
+        CHECK(answer == "error request without a final newline\n");
+    }
     // One request per connection: the second line is not read.
     CHECK(raw_request(d.control, "users\nstatus\n") == "ok\nUSER  ADDRESS  SINCE  CALL\n");
     // A client that sends nothing is closed after 5 s (not waited for here);
@@ -654,4 +667,17 @@ TEST_CASE("drain with a time limit ends the calls still going, then dtcalld exit
     CHECK(phones.until([&] { return phones["alice"].ended && phones["bob"].ended; }));
     CHECK(d.process->wait_exit() == 0);
     CHECK(contains(d.log(), "call alice -> bob ended (server stopping)"));
+}
+
+TEST_CASE("drain from a client that hangs up without reading the answer: dtcalld still drains and exits 0") {
+    Daemon d;
+    REQUIRE_MESSAGE(d.start(), (d.log() + d.process->err()));
+    int fd = connect_unix(d.control);
+    REQUIRE(::send(fd, "drain 0\n", 8, MSG_NOSIGNAL) == 8);
+    ::close(fd);
+    CHECK(d.process->wait_exit() == 0);
+    std::string log = d.log();
+    CHECK_MESSAGE(contains(log, "control: draining; calls left after 0 s are ended"), log);
+    CHECK_MESSAGE(contains(log, "control: drained"), log);
+    CHECK(contains(log, "info  stopped"));
 }

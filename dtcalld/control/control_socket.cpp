@@ -29,7 +29,7 @@ struct ControlSocket::Connection {
     ControlSocket* owner = nullptr;
     bufferevent* bev = nullptr;
     bool answered = false;
-    std::function<void()> after_answer;  // runs once the answer is out (drain)
+    bool eof = false;  // the client half-closed (shutdown(SHUT_WR))
 
     ~Connection() {
         if (bev != nullptr) bufferevent_free(bev);
@@ -86,6 +86,7 @@ ControlSocket::ControlSocket(dtcall::Server& server, const dtcall::UsersFile* us
 ControlSocket::~ControlSocket() {
     connections_.clear();
     if (resume_ != nullptr) event_free(resume_);
+    if (drain_start_ != nullptr) event_free(drain_start_);
     if (listener_ != nullptr) {
         evconnlistener_free(listener_);
         ::unlink(path_.c_str());
@@ -140,6 +141,8 @@ dtcall::Status ControlSocket::open(const std::string& path, const std::string& g
     path_ = path;
     evconnlistener_set_error_cb(listener_, &ControlSocket::on_accept_error);
     resume_ = evtimer_new(server_.base(), &ControlSocket::on_resume, this);
+    drain_start_ = evtimer_new(server_.base(), &ControlSocket::on_drain_start, this);
+    if (resume_ == nullptr || drain_start_ == nullptr) return dtcall::Error{"control: cannot create timers"};
     return dtcall::Done{};
 }
 
@@ -183,6 +186,21 @@ void ControlSocket::on_resume(int, short, void* self) {
     if (me->listener_ != nullptr) evconnlistener_enable(me->listener_);
 }
 
+// The drain a request asked for, one loop turn later: whether its client
+// read the answer or hung up at once does not matter.
+void ControlSocket::on_drain_start(int, short, void* self) {
+    auto* me = static_cast<ControlSocket*>(self);
+    if (!me->drain_limit_) return;
+    std::chrono::seconds seconds = *me->drain_limit_;
+    me->drain_limit_.reset();
+    if (me->server_.draining()) return;
+    std::string limit = std::to_string(seconds.count());
+    // A drain ends in an exit: systemd and load balancers hear it now.
+    me->lifecycle_.stopping("draining; calls left after " + limit + " s are ended");
+    LogFile& log = me->log_;
+    me->server_.drain(seconds, [&log] { log.write(LogLevel::info, "control: drained"); });
+}
+
 void ControlSocket::close(Connection* connection) {
     connections_.remove_if([connection](const std::unique_ptr<Connection>& c) { return c.get() == connection; });
 }
@@ -194,6 +212,11 @@ void ControlSocket::Connection::on_read(bufferevent* bev, void* self) {
     size_t length = 0;
     char* line = evbuffer_readln(input, &length, EVBUFFER_EOL_LF);
     if (line == nullptr) {
+        // `drain 0` with no newline, then the client's EOF.
+        if (connection->eof && evbuffer_get_length(input) > 0) {
+            connection->owner->answer(*connection, dtcall::Error{"request without a final newline"});
+            return;
+        }
         if (evbuffer_get_length(input) >= max_request_size) {
             connection->owner->answer(*connection, dtcall::Error{"request too long (at most 1 KiB, one line)"});
         }
@@ -207,14 +230,19 @@ void ControlSocket::Connection::on_read(bufferevent* bev, void* self) {
 void ControlSocket::Connection::on_write(bufferevent*, void* self) {
     auto* connection = static_cast<Connection*>(self);
     if (!connection->answered) return;
-    auto after = std::move(connection->after_answer);
-    ControlSocket* owner = connection->owner;
-    owner->close(connection);  // frees `connection`
-    if (after) after();
+    connection->owner->close(connection);  // frees `connection`
 }
 
-void ControlSocket::Connection::on_event(bufferevent*, short, void* self) {
+void ControlSocket::Connection::on_event(bufferevent* bev, short what, void* self) {
     auto* connection = static_cast<Connection*>(self);
+    // The client half-closed after a request without its newline: that
+    // unfinished line gets an error line, not silence.
+    if ((what & BEV_EVENT_EOF) != 0 && !connection->answered &&
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+        connection->eof = true;
+        on_read(bev, self);  // always answers now (and may free `connection`)
+        return;
+    }
     // EOF, an error, or a timeout (no request, or an answer nobody reads).
     connection->owner->close(connection);
 }
@@ -272,22 +300,23 @@ void ControlSocket::answer(Connection& connection, const dtcall::Result<Request>
             break;
         }
         case Command::drain: {
-            if (server_.draining()) {
-                done(dtcall::Done{}, "draining");
-                break;
-            }
+            done(dtcall::Done{}, "draining");
+            if (server_.draining() || drain_limit_) break;
             std::string limit = std::to_string(r.drain_limit.count());
             log_.write(LogLevel::info, "control: draining; calls left after " + limit + " s are ended");
-            // A drain ends in an exit: systemd and load balancers hear it now.
-            lifecycle_.stopping("draining; calls left after " + limit + " s are ended");
-            done(dtcall::Done{}, "draining");
-            dtcall::Server& server = server_;
-            LogFile& log = log_;
-            std::chrono::seconds seconds = r.drain_limit;
-            // After the answer: a drain with no calls may stop the loop at once.
-            connection.after_answer = [&server, &log, seconds] {
-                server.drain(seconds, [&log] { log.write(LogLevel::info, "control: drained"); });
-            };
+            // The drain (and STOPPING=1) starts on the next loop turn, from
+            // a timer of ours, whatever the client does with its answer.
+            drain_limit_ = r.drain_limit;
+            timeval now{0, 0};
+            event_add(drain_start_, &now);
+            // The answer goes out now: a drain with no calls stops the loop
+            // soon, maybe before the socket would be writable again.
+            auto sent = ::send(bufferevent_getfd(connection.bev), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (sent > 0) out.erase(0, std::size_t(sent));
+            if (out.empty() || (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                close(&connection);  // frees `connection`; nothing more to say
+                return;
+            }
             break;
         }
         case Command::log_reopen:

@@ -6,8 +6,8 @@
 // Limits: at most max_connections at once (more get an error line and are
 // closed); a request must arrive within io_timeout and fit in
 // max_request_size; a client that does not take its answer for io_timeout
-// is cut off. Actions that end the loop (drain) start only once the answer
-// is out.
+// is cut off. A drain starts on the loop turn after its request, once its
+// answer has been handed to the socket, whether or not the client reads it.
 #pragma once
 
 #include "request.hpp"
@@ -21,6 +21,7 @@
 #include <chrono>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 
 struct evconnlistener;
@@ -56,6 +57,7 @@ private:
     static void on_accept(evconnlistener* listener, int fd, sockaddr* address, int length, void* self);
     static void on_accept_error(evconnlistener* listener, void* self);
     static void on_resume(int fd, short what, void* self);
+    static void on_drain_start(int fd, short what, void* self);
     void close(Connection* connection);
     void answer(Connection& connection, const dtcall::Result<Request>& request);
 
@@ -67,6 +69,8 @@ private:
     std::string path_;
     evconnlistener* listener_ = nullptr;
     event* resume_ = nullptr;  // re-enables accepting after an accept error (EMFILE)
+    event* drain_start_ = nullptr;                   // starts a requested drain, next loop turn
+    std::optional<std::chrono::seconds> drain_limit_;  // the drain asked for, not yet started
     std::list<std::unique_ptr<Connection>> connections_;
 };
 
