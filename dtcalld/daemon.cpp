@@ -5,6 +5,7 @@
 #include "control/control_socket.hpp"
 #include "log_file.hpp"
 #include "metrics/collect.hpp"
+#include "metrics/process_figures.hpp"
 #include "metrics/http.hpp"
 #include "metrics/observer.hpp"
 #include "metrics/render.hpp"
@@ -79,6 +80,7 @@ dtcall::Result<std::unique_ptr<metrics::MetricsHttp>> start_metrics(const metric
 
 int run_daemon(const Options& options) {
     auto started_at = std::chrono::system_clock::now();
+    metrics::process_start_time();  // process_start_time_seconds, worked out once
     // A client vanishing mid-write must cost that client, not the process.
     std::signal(SIGPIPE, SIG_IGN);
 

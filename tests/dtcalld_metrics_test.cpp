@@ -20,6 +20,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 using namespace dtcalld::metrics;
 using namespace std::chrono_literals;
 
@@ -231,8 +233,27 @@ TEST_CASE("/proc/self/stat parsing: a name with blanks and parentheses, and garb
     CHECK(no_boot.cpu_seconds);
     CHECK_FALSE(no_boot.start_time_seconds);  // omitted, not wrong
 
-    CHECK(parse_boot_time("cpu 1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n") == std::optional<double>(1700000000));
-    CHECK_FALSE(parse_boot_time("cpu 1 2 3\n"));
+}
+
+TEST_CASE("the boot time from CLOCK_REALTIME - CLOCK_BOOTTIME, no /proc/stat; the start time stays put") {
+    timespec realtime{1700000500, 250000000}, boottime{500, 0};
+    CHECK(dtcalld::metrics::boot_time_from_clocks(realtime, boottime) == doctest::Approx(1700000000.25));
+    timespec later_real{1700000600, 750000000}, later_boot{600, 500000000};
+    CHECK(dtcalld::metrics::boot_time_from_clocks(later_real, later_boot) == doctest::Approx(1700000000.25));
+    auto first = dtcalld::metrics::process_start_time();
+    REQUIRE(first);
+    CHECK(dtcalld::metrics::process_start_time() == first);
+}
+
+TEST_CASE("the open-fds count is reused for open_fds_cache_time, then listed again") {
+    auto t0 = std::chrono::steady_clock::now() + 1h;  // after any earlier count
+    auto before = dtcalld::metrics::cached_open_fds(t0);
+    REQUIRE(before);
+    int extra = ::dup(0);
+    REQUIRE(extra >= 0);
+    CHECK(dtcalld::metrics::cached_open_fds(t0 + 1s) == before);
+    CHECK(dtcalld::metrics::cached_open_fds(t0 + dtcalld::metrics::open_fds_cache_time) == *before + 1);
+    ::close(extra);
 }
 
 TEST_CASE("read_process_figures of this process") {

@@ -1,6 +1,7 @@
 #include "process_figures.hpp"
 
 #include <charconv>
+#include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -80,22 +81,44 @@ void parse_proc_stat(std::string_view stat, long ticks, long page, std::optional
     if (page > 0 && rss) out.resident_bytes = *rss * std::uint64_t(page);
 }
 
-std::optional<double> parse_boot_time(std::string_view proc_stat) {
-    auto all = words(proc_stat);
-    for (std::size_t i = 0; i + 1 < all.size(); ++i) {
-        if (all[i] == "btime") {
-            if (auto n = number(all[i + 1])) return double(*n);
-            return std::nullopt;
+double boot_time_from_clocks(const timespec& realtime, const timespec& boottime) {
+    auto seconds = [](const timespec& t) { return double(t.tv_sec) + double(t.tv_nsec) / 1e9; };
+    return seconds(realtime) - seconds(boottime);
+}
+
+std::optional<double> process_start_time() {
+    // Once, the first time (dtcalld asks at start): the clocks and
+    // /proc/self/stat stay readable under ProcSubset=pid, /proc/stat not.
+    static const std::optional<double> start = [] {
+        timespec realtime{}, boottime{};
+        if (::clock_gettime(CLOCK_REALTIME, &realtime) != 0 || ::clock_gettime(CLOCK_BOOTTIME, &boottime) != 0) {
+            return std::optional<double>{};
         }
+        ProcessFigures figures;
+        parse_proc_stat(slurp("/proc/self/stat"), ::sysconf(_SC_CLK_TCK), ::sysconf(_SC_PAGESIZE),
+                        boot_time_from_clocks(realtime, boottime), figures);
+        return figures.start_time_seconds;
+    }();
+    return start;
+}
+
+std::optional<std::uint64_t> cached_open_fds(std::chrono::steady_clock::time_point now) {
+    // Listing /proc/self/fd takes 15-30 ms at 19 000 descriptors: a burst of
+    // scrapes must not load the event loop with it.
+    static std::optional<std::uint64_t> count;
+    static std::optional<std::chrono::steady_clock::time_point> counted_at;
+    if (!counted_at || now - *counted_at >= open_fds_cache_time || now < *counted_at) {
+        count = count_open_fds();
+        counted_at = now;
     }
-    return std::nullopt;
+    return count;
 }
 
 ProcessFigures read_process_figures() {
     ProcessFigures out;
-    parse_proc_stat(slurp("/proc/self/stat"), ::sysconf(_SC_CLK_TCK), ::sysconf(_SC_PAGESIZE),
-                    parse_boot_time(slurp("/proc/stat")), out);
-    out.open_fds = count_open_fds();
+    parse_proc_stat(slurp("/proc/self/stat"), ::sysconf(_SC_CLK_TCK), ::sysconf(_SC_PAGESIZE), std::nullopt, out);
+    out.start_time_seconds = process_start_time();
+    out.open_fds = cached_open_fds(std::chrono::steady_clock::now());
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) out.max_fds = limit.rlim_cur;
     return out;

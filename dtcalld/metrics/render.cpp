@@ -140,7 +140,7 @@ void process(Writer& w, const ProcessFigures& p) {
         w.sample("process_virtual_memory_bytes", *p.virtual_bytes);
     }
     if (p.open_fds) {
-        w.family("process_open_fds", "gauge", "Number of open file descriptors.");
+        w.family("process_open_fds", "gauge", "Number of open file descriptors (counted at most every 5 s).");
         w.sample("process_open_fds", *p.open_fds);
     }
     if (p.max_fds) {
