@@ -85,9 +85,15 @@ void Lifecycle::ready() {
     }
 }
 
-void Lifecycle::reloading() { notify(systemd::reloading_message(monotonic_usec())); }
+void Lifecycle::reloading() {
+    if (stopping_) return;  // no RELOADING=1/READY=1 after STOPPING=1
+    notify(systemd::reloading_message(monotonic_usec()));
+}
 
 void Lifecycle::reloaded() {
+    // A reload during a drain or stop: READY=1 would tell systemd (and
+    // anyone watching) that a stopping dtcalld serves again.
+    if (stopping_) return;
     systemd::StatusFigures now = figures();
     last_status_ = systemd::status_text(now);
     notify(systemd::ready_message(now));

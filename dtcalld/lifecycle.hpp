@@ -8,7 +8,8 @@
 //                 and WATCHDOG=1 sent every WATCHDOG_USEC/2 when systemd
 //                 watches us (WatchdogSec=), all from the server's event loop
 //   reloading()   RELOADING=1 (SIGHUP, `dtcall-ctl reload`) ...
-//   reloaded()    ... READY=1 once the users are re-read
+//   reloaded()    ... READY=1 once the users are re-read; neither says a
+//                 word after stopping(): STOPPING=1 is final
 //   stopping()    STOPPING=1 (SIGTERM/SIGINT, drain); /healthz 503; once
 #pragma once
 
