@@ -21,6 +21,11 @@
 #include <thread>
 
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <vector>
 
 using namespace dtcalld::metrics;
 using namespace std::chrono_literals;
@@ -407,6 +412,78 @@ TEST_CASE("MetricsHttp: a body over 1 KiB, huge headers and a silent client are 
     CHECK(silent.status != 200);
     CHECK(waited < 3500ms);
     CHECK(fixture.scrapes == 0);
+}
+
+namespace {
+
+int connect_loopback(std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_port = htons(port);
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
+    timeval limit{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    return fd;
+}
+
+// Whether the server closed `fd` (EOF or reset) within `limit`.
+bool closed_within(int fd, std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 50) > 0) {
+            char c;
+            ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+            if (n <= 0) return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("MetricsHttp: a client dribbling a byte a second is cut off at the deadline") {
+    MetricsHttp::Limits limits;
+    limits.timeout = 5s;  // never reached: a byte comes every second
+    limits.deadline = 2500ms;
+    HttpFixture fixture(limits);
+    int fd = connect_loopback(fixture.port());
+    auto started = std::chrono::steady_clock::now();
+    std::string request = "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Slow: abcdefgh";
+    bool closed = false;
+    for (char c : request) {
+        if (::send(fd, &c, 1, MSG_NOSIGNAL) != 1 || closed_within(fd, 1000ms)) {
+            closed = true;
+            break;
+        }
+    }
+    auto waited = std::chrono::steady_clock::now() - started;
+    ::close(fd);
+    CHECK(closed);
+    CHECK(waited >= 2s);
+    CHECK(waited < 5s);
+    CHECK(fixture.scrapes == 0);
+}
+
+TEST_CASE("MetricsHttp: connections beyond max_connections are closed at once; freed slots are reused") {
+    MetricsHttp::Limits limits;
+    limits.max_connections = 3;
+    HttpFixture fixture(limits);
+    std::vector<int> held;
+    for (int i = 0; i < 3; ++i) held.push_back(connect_loopback(fixture.port()));
+    for (int i = 0; i < 50 && fixture.http().connections() < 3; ++i) std::this_thread::sleep_for(20ms);
+    CHECK(fixture.http().connections() == 3);
+    int extra = connect_loopback(fixture.port());
+    CHECK(closed_within(extra, 1000ms));
+    ::close(extra);
+    for (int fd : held) CHECK_FALSE(closed_within(fd, 10ms));
+    for (int fd : held) ::close(fd);
+    for (int i = 0; i < 100 && fixture.http().connections() > 0; ++i) std::this_thread::sleep_for(20ms);
+    CHECK(fixture.http().connections() == 0);
+    CHECK(test_support::http_get(fixture.port(), "/healthz").status == 200);
 }
 
 TEST_CASE("MetricsHttp: an address in use is an error naming it") {

@@ -3,6 +3,7 @@
 #include "render.hpp"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -14,15 +15,76 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <list>
+
 namespace dtcalld::metrics {
 
 struct MetricsHttp::Impl {
+    Impl(event_base* b, Render r, Limits l) : base(b), render(std::move(r)), limits(l) {}
     event_base* base;
     Render render;
     Limits limits;
     evhttp* http = nullptr;
     std::uint16_t port = 0;
     bool serving = true;
+
+    // Every connection evhttp accepts, through evhttp_set_bevcb: we make its
+    // bufferevent and hold a reference, so we see when evhttp lets go of it
+    // (bufferevent_free clears its callbacks) and can end it at its
+    // deadline (shutdown(): evhttp reads EOF and frees the connection).
+    // evhttp_set_timeout alone restarts with every byte read.
+    struct Tracked {
+        bufferevent* bev;
+        std::chrono::steady_clock::time_point deadline;
+        bool excess;  // over max_connections: ended on the next sweep
+        bool ended = false;
+    };
+    std::list<Tracked> tracked;
+    std::size_t open_connections = 0;  // not excess, not yet released by evhttp
+    event* sweep = nullptr;
+
+    static bufferevent* make_bev(event_base* base, void* arg) {
+        auto* me = static_cast<Impl*>(arg);
+        bufferevent* bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == nullptr) return nullptr;  // evhttp makes its own, untracked
+        bufferevent_incref(bev);
+        bool excess = me->open_connections >= me->limits.max_connections;
+        if (!excess) ++me->open_connections;
+        me->tracked.push_back(Tracked{bev, std::chrono::steady_clock::now() + me->limits.deadline, excess});
+        // evhttp sets the descriptor after this returns: end an excess one
+        // on the next loop turn.
+        if (excess) event_active(me->sweep, EV_TIMEOUT, 0);
+        return bev;
+    }
+
+    static void on_sweep(evutil_socket_t, short, void* arg) { static_cast<Impl*>(arg)->sweep_now(); }
+
+    void sweep_now() {
+        auto now = std::chrono::steady_clock::now();
+        for (auto it = tracked.begin(); it != tracked.end();) {
+            void* owner = nullptr;
+            bufferevent_getcb(it->bev, nullptr, nullptr, nullptr, &owner);
+            if (owner == nullptr) {
+                // evhttp freed the connection: our reference is the last.
+                if (!it->excess) --open_connections;
+                bufferevent_decref(it->bev);
+                it = tracked.erase(it);
+                continue;
+            }
+            if (!it->ended && (it->excess || now >= it->deadline)) {
+                it->ended = true;
+                evutil_socket_t fd = bufferevent_getfd(it->bev);
+                if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+            }
+            ++it;
+        }
+    }
+
+    void release_all() {
+        for (Tracked& t : tracked) bufferevent_decref(t.bev);
+        tracked.clear();
+        open_connections = 0;
+    }
 
     static void handle(evhttp_request* request, void* arg) { static_cast<Impl*>(arg)->answer(request); }
 
@@ -70,11 +132,15 @@ struct MetricsHttp::Impl {
 };
 
 MetricsHttp::MetricsHttp(event_base* base, Render render, Limits limits)
-    : impl_(std::make_unique<Impl>(Impl{base, std::move(render), limits})) {}
+    : impl_(std::make_unique<Impl>(base, std::move(render), limits)) {}
 
 MetricsHttp::~MetricsHttp() {
-    if (impl_->http != nullptr) evhttp_free(impl_->http);
+    if (impl_->http != nullptr) evhttp_free(impl_->http);  // frees its connections
+    impl_->release_all();
+    if (impl_->sweep != nullptr) event_free(impl_->sweep);
 }
+
+std::size_t MetricsHttp::connections() const { return impl_->open_connections; }
 
 std::uint16_t MetricsHttp::port() const { return impl_->port; }
 void MetricsHttp::stopping() { impl_->serving = false; }
@@ -136,6 +202,15 @@ dtcall::Status MetricsHttp::listen(const Endpoint& endpoint) {
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                          EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(http, &Impl::handle, impl_.get());
+    impl_->sweep = event_new(impl_->base, -1, EV_PERSIST, &Impl::on_sweep, impl_.get());
+    if (impl_->sweep == nullptr) {
+        ::close(fd);
+        evhttp_free(http);
+        return dtcall::Error{where + "cannot create a timer"};
+    }
+    timeval quarter{0, 250000};
+    event_add(impl_->sweep, &quarter);
+    evhttp_set_bevcb(http, &Impl::make_bev, impl_.get());
     if (evhttp_accept_socket_with_handle(http, fd) == nullptr) {
         ::close(fd);
         evhttp_free(http);

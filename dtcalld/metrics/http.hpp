@@ -4,8 +4,11 @@
 //   GET /healthz  "ok" (200) while serving, "stopping" (503) after stopping()
 // Any other path is 404; another method than GET or HEAD is 405. A request
 // body over Limits::max_body_bytes, headers over max_header_bytes, or a
-// client silent for Limits::timeout is cut off by evhttp itself. Everything
-// runs on the event loop: a scrape costs one render() call.
+// client silent for Limits::timeout is cut off by evhttp itself. Beyond
+// that, at most Limits::max_connections are open at once (more are closed at
+// once) and each has Limits::deadline from its accept to finish (a client
+// dribbling a byte a second is cut off), both checked every 250 ms.
+// Everything runs on the event loop: a scrape costs one render() call.
 #pragma once
 
 #include "endpoint.hpp"
@@ -27,6 +30,8 @@ public:
         std::size_t max_body_bytes = 1024;
         std::size_t max_header_bytes = 8192;
         std::chrono::seconds timeout{5};
+        std::size_t max_connections = 16;
+        std::chrono::milliseconds deadline{10000};
     };
     using Render = std::function<std::string()>;
 
@@ -42,6 +47,8 @@ public:
     std::uint16_t port() const;  // the bound port (useful with port 0)
     // /healthz answers 503 from now on; /metrics goes on answering.
     void stopping();
+    // Connections open now, within max_connections (for tests).
+    std::size_t connections() const;
 
     struct Impl;
 
