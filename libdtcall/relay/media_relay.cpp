@@ -162,6 +162,7 @@ struct MediaRelay::State {
         int fd;
         unsigned index;  // in `sockets`: the listen address
         event* ev;
+        bool in_epoll = true;  // see keep_reading()
     };
     std::vector<std::unique_ptr<Socket>> sockets;
 
@@ -421,7 +422,7 @@ bool MediaRelay::forward_target(const sockaddr* from, RelayTarget& to) {
 
 void MediaRelay::on_readable(int fd, short, void* arg) {
     auto* socket = static_cast<State::Socket*>(arg);
-    socket->relay->read_batch(fd, socket->index);
+    keep_reading(socket->ev, socket->in_epoll, socket->relay->read_batch(fd, socket->index));
 }
 
 // The relay core's view of the event-loop thread: its own users table, plain
@@ -451,9 +452,9 @@ struct MediaRelay::Path {
     }
 };
 
-void MediaRelay::read_batch(int fd, unsigned socket_index) {
+bool MediaRelay::read_batch(int fd, unsigned socket_index) {
     Path path{*this, socket_index};
-    relay_batches(state_->batch, fd, config_.max_datagram, batches_per_wakeup, path);
+    return relay_batches(state_->batch, fd, config_.max_datagram, batches_per_wakeup, path);
 }
 
 void MediaRelay::handle_datagram(const std::uint8_t* data, std::size_t size, const sockaddr* from,

@@ -116,7 +116,7 @@ private:
     void add_thread_counts(Stats& into) const;
     void routes_changed();
     struct Path;
-    void read_batch(int fd, unsigned socket_index);
+    bool read_batch(int fd, unsigned socket_index);  // true: drained
     // A datagram that is not relayed by a batch: forward it or treat it as a
     // registration attempt. `socket_index`: the listen address it came in on.
     void dispatch(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,

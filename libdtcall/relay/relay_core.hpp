@@ -20,6 +20,7 @@
 #include <ctime>
 #include <memory>
 
+#include <event2/event.h>
 #include <sys/socket.h>
 
 namespace dtcall {
@@ -113,11 +114,13 @@ inline SizeCheck check_size(std::size_t size, bool truncated, std::size_t max_da
 //   void counted(const BatchCounts&);             // before the batch is sent
 //   void refused(unsigned n);                     // sends the kernel refused (had been counted relayed)
 //   std::int64_t now_ms() const;                  // the batch's time
+// Returns true when the socket is (very likely) drained: a batch came back
+// short. False: every round was full, more is waiting.
 template <class Path>
-void relay_batches(DatagramBatch& batch, int fd, std::size_t max_datagram, int batches, Path& path) {
+bool relay_batches(DatagramBatch& batch, int fd, std::size_t max_datagram, int batches, Path& path) {
     for (int round = 0; round < batches; ++round) {
         unsigned received = batch.receive(fd);
-        if (received == 0) return;
+        if (received == 0) return true;
         path.begin_batch();
         std::int64_t now = path.now_ms();
         BatchCounts counts;
@@ -142,8 +145,31 @@ void relay_batches(DatagramBatch& batch, int fd, std::size_t max_datagram, int b
         // and then reads the counters sees it counted.
         path.counted(counts);
         if (unsigned refused = batch.flush()) path.refused(refused);
-        if (received < DatagramBatch::size) return;
+        if (received < DatagramBatch::size) return true;
     }
+    return false;
+}
+
+// After relay_batches() on a socket watched by `ev` (EV_READ | EV_PERSIST):
+// while the socket has more to read it is taken out of the epoll set and the
+// event is made active by hand, once per loop turn, so the rest of the loop
+// still runs between rounds. An fd in an epoll set costs the kernel a wakeup
+// callback, under a lock, for every datagram that arrives; a relay busy
+// reading needs none (measured: about 5 % of the relay's CPU at saturation).
+// Back in the set once a batch comes back short.
+inline void keep_reading(event* ev, bool& in_epoll, bool drained) {
+    if (drained) {
+        if (!in_epoll) {
+            event_add(ev, nullptr);
+            in_epoll = true;
+        }
+        return;
+    }
+    if (in_epoll) {
+        event_del(ev);
+        in_epoll = false;
+    }
+    event_active(ev, EV_READ, 0);
 }
 
 }  // namespace dtcall

@@ -92,7 +92,7 @@ void RelayThread::on_stop(int, short, void* base) { event_base_loopbreak(static_
 
 void RelayThread::on_readable(int fd, short, void* arg) {
     auto* watch = static_cast<Watch*>(arg);
-    watch->thread->read_batches(fd, watch->index);
+    keep_reading(watch->ev, watch->in_epoll, watch->thread->read_batches(fd, watch->index));
 }
 
 // The relay core's view of this thread: the published table, atomic
@@ -130,10 +130,10 @@ struct RelayThread::Path {
     }
 };
 
-void RelayThread::read_batches(int fd, unsigned socket_index) {
+bool RelayThread::read_batches(int fd, unsigned socket_index) {
     table_.refresh();
     Path path{*this, table_.table(), socket_index};
-    relay_batches(batch_, fd, max_datagram_, batches_per_wakeup, path);
+    return relay_batches(batch_, fd, max_datagram_, batches_per_wakeup, path);
 }
 
 void RelayThread::hand_off(DatagramBatch& batch, unsigned i, unsigned socket_index) {

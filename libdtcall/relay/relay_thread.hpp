@@ -90,11 +90,12 @@ private:
         int fd;
         unsigned index;  // in fds_: the listen address
         event* ev;
+        bool in_epoll = true;  // see keep_reading()
     };
     static void on_readable(int fd, short, void* arg);
     static void on_stop(int fd, short, void* arg);
     struct Path;
-    void read_batches(int fd, unsigned socket_index);
+    bool read_batches(int fd, unsigned socket_index);  // true: drained
     void hand_off(DatagramBatch& batch, unsigned i, unsigned socket_index);
 
     std::vector<int> fds_;
