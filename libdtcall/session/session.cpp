@@ -101,8 +101,17 @@ Session::~Session() {
     if (timer_) event_free(timer_);
     if (pace_) event_free(pace_);
     if (bev_) bufferevent_free(bev_);
-    wipe(challenge_);
     wipe(session_key_);
+}
+
+const std::string& Session::pending_user() const {
+    static const std::string none;
+    return login_ ? login_->user : none;
+}
+
+const PublicKey& Session::user_key() const {
+    static const PublicKey none{};
+    return login_ ? login_->key : none;
 }
 
 void Session::enter(State next) {
@@ -259,15 +268,15 @@ void Session::handle_login1(const wire::Command& command) {
         close(CloseReason::login_failed, "too many failed logins");
         return;
     }
-    wipe(challenge_);
-    pending_user_ = user;
+    login_ = std::make_unique<PendingLogin>();  // a login1 again starts afresh
+    login_->user = user;
     enter(State::looking_up);
-    // May answer (user_looked_up) before it returns.
-    host_.look_up_user(*this, pending_user_);
+    // May answer (user_looked_up) before it returns; it holds a copy of the name.
+    host_.look_up_user(*this, std::string(user));
 }
 
 void Session::user_looked_up(const std::string& user, const UserLookup& found) {
-    if (state_ != State::looking_up || user != pending_user_) return;
+    if (state_ != State::looking_up || !login_ || user != login_->user) return;
     auto refuse = [&](LoginFailure failure, const char* detail) {
         host_.login_failed(*this, user, failure);
         send(wire::Message{wire::MessageKind::invalid, {}});
@@ -291,9 +300,9 @@ void Session::user_looked_up(const std::string& user, const UserLookup& found) {
         refuse(LoginFailure::unusable_key, "unusable user key");
         return;
     }
-    user_key_ = **found;
-    challenge_ = random_token(200);
-    std::string blob = wire::challenge_blob(*box_key, challenge_);
+    login_->key = **found;
+    login_->challenge = random_token(200);
+    std::string blob = wire::challenge_blob(*box_key, login_->challenge);
     enter(State::awaiting_login2);
     send(wire::Message{wire::MessageKind::login1resp, {blob}});
     // Frames that came while the directory was asked wait in the input.
@@ -302,9 +311,11 @@ void Session::user_looked_up(const std::string& user, const UserLookup& found) {
 
 void Session::handle_login2(const wire::Command& command) {
     const std::string& user = command.fields[2];
-    bool ok = state_ == State::awaiting_login2 && user == pending_user_ && secure_equal(command.fields[3], challenge_);
-    wipe(challenge_);
+    bool ok = state_ == State::awaiting_login2 && login_ && user == login_->user &&
+              secure_equal(command.fields[3], login_->challenge);
+    if (login_) wipe(login_->challenge);
     if (!ok) {
+        login_.reset();
         host_.log(LogLevel::info, "session " + std::to_string(id_) + " from " + address_ + ": failed login2");
         host_.login_failed(*this, user, LoginFailure::bad_response);
         send(wire::Message{wire::MessageKind::invalid, {}});
@@ -313,7 +324,6 @@ void Session::handle_login2(const wire::Command& command) {
     }
     proven(ReadProof::challenge);
     user_ = user;
-    pending_user_.clear();
     session_key_ = random_token(59);
     enter(State::logged_in);
     decoder_.set_max_plaintext(host_.config().max_frame_after_login);
@@ -329,6 +339,7 @@ void Session::handle_login2(const wire::Command& command) {
     if (state_ != State::logged_in) return;
     login_announced_ = true;
     host_.session_logged_in(*this, keepudp);
+    login_.reset();  // the host has the key now
 }
 
 void Session::send(const wire::Message& message) {
