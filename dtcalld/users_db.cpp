@@ -149,6 +149,9 @@ dtcall::Result<UsersDb> UsersDb::open(const std::string& path, Mode mode) {
         if (*now == 0 && *count == 0) {
             if (auto made = db.exec(create_schema); !made) return Error{made.failure()};
             if (auto set = db.exec("PRAGMA user_version = 1"); !set) return Error{set.failure()};
+            // Every user and key is in it: the owner and its group only,
+            // whatever the shell's umask (SQLite's -wal/-shm files follow).
+            ::chmod(path.c_str(), 0640);
         }
         if (t.commit() != SQLITE_OK) return db.failure("cannot create the schema");
         schema = version();

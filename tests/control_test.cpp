@@ -267,3 +267,18 @@ TEST_CASE("stop() during a drain runs the drain's done too; a stopped server doe
     CHECK(stopped);
     CHECK(s.server->start().code() == ErrorCode::invalid_state);
 }
+
+TEST_CASE("a second drain can only shorten the time left") {
+    TestServer s;
+    Recorder events;
+    s.server->add_observer(&events);
+    CallPair call(s);
+    REQUIRE(call.established);
+    bool first = false, second = false;
+    s.server->drain(std::chrono::seconds(60), [&] { first = true; });
+    s.server->drain(std::chrono::seconds(1), [&] { second = true; });
+    for (int i = 0; i < 200 && !(first && second); ++i) s.pump(20ms);
+    CHECK(first);
+    CHECK(second);
+    CHECK(events.has("ended alice bob server stopping"));
+}

@@ -341,6 +341,9 @@ TEST_CASE("dtcall-users: add, list, list --json, remove, import") {
     CHECK_MESSAGE(added.status == 0, added.err);
     CHECK(added.out == "added alice\n");
     CHECK(added.err.empty());
+    struct stat st {};
+    REQUIRE(::stat(db.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0640);  // whatever the test's umask: the file lists every key
 
     Run listed = run_tool(dir.path, {"--db", db, "list"});
     CHECK(listed.status == 0);

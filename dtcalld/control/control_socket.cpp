@@ -300,8 +300,16 @@ void ControlSocket::answer(Connection& connection, const dtcall::Result<Request>
             break;
         }
         case Command::drain: {
+            if (server_.draining()) {
+                // A second drain can only shorten the time left.
+                server_.drain(r.drain_limit);
+                log_.write(LogLevel::info, "control: drain again, limit " + std::to_string(r.drain_limit.count()) +
+                                               " s (the shorter limit applies)");
+                done(dtcall::Done{}, "draining (the shorter of the limits applies)");
+                break;
+            }
             done(dtcall::Done{}, "draining");
-            if (server_.draining() || drain_limit_) break;
+            if (drain_limit_) break;
             std::string limit = std::to_string(r.drain_limit.count());
             log_.write(LogLevel::info, "control: draining; calls left after " + limit + " s are ended");
             // The drain (and STOPPING=1) starts on the next loop turn, from

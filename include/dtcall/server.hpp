@@ -125,7 +125,9 @@ public:
     // get `end`, EndReason::busy) and no new login is taken, except a keepudp
     // return of a user whose call goes on; calls in progress go on. When the
     // last call has ended, or after `limit` (the rest end with
-    // EndReason::server_stopping), the server stops as stop(done) does.
+    // EndReason::server_stopping), the server stops as stop(done) does. A
+    // second drain() shortens the limit if its own is shorter (its `done`
+    // runs too); during or after a stop it is stop(done).
     void drain(std::chrono::seconds limit, std::function<void()> done = nullptr);
     bool draining() const;
     // Re-reads the user directory; logged-in users stay connected, except

@@ -709,7 +709,18 @@ void Server::stop(std::function<void()> done) {
 }
 
 void Server::drain(std::chrono::seconds limit, std::function<void()> done) {
-    if (impl_->drain || impl_->stopping || impl_->stopped) return stop(std::move(done));
+    if (impl_->stopping || impl_->stopped) return stop(std::move(done));
+    if (impl_->drain) {
+        // Draining already: a shorter limit replaces the longer one.
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        if (deadline < impl_->drain->deadline) {
+            impl_->drain->deadline = deadline;
+            impl_->log(LogLevel::info, "draining: the remaining calls are ended in at most " +
+                                           std::to_string(limit.count()) + " s");
+        }
+        impl_->stop_done.push_back(std::move(done));
+        return;
+    }
     impl_->log(LogLevel::info, "draining: no new calls or logins; stopping when the last call ends, at most in " +
                                    std::to_string(limit.count()) + " s");
     impl_->drain = std::make_unique<Impl::Drain>();
