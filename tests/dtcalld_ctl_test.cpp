@@ -10,40 +10,34 @@
 
 #include <doctest/doctest.h>
 
+#include "daemon_process.hpp"
 #include "http_get.hpp"
 #include "mini_json.hpp"
 #include "temp_dir.hpp"
 
 #include <event2/event.h>
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <grp.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
+
+using namespace daemon_process;
 
 namespace {
 
@@ -52,119 +46,13 @@ using test_support::parse_json;
 using test_support::TempDir;
 using test_support::write_file;
 
-constexpr auto patience = 5s;
-
-std::string env_or_fail(const char* name) {
-    const char* value = std::getenv(name);
-    REQUIRE_MESSAGE(value != nullptr, name << " is not set (run through meson test)");
-    return value;
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-std::string read_logs(const std::string& dir) {
-    std::string all;
-    if (DIR* d = opendir(dir.c_str())) {
-        while (dirent* e = readdir(d)) {
-            std::string name = e->d_name;
-            if (name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) all += read_file(dir + "/" + name);
-        }
-        closedir(d);
-    }
-    return all;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = patience) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return condition();
-}
-
-std::uint16_t free_port(int type) {
-    int fd = ::socket(AF_INET, type, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    socklen_t length = sizeof address;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
-    ::close(fd);
-    return ntohs(address.sin_port);
-}
-
-// A child process with stdout and stderr in files; killed at scope exit.
-class Child {
-public:
-    Child(const std::vector<std::string>& argv, const std::string& out_prefix)
-        : stdout_path_(out_prefix + ".out"), stderr_path_(out_prefix + ".err") {
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            int out = ::open(stdout_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            if (out < 0 || err < 0) ::_exit(126);
-            ::dup2(out, STDOUT_FILENO);
-            ::dup2(err, STDERR_FILENO);
-            ::unsetenv("JOURNAL_STREAM");
-            ::execv(args[0], args.data());
-            ::_exit(127);
-        }
-    }
-    ~Child() {
-        if (!status_) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-
-    void signal(int number) const { REQUIRE(::kill(pid_, number) == 0); }
-    std::optional<int> wait_exit(std::chrono::milliseconds limit = patience) {
-        eventually([this] { return !running(); }, limit);
-        if (!status_) return std::nullopt;
-        if (WIFEXITED(*status_)) return WEXITSTATUS(*status_);
-        return 128 + WTERMSIG(*status_);
-    }
-    bool running() {
-        if (status_) return false;
-        int raw = 0;
-        if (::waitpid(pid_, &raw, WNOHANG) == pid_) status_ = raw;
-        return !status_;
-    }
-    std::string out() const { return read_file(stdout_path_); }
-    std::string err() const { return read_file(stderr_path_); }
-
-private:
-    std::string stdout_path_;
-    std::string stderr_path_;
-    pid_t pid_ = -1;
-    std::optional<int> status_;
-};
-
 // A settings directory (keys by dtcall-keygen) whose conf turns the control
 // socket on.
 struct Daemon {
     TempDir dir;
     std::string settings, logs, control;
     std::uint16_t command_port = 0, media_port = 0;
-    std::unique_ptr<Child> process;
+    std::unique_ptr<ChildProcess> process;
 
     explicit Daemon(const std::string& extra_conf = "", std::vector<std::string> users = {"alice", "bob", "carol"}) {
         settings = dir / "settings";
@@ -176,7 +64,8 @@ struct Daemon {
         std::string user_lines;
         users.push_back("server");
         for (const std::string& user : users) {
-            Child keygen({env_or_fail("DTCALL_KEYGEN"), user, settings}, dir / ("keygen-" + user));
+            ChildProcess keygen({env_or_fail("DTCALL_KEYGEN"), user, settings},
+                                ChildOutput::with_prefix(dir / ("keygen-" + user)));
             REQUIRE(keygen.wait_exit() == 0);
             if (user != "server") user_lines += user + " > " + user + "_public.na\n";
         }
@@ -193,8 +82,9 @@ struct Daemon {
     }
     // Starts dtcalld and waits for its "ready" line (or its exit).
     bool start() {
-        process = std::make_unique<Child>(
-            std::vector<std::string>{env_or_fail("DTCALLD"), "--settings", settings, "--log", logs}, dir / "dtcalld");
+        process = std::make_unique<ChildProcess>(
+            std::vector<std::string>{env_or_fail("DTCALLD"), "--settings", settings, "--log", logs},
+            ChildOutput::with_prefix(dir / "dtcalld"));
         eventually([&] { return contains(read_logs(logs), "ready: command port") || !process->running(); });
         return contains(read_logs(logs), "ready: command port") && process->running();
     }
@@ -210,7 +100,7 @@ struct Ctl {
 Ctl run_ctl(const std::string& work_dir, std::vector<std::string> args) {
     static int runs = 0;
     args.insert(args.begin(), env_or_fail("DTCALL_CTL"));
-    Child ctl(args, work_dir + "/ctl-" + std::to_string(++runs));
+    ChildProcess ctl(args, ChildOutput::with_prefix(work_dir + "/ctl-" + std::to_string(++runs)));
     auto status = ctl.wait_exit(15s);
     REQUIRE_MESSAGE(status.has_value(), "dtcall-ctl did not finish");
     return Ctl{*status, ctl.out(), ctl.err()};
@@ -571,7 +461,8 @@ TEST_CASE("a stale control socket is replaced, a live one or another file refuse
         Daemon second;
         write_file(second.settings + "/dtcalld.conf",
                    read_file(second.settings + "/dtcalld.conf") + "control = " + d.control + "\n");
-        Child other({env_or_fail("DTCALLD"), "--settings", second.settings, "--log", second.logs}, second.dir / "second");
+        ChildProcess other({env_or_fail("DTCALLD"), "--settings", second.settings, "--log", second.logs},
+                           ChildOutput::with_prefix(second.dir / "second"));
         CHECK(other.wait_exit() == 1);
         CHECK_MESSAGE(contains(other.err(), d.control + ": in use"), other.err());
         CHECK(ctl(d, {"status"}).status == 0);  // the first one still answers
@@ -579,7 +470,8 @@ TEST_CASE("a stale control socket is replaced, a live one or another file refuse
     SUBCASE("not a socket") {
         Daemon d;
         write_file(d.control, "precious\n");
-        Child dtcalld({env_or_fail("DTCALLD"), "--settings", d.settings, "--log", d.logs}, d.dir / "dtcalld");
+        ChildProcess dtcalld({env_or_fail("DTCALLD"), "--settings", d.settings, "--log", d.logs},
+                             ChildOutput::with_prefix(d.dir / "dtcalld"));
         CHECK(dtcalld.wait_exit() == 1);
         CHECK_MESSAGE(contains(dtcalld.err(), d.control + ": exists and is not a socket"), dtcalld.err());
         CHECK(read_file(d.control) == "precious\n");
@@ -596,7 +488,8 @@ TEST_CASE("a stale control socket is replaced, a live one or another file refuse
     }
     SUBCASE("unknown group") {
         Daemon d("control_group = no-such-group-here\n");
-        Child dtcalld({env_or_fail("DTCALLD"), "--settings", d.settings, "--log", d.logs}, d.dir / "dtcalld");
+        ChildProcess dtcalld({env_or_fail("DTCALLD"), "--settings", d.settings, "--log", d.logs},
+                             ChildOutput::with_prefix(d.dir / "dtcalld"));
         CHECK(dtcalld.wait_exit() == 1);
         CHECK_MESSAGE(contains(dtcalld.err(), "control_group: no group \"no-such-group-here\""), dtcalld.err());
     }

@@ -10,15 +10,12 @@
 
 #include <doctest/doctest.h>
 
+#include "daemon_process.hpp"
 #include "http_get.hpp"
 #include "promtool.hpp"
 #include "temp_dir.hpp"
 
-#include <event2/event.h>
-
 #include <arpa/inet.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,268 +23,25 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstddef>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <functional>
 #include <optional>
 #include <regex>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
 
-namespace {
-
+using namespace daemon_process;
 using test_support::TempDir;
 using test_support::write_file;
 
-constexpr auto patience = 5s;
-
-std::string env_or_fail(const char* name) {
-    const char* value = std::getenv(name);
-    REQUIRE_MESSAGE(value != nullptr, name << " is not set (run through meson test)");
-    return value;
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-// Every log file in the directory, concatenated (a SIGUSR1 may start a second).
-std::string read_logs(const std::string& dir) {
-    std::string all;
-    if (DIR* d = opendir(dir.c_str())) {
-        while (dirent* e = readdir(d)) {
-            std::string name = e->d_name;
-            if (name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0) all += read_file(dir + "/" + name);
-        }
-        closedir(d);
-    }
-    return all;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-bool eventually(const std::function<bool()>& condition) {
-    auto deadline = std::chrono::steady_clock::now() + patience;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return condition();
-}
-
-// A port that was free a moment ago: bind port 0, read it back, close.
-std::uint16_t free_port(int type) {
-    int fd = ::socket(AF_INET, type, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    socklen_t length = sizeof address;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
-    ::close(fd);
-    return ntohs(address.sin_port);
-}
-
-bool tcp_connects(std::uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return false;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(port);
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-    ::close(fd);
-    return ok;
-}
-
-// A child process with stdout and stderr in files; killed if still running
-// when it goes out of scope.
-class Child {
-public:
-    // `open_files`: the child's RLIMIT_NOFILE (soft, hard), set before exec;
-    // `environment`: variables set in the child only (NOTIFY_SOCKET...).
-    Child(const std::vector<std::string>& argv, const std::string& out_dir,
-          std::optional<rlimit> open_files = std::nullopt,
-          const std::vector<std::pair<std::string, std::string>>& environment = {})
-        : stdout_path_(out_dir + "/stdout.txt"), stderr_path_(out_dir + "/stderr.txt") {
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            int out = ::open(stdout_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            if (out < 0 || err < 0) ::_exit(126);
-            ::dup2(out, STDOUT_FILENO);
-            ::dup2(err, STDERR_FILENO);
-            // Under systemd the test runner has it; dtcalld would then echo
-            // its log to stderr and the "one stderr line" checks would be moot.
-            ::unsetenv("JOURNAL_STREAM");
-            // Likewise systemd's notify socket: only a test that made one gives it.
-            for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(name);
-            for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
-            if (open_files && ::setrlimit(RLIMIT_NOFILE, &*open_files) != 0) ::_exit(125);
-            ::execv(args[0], args.data());
-            ::_exit(127);
-        }
-    }
-    ~Child() {
-        if (!status_) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-
-    void signal(int number) const { REQUIRE(::kill(pid_, number) == 0); }
-
-    // The exit status once it has exited, or nullopt after the bounded wait.
-    std::optional<int> wait_exit() {
-        eventually([this] {
-            if (status_) return true;
-            int raw = 0;
-            if (::waitpid(pid_, &raw, WNOHANG) == pid_) status_ = raw;
-            return status_.has_value();
-        });
-        if (!status_) return std::nullopt;
-        if (WIFEXITED(*status_)) return WEXITSTATUS(*status_);
-        return 128 + WTERMSIG(*status_);
-    }
-    bool running() {
-        if (status_) return false;
-        int raw = 0;
-        if (::waitpid(pid_, &raw, WNOHANG) == pid_) status_ = raw;
-        return !status_;
-    }
-    std::string out() const { return read_file(stdout_path_); }
-    std::string err() const { return read_file(stderr_path_); }
-
-private:
-    std::string stdout_path_;
-    std::string stderr_path_;
-    pid_t pid_ = -1;
-    std::optional<int> status_;
-};
-
-// A settings directory in the original dtoperator layout.
-struct Settings {
-    TempDir dir;
-    std::string settings;
-    std::string logs;
-    std::uint16_t command_port = 0;
-    std::uint16_t media_port = 0;
-
-    explicit Settings(const std::string& conf_name = "dtcalld.conf") {
-        settings = dir / "settings";
-        logs = dir / "log";
-        REQUIRE(::mkdir(settings.c_str(), 0700) == 0);
-        REQUIRE(::mkdir(logs.c_str(), 0700) == 0);
-        REQUIRE(dtcall::crypto_init());
-        REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), settings + "/server_public.na",
-                                        settings + "/server_private.na")
-                    .ok());
-        for (const char* user : {"alice", "bob"}) {
-            std::string base = settings + "/" + user;
-            REQUIRE(dtcall::write_key_files(dtcall::KeyPair::generate(), base + "_public.na", base + "_private.na").ok());
-        }
-        // Line 2 is broken on purpose: a warning, never a reason to stop.
-        write_file(settings + "/users",
-                   "alice > " + settings + "/alice_public.na\n"
-                   "this line is broken\n"
-                   "bob > " + settings + "/bob_public.na\n");
-        command_port = free_port(SOCK_STREAM);
-        media_port = free_port(SOCK_DGRAM);
-        write_conf(conf_name,
-                   "# made by dtcalld_process_test\n"
-                   "command = " + std::to_string(command_port) + "\n"
-                   "media = " + std::to_string(media_port) + "   # UDP\n"
-                   "public_sodium = server_public.na\n"
-                   "private_sodium = " + settings + "/server_private.na\n"
-                   "listen = 127.0.0.1\n");
-    }
-    void write_conf(const std::string& name, const std::string& text) const { write_file(settings + "/" + name, text); }
-    std::vector<std::string> argv() const { return {env_or_fail("DTCALLD"), "--settings", settings, "--log", logs}; }
-};
-
-// Logs `user` in to the dtcalld of `s` with the library's client, using the
-// key files the Settings made: "logged in", "refused", or what went wrong.
-std::string try_login(const Settings& s, const std::string& user) {
-    auto server_key = dtcall::read_public_key_file(s.settings + "/server_public.na");
-    auto user_key = dtcall::read_private_key_file(s.settings + "/" + user + "_private.na");
-    REQUIRE(server_key.ok());
-    REQUIRE(user_key.ok());
-    dtcall::ClientConfig config;
-    config.host = "127.0.0.1";
-    config.command_port = s.command_port;
-    config.media_port = s.media_port;
-    config.server_key = *server_key;
-    config.user = user;
-    config.user_key = *user_key;
-    config.login_timeout = 3s;
-
-    event_base* base = event_base_new();
-    REQUIRE(base != nullptr);
-    std::string outcome = "no answer within 5 s";
-    dtcall::ClientEvents events;
-    events.logged_in = [&] { outcome = "logged in"; event_base_loopexit(base, nullptr); };
-    events.login_failed = [&](const std::string&) { outcome = "refused"; event_base_loopexit(base, nullptr); };
-    events.closed = [&](const std::string& reason) { outcome = "closed: " + reason; event_base_loopexit(base, nullptr); };
-    {
-        dtcall::Client client(base, config, events);
-        auto connected = client.connect();
-        if (!connected) {
-            outcome = connected.error();
-        } else {
-            timeval limit{5, 0};
-            event_base_loopexit(base, &limit);
-            event_base_dispatch(base);
-        }
-    }
-    event_base_free(base);
-    return outcome;
-}
-
-int lines_in(const std::string& text) {
-    int n = 0;
-    for (char c : text) n += c == '\n';
-    return n;
-}
-
-// Runs dtcalld on `settings`, expects a quick non-zero exit with exactly one
-// stderr line containing `expected`.
-void expect_refusal(const Settings& s, const std::string& expected) {
-    Child dtcalld(s.argv(), s.dir.path);
-    auto status = dtcalld.wait_exit();
-    REQUIRE_MESSAGE(status.has_value(), "dtcalld did not exit");
-    CHECK(*status == 1);
-    std::string err = dtcalld.err();
-    CHECK_MESSAGE(lines_in(err) == 1, err);
-    CHECK_MESSAGE(contains(err, expected), err);
-}
-
-}  // namespace
-
 TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stops on TERM") {
-    Settings s;
-    Child dtcalld(s.argv(), s.dir.path);
+    SettingsDir s;
+    ChildProcess dtcalld(s.argv(), s.dir.path);
     std::string ready = "ready: command port " + std::to_string(s.command_port) + " (TCP), media port " +
                         std::to_string(s.media_port) + " (UDP)";
     REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), ready) || !dtcalld.running(); }),
@@ -316,25 +70,8 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
     write_file(s.settings + "/users", users + "carol > carol_public.na\n");
 
     // alice stays connected across the reload: nobody is dropped.
-    event_base* held_base = event_base_new();
-    REQUIRE(held_base != nullptr);
-    bool held_closed = false;
     {
-        dtcall::ClientConfig config;
-        config.command_port = s.command_port;
-        config.media_port = s.media_port;
-        config.server_key = *dtcall::read_public_key_file(s.settings + "/server_public.na");
-        config.user = "alice";
-        config.user_key = *dtcall::read_private_key_file(s.settings + "/alice_private.na");
-        dtcall::ClientEvents events;
-        events.logged_in = [&] { event_base_loopbreak(held_base); };
-        events.closed = [&](const std::string&) { held_closed = true; };
-        dtcall::Client held(held_base, config, events);
-        REQUIRE(held.connect());
-        timeval limit{5, 0};
-        event_base_loopexit(held_base, &limit);
-        event_base_dispatch(held_base);
-        REQUIRE(held.is_logged_in());
+        HeldLogin held(s, "alice");
         auto logouts = [&] {
             std::string log = read_logs(s.logs);
             std::size_t n = 0;
@@ -350,15 +87,12 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
                       read_logs(s.logs));
         CHECK(contains(read_logs(s.logs), "SIGHUP: reloading"));
         CHECK(try_login(s, "carol") == "logged in");
-        REQUIRE(held.heartbeat());
-        timeval settle{0, 300000};
-        event_base_loopexit(held_base, &settle);
-        event_base_dispatch(held_base);
-        CHECK(held.is_logged_in());
-        CHECK_FALSE(held_closed);
+        REQUIRE(held.client().heartbeat());
+        held.run_for(300ms);
+        CHECK(held.client().is_logged_in());
+        CHECK_FALSE(held.closed());
         CHECK(logouts() == logouts_before);
     }
-    event_base_free(held_base);
 
     dtcalld.signal(SIGUSR1);
     CHECK(eventually([&] { return contains(read_logs(s.logs), "SIGUSR1: started a new log file"); }));
@@ -377,43 +111,20 @@ TEST_CASE("dtcalld serves, warns about a broken users line, reloads on HUP, stop
 }
 
 TEST_CASE("a user removed from the users file is disconnected within a second of SIGHUP") {
-    Settings s;
-    Child dtcalld(s.argv(), s.dir.path);
+    SettingsDir s;
+    ChildProcess dtcalld(s.argv(), s.dir.path);
     REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: command port") || !dtcalld.running(); }),
                     (read_logs(s.logs) + dtcalld.err()));
-    event_base* base = event_base_new();
-    REQUIRE(base != nullptr);
-    bool closed = false;
     {
-        dtcall::ClientConfig config;
-        config.command_port = s.command_port;
-        config.media_port = s.media_port;
-        config.server_key = *dtcall::read_public_key_file(s.settings + "/server_public.na");
-        config.user = "alice";
-        config.user_key = *dtcall::read_private_key_file(s.settings + "/alice_private.na");
-        dtcall::ClientEvents events;
-        events.logged_in = [&] { event_base_loopbreak(base); };
-        events.closed = [&](const std::string&) {
-            closed = true;
-            event_base_loopbreak(base);
-        };
-        dtcall::Client alice(base, config, events);
-        REQUIRE(alice.connect());
-        timeval limit{5, 0};
-        event_base_loopexit(base, &limit);
-        event_base_dispatch(base);
-        REQUIRE(alice.is_logged_in());
+        HeldLogin alice(s, "alice");
 
         write_file(s.settings + "/users", "bob > " + s.settings + "/bob_public.na\n");
         dtcalld.signal(SIGHUP);
         auto signalled = std::chrono::steady_clock::now();
-        timeval second{1, 0};
-        event_base_loopexit(base, &second);
-        event_base_dispatch(base);
-        CHECK_MESSAGE(closed, read_logs(s.logs));
+        alice.run_for(1s);
+        CHECK_MESSAGE(alice.closed(), read_logs(s.logs));
         CHECK(std::chrono::steady_clock::now() - signalled < 1s);
     }
-    event_base_free(base);
     CHECK(contains(read_logs(s.logs), "alice is no longer in the user directory"));
     CHECK(contains(read_logs(s.logs), "alice logged out (revoked)"));
     CHECK(try_login(s, "alice") == "refused");
@@ -425,8 +136,8 @@ TEST_CASE("a user removed from the users file is disconnected within a second of
 }
 
 TEST_CASE("an original settings dir with dtoperator.conf works unchanged; SIGINT stops it") {
-    Settings s("dtoperator.conf");
-    Child dtcalld(s.argv(), s.dir.path);
+    SettingsDir s("dtoperator.conf");
+    ChildProcess dtcalld(s.argv(), s.dir.path);
     REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
                     dtcalld.err());
     std::string log = read_logs(s.logs);
@@ -440,7 +151,7 @@ TEST_CASE("an original settings dir with dtoperator.conf works unchanged; SIGINT
 }
 
 TEST_CASE("a bad conf stops dtcalld with one stderr line naming file and line") {
-    Settings s;
+    SettingsDir s;
     std::string conf = s.settings + "/dtcalld.conf";
 
     SUBCASE("a port that is not a number") {
@@ -483,10 +194,10 @@ TEST_CASE("a bad conf stops dtcalld with one stderr line naming file and line") 
 }
 
 TEST_CASE("a log directory that cannot be used is refused at start") {
-    Settings s;
+    SettingsDir s;
     std::vector<std::string> argv = s.argv();
     argv.back() = s.dir / "no-such-dir";
-    Child dtcalld(argv, s.dir.path);
+    ChildProcess dtcalld(argv, s.dir.path);
     auto status = dtcalld.wait_exit();
     REQUIRE(status.has_value());
     CHECK(*status == 1);
@@ -495,7 +206,7 @@ TEST_CASE("a log directory that cannot be used is refused at start") {
 }
 
 TEST_CASE("a port already taken is refused with a line naming it") {
-    Settings s;
+    SettingsDir s;
     int blocker = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(blocker >= 0);
     sockaddr_in address{};
@@ -504,7 +215,7 @@ TEST_CASE("a port already taken is refused with a line naming it") {
     address.sin_port = htons(s.command_port);
     REQUIRE(::bind(blocker, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
     REQUIRE(::listen(blocker, 1) == 0);
-    Child dtcalld(s.argv(), s.dir.path);
+    ChildProcess dtcalld(s.argv(), s.dir.path);
     auto status = dtcalld.wait_exit();
     ::close(blocker);
     REQUIRE(status.has_value());
@@ -515,17 +226,17 @@ TEST_CASE("a port already taken is refused with a line naming it") {
 TEST_CASE("dtcalld --version, --help and a wrong argument") {
     TempDir dir;
     {
-        Child version({env_or_fail("DTCALLD"), "--version"}, dir.path);
+        ChildProcess version({env_or_fail("DTCALLD"), "--version"}, dir.path);
         REQUIRE(version.wait_exit() == std::optional<int>(0));
         CHECK(version.out() == std::string("dtcalld ") + dtcall::version() + "\n");
     }
     {
-        Child help({env_or_fail("DTCALLD"), "--help"}, dir.path);
+        ChildProcess help({env_or_fail("DTCALLD"), "--help"}, dir.path);
         REQUIRE(help.wait_exit() == std::optional<int>(0));
         CHECK(contains(help.out(), "--settings DIR"));
     }
     {
-        Child wrong({env_or_fail("DTCALLD"), "--bogus"}, dir.path);
+        ChildProcess wrong({env_or_fail("DTCALLD"), "--bogus"}, dir.path);
         REQUIRE(wrong.wait_exit() == std::optional<int>(2));
         CHECK(wrong.err() == "dtcalld: unknown argument \"--bogus\" (try --help)\n");
     }
@@ -535,7 +246,7 @@ TEST_CASE("dtcall-keygen writes a canonical key pair, private 0600, and never ov
     TempDir dir;
     std::string keygen = env_or_fail("DTCALL_KEYGEN");
     {
-        Child run({keygen, "alice", dir.path}, dir.path);
+        ChildProcess run({keygen, "alice", dir.path}, dir.path);
         REQUIRE(run.wait_exit() == std::optional<int>(0));
         CHECK(contains(run.out(), "alice > "));
     }
@@ -555,7 +266,7 @@ TEST_CASE("dtcall-keygen writes a canonical key pair, private 0600, and never ov
     CHECK(dtcall::KeyPair::from_secret(*secret).public_key == *public_key);
 
     {
-        Child again({keygen, "alice", dir.path}, dir.path);
+        ChildProcess again({keygen, "alice", dir.path}, dir.path);
         REQUIRE(again.wait_exit() == std::optional<int>(1));
         CHECK(lines_in(again.err()) == 1);
         CHECK(contains(again.err(), "already exists"));
@@ -563,28 +274,28 @@ TEST_CASE("dtcall-keygen writes a canonical key pair, private 0600, and never ov
         CHECK(read_file(dir / "alice_private.na") == priv);
     }
     {
-        Child bad_name({keygen, "al ice", dir.path}, dir.path);
+        ChildProcess bad_name({keygen, "al ice", dir.path}, dir.path);
         REQUIRE(bad_name.wait_exit() == std::optional<int>(1));
         CHECK(lines_in(bad_name.err()) == 1);
         CHECK(contains(bad_name.err(), "not a valid name"));
     }
     {
-        Child no_dir({keygen, "bob", dir / "missing"}, dir.path);
+        ChildProcess no_dir({keygen, "bob", dir / "missing"}, dir.path);
         REQUIRE(no_dir.wait_exit() == std::optional<int>(1));
         CHECK(contains(no_dir.err(), dir / "missing"));
     }
     {
-        Child usage({keygen}, dir.path);
+        ChildProcess usage({keygen}, dir.path);
         REQUIRE(usage.wait_exit() == std::optional<int>(2));
     }
 }
 
 TEST_CASE("dtcalld raises its open-files limit to the hard one and warns when max_connections does not fit") {
-    Settings s;
+    SettingsDir s;
     std::string conf = read_file(s.settings + "/dtcalld.conf");
-    // Each SUBCASE runs on fresh Settings (doctest re-enters the test case).
+    // Each SUBCASE runs on fresh SettingsDir (doctest re-enters the test case).
     auto start = [&](rlim_t soft, rlim_t hard) {
-        Child dtcalld(s.argv(), s.dir.path, rlimit{soft, hard});
+        ChildProcess dtcalld(s.argv(), s.dir.path, rlimit{soft, hard});
         REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
                         dtcalld.err());
         dtcalld.signal(SIGTERM);
@@ -619,7 +330,7 @@ TEST_CASE("dtcall-keygen --cluster-key writes a 0600 cluster key dtcalld accepts
     const std::string key = dir / "cluster.key";
     {
         mode_t old = ::umask(0);  // the file is 0600 whatever the umask
-        Child run({keygen, "--cluster-key", key}, dir.path);
+        ChildProcess run({keygen, "--cluster-key", key}, dir.path);
         ::umask(old);
         REQUIRE(run.wait_exit() == std::optional<int>(0));
         CHECK(contains(run.out(), "wrote " + key + " (mode 0600)"));
@@ -632,39 +343,39 @@ TEST_CASE("dtcall-keygen --cluster-key writes a 0600 cluster key dtcalld accepts
     CHECK((st.st_mode & 07777) == 0600);
     REQUIRE(dtcall::cluster::read_cluster_key_file(key).ok());
     {
-        Child again({keygen, "--cluster-key", key}, dir.path);
+        ChildProcess again({keygen, "--cluster-key", key}, dir.path);
         REQUIRE(again.wait_exit() == std::optional<int>(1));
         CHECK(lines_in(again.err()) == 1);
         CHECK(contains(again.err(), key + ": already exists, not overwriting"));
         CHECK(read_file(key) == text);
     }
     {
-        Child other({keygen, "--cluster-key", dir / "b.key"}, dir.path);
+        ChildProcess other({keygen, "--cluster-key", dir / "b.key"}, dir.path);
         REQUIRE(other.wait_exit() == std::optional<int>(0));
         CHECK(read_file(dir / "b.key") != text);  // random each time
     }
     for (std::vector<std::string> wrong : {std::vector<std::string>{keygen, "--cluster-key"},
                                            std::vector<std::string>{keygen, "--cluster-key", key, "x"},
                                            std::vector<std::string>{keygen, "--bogus"}}) {
-        Child usage(wrong, dir.path);
+        ChildProcess usage(wrong, dir.path);
         REQUIRE(usage.wait_exit() == std::optional<int>(2));
     }
     {
-        Child missing_dir({keygen, "--cluster-key", dir / "no/such.key"}, dir.path);
+        ChildProcess missing_dir({keygen, "--cluster-key", dir / "no/such.key"}, dir.path);
         REQUIRE(missing_dir.wait_exit() == std::optional<int>(1));
         CHECK(contains(missing_dir.err(), dir / "no/such.key: cannot create"));
     }
 }
 
 TEST_CASE("dtcalld with the cluster keys says once that clustering is not active, and serves as one node") {
-    Settings s;
+    SettingsDir s;
     std::string conf = read_file(s.settings + "/dtcalld.conf");
     REQUIRE(dtcall::cluster::write_cluster_key_file(dtcall::cluster::ClusterKey::generate(),
                                                     s.settings + "/cluster.key").ok());
     s.write_conf("dtcalld.conf", conf + "cluster_redis = unix:/nonexistent/redis.sock\nnode_name = n1\n"
                                         "node_address = 127.0.0.1:1\ncluster_key = cluster.key\n");
     {
-        Child dtcalld(s.argv(), s.dir.path);
+        ChildProcess dtcalld(s.argv(), s.dir.path);
         REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
                         (read_logs(s.logs) + dtcalld.err()));
         CHECK(try_login(s, "alice") == "logged in");
@@ -675,7 +386,7 @@ TEST_CASE("dtcalld with the cluster keys says once that clustering is not active
     }
     // A key file others may read: refused at start, naming the fix.
     REQUIRE(::chmod((s.settings + "/cluster.key").c_str(), 0644) == 0);
-    Child refused(s.argv(), s.dir.path);
+    ChildProcess refused(s.argv(), s.dir.path);
     CHECK(refused.wait_exit() == std::optional<int>(1));
     CHECK_MESSAGE(contains(refused.err() + read_logs(s.logs), "run: chmod 600 " + s.settings + "/cluster.key"),
                   refused.err());
@@ -684,7 +395,7 @@ TEST_CASE("dtcalld with the cluster keys says once that clustering is not active
 TEST_CASE("dtcall-keygen under umask 0 still writes the private key 0600 and the public one 0644") {
     TempDir dir;
     mode_t old = ::umask(0);  // inherited by the child; this test process is single-threaded
-    Child run({env_or_fail("DTCALL_KEYGEN"), "carol", dir.path}, dir.path);
+    ChildProcess run({env_or_fail("DTCALL_KEYGEN"), "carol", dir.path}, dir.path);
     ::umask(old);
     REQUIRE(run.wait_exit() == std::optional<int>(0));
     struct stat st {};
@@ -695,10 +406,10 @@ TEST_CASE("dtcall-keygen under umask 0 still writes the private key 0600 and the
 }
 
 TEST_CASE("metrics = 127.0.0.1:0: the bound port is logged, /metrics counts logins, /healthz ok, 404, cut-offs") {
-    Settings s;
+    SettingsDir s;
     std::string conf = read_file(s.settings + "/dtcalld.conf");
     s.write_conf("dtcalld.conf", conf + "metrics = 127.0.0.1:0\n");
-    Child dtcalld(s.argv(), s.dir.path);
+    ChildProcess dtcalld(s.argv(), s.dir.path);
     REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
                     (read_logs(s.logs) + dtcalld.err()));
     std::smatch found;
@@ -740,7 +451,7 @@ TEST_CASE("metrics = 127.0.0.1:0: the bound port is logged, /metrics counts logi
 }
 
 TEST_CASE("a metrics port already taken stops dtcalld with a line naming the address") {
-    Settings s;
+    SettingsDir s;
     int blocker = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(blocker >= 0);
     sockaddr_in address{};
@@ -811,9 +522,9 @@ bool starts_with(const std::string& text, const std::string& prefix) { return te
 }  // namespace
 
 TEST_CASE("NOTIFY_SOCKET: READY=1 once bound, STATUS= refreshed, RELOADING=1 then READY=1 on HUP, STOPPING=1 on TERM") {
-    Settings s;
+    SettingsDir s;
     NotifyListener systemd(s.dir / "notify");
-    Child dtcalld(s.argv(), s.dir.path, std::nullopt, {{"NOTIFY_SOCKET", systemd.name()}});
+    ChildProcess dtcalld(s.argv(), s.dir.path, std::nullopt, {{"NOTIFY_SOCKET", systemd.name()}});
 
     auto ready = systemd.next();
     REQUIRE_MESSAGE(ready.has_value(), (read_logs(s.logs) + dtcalld.err()));
@@ -858,10 +569,10 @@ TEST_CASE("NOTIFY_SOCKET: READY=1 once bound, STATUS= refreshed, RELOADING=1 the
 }
 
 TEST_CASE("WATCHDOG_USEC=200000: WATCHDOG=1 every ~100 ms, to an abstract NOTIFY_SOCKET; not for another WATCHDOG_PID") {
-    Settings s;
+    SettingsDir s;
     NotifyListener systemd("@dtcall-process-test-" + std::to_string(::getpid()));
     SUBCASE("WATCHDOG_PID unset: ours") {
-        Child dtcalld(s.argv(), s.dir.path, std::nullopt,
+        ChildProcess dtcalld(s.argv(), s.dir.path, std::nullopt,
                       {{"NOTIFY_SOCKET", systemd.name()}, {"WATCHDOG_USEC", "200000"}});
         auto ready = systemd.next_news();
         REQUIRE_MESSAGE(ready.has_value(), (read_logs(s.logs) + dtcalld.err()));
@@ -876,7 +587,7 @@ TEST_CASE("WATCHDOG_USEC=200000: WATCHDOG=1 every ~100 ms, to an abstract NOTIFY
         CHECK(dtcalld.wait_exit() == std::optional<int>(0));
     }
     SUBCASE("WATCHDOG_PID of another process: not ours, no WATCHDOG=1") {
-        Child dtcalld(s.argv(), s.dir.path, std::nullopt,
+        ChildProcess dtcalld(s.argv(), s.dir.path, std::nullopt,
                       {{"NOTIFY_SOCKET", systemd.name()}, {"WATCHDOG_USEC", "200000"}, {"WATCHDOG_PID", "1"}});
         auto ready = systemd.next_news();
         REQUIRE(ready.has_value());
@@ -889,8 +600,8 @@ TEST_CASE("WATCHDOG_USEC=200000: WATCHDOG=1 every ~100 ms, to an abstract NOTIFY
 }
 
 TEST_CASE("a NOTIFY_SOCKET that cannot be used is a warning; dtcalld serves on") {
-    Settings s;
-    Child dtcalld(s.argv(), s.dir.path, std::nullopt, {{"NOTIFY_SOCKET", "not/absolute"}});
+    SettingsDir s;
+    ChildProcess dtcalld(s.argv(), s.dir.path, std::nullopt, {{"NOTIFY_SOCKET", "not/absolute"}});
     REQUIRE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }));
     CHECK(dtcalld.running());
     std::string log = read_logs(s.logs);
