@@ -125,9 +125,15 @@ const KeySpec key_specs[] = {
      }},
     // --- control socket (dtcall-ctl) ---
     {"control", Kind::path, 0, 0,
-     [](ConfValues& o, std::uint64_t, const Line& l) { o.control_path = std::string(l.value); }},
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.control_path = std::string(l.value);
+         o.control_line = l.number;
+     }},
     {"control_group", Kind::path, 0, 0,
-     [](ConfValues& o, std::uint64_t, const Line& l) { o.control_group = std::string(l.value); }},
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.control_group = std::string(l.value);
+         o.control_group_line = l.number;
+     }},
     // --- cluster (checked as a set at the end of parse_conf) ---
     {"cluster_redis", Kind::redis, 0, 0, nullptr},
     {"node_name", Kind::node_name, 0, 0, nullptr},
@@ -239,6 +245,7 @@ dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
         auto endpoint = metrics::parse_endpoint(line.value);
         if (!endpoint) return line.error(quoted(line.value) + " " + endpoint.error());
         out.metrics = *endpoint;
+        out.metrics_line = line.number;
         return dtcall::Done{};
     }
     case Kind::redis: {

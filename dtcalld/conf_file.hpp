@@ -37,10 +37,13 @@ struct ConfValues {
     dtcall::LogLevel log_level = dtcall::LogLevel::info;
     // `metrics = ADDRESS:PORT`: the Prometheus endpoint; absent = none.
     std::optional<metrics::Endpoint> metrics;
+    int metrics_line = 0;
     // The control socket (dtcall-ctl(8)): empty = none; control_group empty =
     // mode 0600, else 0660 owned by that group.
     std::string control_path;
     std::string control_group;
+    int control_line = 0;  // lines 0 when not set
+    int control_group_line = 0;
     // Clustering through Redis (dtcalld.conf(5) "Cluster"): all unset = a
     // single node. When any is set, cluster_redis, node_address and
     // cluster_key must all be; node_name defaults to the host name (filled

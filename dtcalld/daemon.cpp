@@ -109,7 +109,13 @@ int run_daemon(const Options& options) {
         auto opened = SqliteUserDirectory::open(settings->users_db_path,
                                                 [&log](LogLevel level, const std::string& line) { log.write(level, line); });
         // Unreadable, damaged, or not ours: refuse to start rather than let nobody in.
-        if (!opened) return fail(&log, "users_db: " + opened.error());
+        if (!opened) {
+            std::string why = opened.error();
+            if (opened.code() == dtcall::ErrorCode::not_found) {
+                why += "; create it with dtcall-users --db " + settings->users_db_path + " add|import";
+            }
+            return fail(&log, conf_error(*settings, settings->users_db_line, "users_db", why));
+        }
         users_db = std::move(*opened);
         log.write(LogLevel::info, users_db->path() + ": " + std::to_string(users_db->size()) + " users");
         users = users_db.get();
@@ -150,7 +156,9 @@ int run_daemon(const Options& options) {
     control::ControlSocket control(server, users_file ? &*users_file : nullptr, log, lifecycle, started_at);
     if (!settings->control_path.empty()) {
         if (auto opened = control.open(settings->control_path, settings->control_group); !opened) {
-            return fail(&log, opened.error());
+            bool group = opened.error().rfind("control_group: ", 0) == 0;
+            return fail(&log, group ? conf_error(*settings, settings->control_group_line, "control_group", opened.error())
+                                    : conf_error(*settings, settings->control_line, "control", opened.error()));
         }
         log.write(LogLevel::info, "control socket " + settings->control_path +
                                       (settings->control_group.empty() ? " (mode 0600)"
@@ -160,7 +168,7 @@ int run_daemon(const Options& options) {
     std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server
     if (settings->metrics) {
         auto served = start_metrics(*settings->metrics, server, metrics_observer, log);
-        if (!served) return fail(&log, served.error());
+        if (!served) return fail(&log, conf_error(*settings, settings->metrics_line, "metrics", served.error()));
         metrics_http = std::move(*served);
         lifecycle.set_metrics(metrics_http.get());
     }

@@ -26,8 +26,8 @@ bool exists(const std::string& path) {
 
 dtcall::Result<std::string> choose_conf_file(const std::string& dir, std::vector<std::string>& warnings) {
     struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) return dtcall::Error{dir + ": " + std::strerror(errno)};
-    if (!S_ISDIR(st.st_mode)) return dtcall::Error{dir + ": not a directory"};
+    if (::stat(dir.c_str(), &st) != 0) return dtcall::Error{"settings directory " + dir + ": " + std::strerror(errno)};
+    if (!S_ISDIR(st.st_mode)) return dtcall::Error{"settings directory " + dir + ": not a directory"};
     std::string ours = resolve_path(dir, "dtcalld.conf");
     std::string original = resolve_path(dir, "dtoperator.conf");
     if (exists(ours)) {
@@ -87,6 +87,12 @@ std::string resolve_path(const std::string& dir, const std::string& path) {
     return dir + "/" + path;
 }
 
+std::string conf_error(const Settings& settings, int line, const std::string& key, std::string what) {
+    const std::string prefix = key + ": ";
+    if (what.rfind(prefix, 0) == 0) what.erase(0, prefix.size());
+    return settings.conf_path + ":" + std::to_string(line) + ": " + prefix + what;
+}
+
 dtcall::Result<Settings> load_settings(const std::string& dir) {
     Settings out;
     auto conf_path = choose_conf_file(dir, out.warnings);
@@ -102,6 +108,10 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     out.max_connections_line = conf->max_connections_line;
     out.log_level = conf->log_level;
     out.metrics = conf->metrics;
+    out.metrics_line = conf->metrics_line;
+    out.users_db_line = conf->users_db_line;
+    out.control_line = conf->control_line;
+    out.control_group_line = conf->control_group_line;
     if (!conf->users_path.empty()) out.users_path = resolve_path(dir, conf->users_path);
     if (!conf->users_db_path.empty()) {
         out.users_db_path = resolve_path(dir, conf->users_db_path);

@@ -45,7 +45,18 @@ struct Settings {
     std::string control_group;  // empty = mode 0600
     std::optional<ClusterSettings> cluster;  // nullopt: a single node (no cluster keys)
     std::vector<std::string> warnings;  // one line each, naming file and line
+    // Where users_db, metrics, control and control_group were set (0: not
+    // set), so errors found later (at open or bind) can name the conf line.
+    int users_db_line = 0;
+    int metrics_line = 0;
+    int control_line = 0;
+    int control_group_line = 0;
 };
+
+// "CONF:LINE: KEY: WHAT", the conf parser's style, for an error found after
+// parsing (a socket that cannot be bound, a database that cannot be opened).
+// A leading "KEY: " already in `what` is not repeated.
+std::string conf_error(const Settings& settings, int line, const std::string& key, std::string what);
 
 // Reads the conf file and both key files. The error is one line naming the
 // file, the line and the key at fault. A private key file readable or

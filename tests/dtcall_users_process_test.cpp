@@ -272,11 +272,12 @@ TEST_CASE("dtcalld refuses a bad users_db, or users with users_db, with one stde
     DbSettingsDir s;
     SUBCASE("garbage") {
         write_file(s.db, std::string(8192, 'x'));
-        expect_refusal(s, "users_db: " + s.db + ": cannot read: file is not a database");
+        expect_refusal(s, s.settings + "/dtcalld.conf:6: users_db: " + s.db + ": cannot read: file is not a database");
     }
     SUBCASE("missing") {
         REQUIRE(::unlink(s.db.c_str()) == 0);
-        expect_refusal(s, "users_db: " + s.db + ": No such file or directory");
+        expect_refusal(s, s.settings + "/dtcalld.conf:6: users_db: " + s.db + ": No such file or directory; create it with "
+                          "dtcall-users --db " + s.db + " add|import");
     }
     SUBCASE("both keys") {
         s.write_conf("dtcalld.conf", "public_sodium = server_public.na\nprivate_sodium = server_private.na\n"

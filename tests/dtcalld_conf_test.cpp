@@ -303,10 +303,32 @@ TEST_CASE("settings: a missing directory or conf is an error naming it") {
     TempDir dir;
     auto settings = dtcalld::load_settings(dir / "nope");
     REQUIRE_FALSE(settings.ok());
-    CHECK(contains(settings.error(), dir / "nope"));
+    CHECK(contains(settings.error(), "settings directory " + dir / "nope" + ": No such file or directory"));
     settings = dtcalld::load_settings(dir.path);
     REQUIRE_FALSE(settings.ok());
     CHECK(contains(settings.error(), "neither dtcalld.conf nor dtoperator.conf"));
+}
+
+TEST_CASE("metrics, control and control_group remember their lines; conf_error names file, line and key") {
+    auto parsed = parse_conf(keys_lines + "metrics = 127.0.0.1:9100\n# c\ncontrol = /run/dtcalld/control\n"
+                                          "control_group = dtcall\n",
+                             "/etc/x/dtcalld.conf");
+    REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+    CHECK(parsed->metrics_line == 3);
+    CHECK(parsed->control_line == 5);
+    CHECK(parsed->control_group_line == 6);
+    auto bare = parse_conf(keys_lines, "/etc/x/dtcalld.conf");
+    REQUIRE(bare.ok());
+    CHECK(bare->metrics_line == 0);
+    CHECK(bare->control_line == 0);
+    CHECK(bare->control_group_line == 0);
+
+    dtcalld::Settings settings;
+    settings.conf_path = "/etc/x/dtcalld.conf";
+    CHECK(dtcalld::conf_error(settings, 5, "control", "control: /x/control: No such file or directory") ==
+          "/etc/x/dtcalld.conf:5: control: /x/control: No such file or directory");
+    CHECK(dtcalld::conf_error(settings, 3, "users_db", "/x/users.sqlite: No such file or directory") ==
+          "/etc/x/dtcalld.conf:3: users_db: /x/users.sqlite: No such file or directory");
 }
 
 TEST_CASE("settings: a private key group or others can read or write is refused, naming the fix") {

@@ -491,7 +491,9 @@ TEST_CASE("a stale control socket is replaced, a live one or another file refuse
         ChildProcess dtcalld({env_or_fail("DTCALLD"), "--settings", d.settings, "--log", d.logs},
                              ChildOutput::with_prefix(d.dir / "dtcalld"));
         CHECK(dtcalld.wait_exit() == 1);
-        CHECK_MESSAGE(contains(dtcalld.err(), "control_group: no group \"no-such-group-here\""), dtcalld.err());
+        // The Daemon's conf has 6 lines, then the extra ones.
+        CHECK_MESSAGE(contains(dtcalld.err(), d.settings + "/dtcalld.conf:7: control_group: no group \"no-such-group-here\""),
+                      dtcalld.err());
     }
 }
 

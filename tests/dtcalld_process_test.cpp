@@ -193,6 +193,31 @@ TEST_CASE("a bad conf stops dtcalld with one stderr line naming file and line") 
     }
 }
 
+TEST_CASE("a control socket in a missing directory, or a missing settings directory, is one line naming it") {
+    SettingsDir s;
+    SUBCASE("control in a directory that does not exist: the conf line, and that dtcalld does not create it") {
+        std::string control = s.dir / "no-such-dir/control";
+        s.write_conf("dtcalld.conf", read_file(s.settings + "/dtcalld.conf") + "control = " + control + "\n");
+        expect_refusal(s, s.settings + "/dtcalld.conf:7: control: " + control + ": No such file or directory; the directory " +
+                              s.dir / "no-such-dir" +
+                              " must exist (dtcalld does not create it; under systemd, RuntimeDirectory=dtcalld makes "
+                              "/run/dtcalld)");
+    }
+    SUBCASE("--settings naming a directory that does not exist") {
+        std::vector<std::string> argv = s.argv();
+        REQUIRE(argv.at(1) == "--settings");
+        argv.at(2) = s.dir / "no-such-settings";
+        ChildProcess dtcalld(argv, s.dir.path);
+        auto status = dtcalld.wait_exit();
+        REQUIRE_MESSAGE(status.has_value(), "dtcalld did not exit");
+        CHECK(*status == 1);
+        CHECK_MESSAGE(lines_in(dtcalld.err()) == 1, dtcalld.err());
+        CHECK_MESSAGE(contains(dtcalld.err(), "settings directory " + s.dir / "no-such-settings" +
+                                                  ": No such file or directory"),
+                      dtcalld.err());
+    }
+}
+
 TEST_CASE("a log directory that cannot be used is refused at start") {
     SettingsDir s;
     std::vector<std::string> argv = s.argv();
@@ -463,7 +488,8 @@ TEST_CASE("a metrics port already taken stops dtcalld with a line naming the add
     REQUIRE(::getsockname(blocker, reinterpret_cast<sockaddr*>(&address), &length) == 0);
     std::string taken = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
     s.write_conf("dtcalld.conf", read_file(s.settings + "/dtcalld.conf") + "metrics = " + taken + "\n");
-    expect_refusal(s, "metrics: cannot listen on " + taken + ": Address already in use");
+    // The SettingsDir's conf has 6 lines: metrics is line 7.
+    expect_refusal(s, s.settings + "/dtcalld.conf:7: metrics: cannot listen on " + taken + ": Address already in use");
     ::close(blocker);
 }
 

@@ -117,7 +117,14 @@ dtcall::Status ControlSocket::open(const std::string& path, const std::string& g
     if (bound != 0) {
         ::close(fd);
         auto code = bind_error == EACCES || bind_error == EPERM ? dtcall::ErrorCode::permission : dtcall::ErrorCode::io;
-        return dtcall::Error{code, "control: " + errno_text(path, bind_error)};
+        std::string why = "control: " + errno_text(path, bind_error);
+        if (bind_error == ENOENT) {
+            std::string::size_type slash = path.rfind('/');
+            std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+            why += "; the directory " + dir +
+                   " must exist (dtcalld does not create it; under systemd, RuntimeDirectory=dtcalld makes /run/dtcalld)";
+        }
+        return dtcall::Error{code, why};
     }
     if (!group.empty() && (::chown(path.c_str(), uid_t(-1), gid) != 0 || ::chmod(path.c_str(), 0660) != 0)) {
         int error = errno;
