@@ -482,7 +482,7 @@ namespace {
 const std::string cluster_lines =
     "cluster_redis = unix:/run/redis/redis.sock\n"
     "node_name = node-1.a_b\n"
-    "node_address = 10.0.0.11:1962\n"
+    "node_address = 127.0.1.11:1962\n"
     "cluster_key = cluster.key\n";
 
 }  // namespace
@@ -499,7 +499,7 @@ TEST_CASE("cluster keys: all absent is a single node; the set parses") {
     CHECK(parsed->cluster.redis->unix_path == "/run/redis/redis.sock");
     CHECK(parsed->cluster.node_name == "node-1.a_b");
     REQUIRE(parsed->cluster.node_address.has_value());
-    CHECK(parsed->cluster.node_address->host == "10.0.0.11");
+    CHECK(parsed->cluster.node_address->host == "127.0.1.11");
     CHECK(parsed->cluster.node_address->port == 1962);
     CHECK(parsed->cluster.key_path == "cluster.key");
     CHECK(parsed->cluster.key_line == 6);
@@ -520,19 +520,19 @@ TEST_CASE("cluster keys: all absent is a single node; the set parses") {
 }
 
 TEST_CASE("cluster keys: a partial set is one error naming the first key's line and what is missing") {
-    CHECK(error_of(keys_lines + "cluster_redis = 10.0.0.5:6379\n") ==
+    CHECK(error_of(keys_lines + "cluster_redis = 127.0.1.5:6379\n") ==
           "/etc/x/dtcalld.conf:3: cluster_redis: clustering also needs node_address and cluster_key "
           "(cluster_redis, node_address and cluster_key go together; see dtcalld.conf(5))");
-    CHECK(error_of(keys_lines + "node_address = 10.0.0.11:1962\ncluster_redis = 10.0.0.5:6379\n") ==
+    CHECK(error_of(keys_lines + "node_address = 127.0.1.11:1962\ncluster_redis = 127.0.1.5:6379\n") ==
           "/etc/x/dtcalld.conf:3: node_address: clustering also needs cluster_key "
           "(cluster_redis, node_address and cluster_key go together; see dtcalld.conf(5))");
     CHECK(contains(error_of(keys_lines + "\nnode_name = n1\n"),
                    "/etc/x/dtcalld.conf:4: node_name: clustering also needs cluster_redis and node_address and cluster_key"));
-    CHECK(parse_conf(keys_lines + "cluster_key = k\ncluster_redis = unix:/r\nnode_address = 1.2.3.4:5\n", "c").ok());
+    CHECK(parse_conf(keys_lines + "cluster_key = k\ncluster_redis = unix:/r\nnode_address = 127.0.3.4:5\n", "c").ok());
 }
 
 TEST_CASE("cluster keys: bad values name file, line and key") {
-    const std::string rest = "node_address = 10.0.0.11:1962\ncluster_key = k\n";
+    const std::string rest = "node_address = 127.0.1.11:1962\ncluster_key = k\n";
     CHECK(contains(error_of(keys_lines + "cluster_redis = redis\n" + rest),
                    "/etc/x/dtcalld.conf:3: cluster_redis: \"redis\" is not unix:/PATH or HOST:PORT"));
     CHECK(contains(error_of(keys_lines + "cluster_redis = unix:redis.sock\n" + rest),
@@ -544,7 +544,7 @@ TEST_CASE("cluster keys: bad values name file, line and key") {
     CHECK(contains(error_of(keys_lines + "cluster_redis = [nope]:6379\n" + rest), "\"nope\" is not an IPv6 address"));
     CHECK(contains(error_of(keys_lines + "cluster_redis = b@d:6379\n" + rest), "bad host name"));
 
-    const std::string with_redis = "cluster_redis = 10.0.0.5:6379\n";
+    const std::string with_redis = "cluster_redis = 127.0.1.5:6379\n";
     CHECK(error_of(keys_lines + with_redis + rest + "node_name = no de\n") ==
           "/etc/x/dtcalld.conf:6: node_name: \"no de\" is not a node name (1-64 of 0-9 A-Z a-z . _ -)");
     CHECK(contains(error_of(keys_lines + with_redis + rest + "node_name = " + std::string(65, 'n') + "\n"),
@@ -552,9 +552,9 @@ TEST_CASE("cluster keys: bad values name file, line and key") {
     CHECK(parse_conf(keys_lines + with_redis + rest + "node_name = " + std::string(64, 'n') + "\n", "c").ok());
     CHECK(contains(error_of(keys_lines + with_redis + "cluster_key = k\nnode_address = node1:1962\n"),
                    "/etc/x/dtcalld.conf:5: node_address: \"node1:1962\" is not ADDRESS:PORT"));
-    CHECK(error_of(keys_lines + with_redis + "cluster_key = k\nnode_address = 10.0.0.1:0\n") ==
-          "/etc/x/dtcalld.conf:5: node_address: \"10.0.0.1:0\" needs a port number (1-65535)");
-    CHECK(error_of(keys_lines + with_redis + "node_address = 10.0.0.1:1\ncluster_key =\n") ==
+    CHECK(error_of(keys_lines + with_redis + "cluster_key = k\nnode_address = 127.0.1.1:0\n") ==
+          "/etc/x/dtcalld.conf:5: node_address: \"127.0.1.1:0\" needs a port number (1-65535)");
+    CHECK(error_of(keys_lines + with_redis + "node_address = 127.0.1.1:1\ncluster_key =\n") ==
           "/etc/x/dtcalld.conf:5: cluster_key: has no value");
 }
 
@@ -575,7 +575,7 @@ TEST_CASE("settings: the cluster key is read relative to the settings dir and mu
     CHECK(settings->cluster->node_name == "node-1.a_b");
     CHECK(settings->cluster->key_path == key);
     CHECK(settings->cluster->redis.text() == "unix:/run/redis/redis.sock");
-    CHECK(settings->cluster->node_address.text() == "10.0.0.11:1962");
+    CHECK(settings->cluster->node_address.text() == "127.0.1.11:1962");
     auto read = dtcall::cluster::read_cluster_key_file(key);
     REQUIRE(read.ok());
     CHECK(std::equal(read->data(), read->data() + 32, settings->cluster->key.data()));

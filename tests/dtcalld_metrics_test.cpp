@@ -180,9 +180,9 @@ TEST_CASE("format_value: integers plainly, fractions shortest") {
 
 TEST_CASE("MetricsObserver counts end reasons, login failures and setup of started calls only") {
     MetricsObserver observer;
-    observer.login_failed("mallory", "10.0.0.1:5", dtcall::LoginFailure::unknown_user);
-    observer.login_failed("mallory", "10.0.0.1:5", dtcall::LoginFailure::unknown_user);
-    observer.login_failed("alice", "10.0.0.2:5", dtcall::LoginFailure::refused);
+    observer.login_failed("mallory", "127.0.1.1:5", dtcall::LoginFailure::unknown_user);
+    observer.login_failed("mallory", "127.0.1.1:5", dtcall::LoginFailure::unknown_user);
+    observer.login_failed("alice", "127.0.1.2:5", dtcall::LoginFailure::refused);
 
     dtcall::CallReport rung;  // declined while ringing: no setup time
     rung.reason = dtcall::EndReason::declined;

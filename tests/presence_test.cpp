@@ -18,7 +18,7 @@ namespace {
 
 struct Phone : Presence::Connection {
     std::vector<std::string> got;  // "name|args..."
-    std::string where = "192.0.2.1:5000";
+    std::string where = "127.0.2.1:5000";
     const std::string& address() const override { return where; }
     void send(const wire::Message& m) override {
         std::string s(wire::name_of(m.kind));
