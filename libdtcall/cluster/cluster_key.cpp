@@ -1,6 +1,7 @@
 #include "cluster/cluster_key.hpp"
 
 #include "crypto/crypto.hpp"
+#include "io/new_file.hpp"
 #include "io/read_bounded.hpp"
 #include "io/system_error.hpp"
 
@@ -115,30 +116,9 @@ Result<ClusterKey> read_cluster_key_file(const std::string& path) {
 
 Status write_cluster_key_file(const ClusterKey& key, const std::string& path) {
     std::string text = cluster_key_file_text(key);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int err = errno;
-        wipe(text);
-        if (err == EEXIST) return Error{ErrorCode::invalid_state, path + ": already exists, not overwriting"};
-        return system_error(path + ": cannot create", err);
-    }
-    (void)fchmod(fd, 0600);  // whatever the umask or an inherited ACL
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int err = errno;
-            ::close(fd);
-            ::unlink(path.c_str());
-            wipe(text);
-            return system_error(path + ": cannot write", err);
-        }
-        done += std::size_t(n);
-    }
+    Status written = write_new_file(path, text, 0600);
     wipe(text);
-    if (::close(fd) != 0) return system_error(path + ": cannot write", errno);
-    return Done{};
+    return written;
 }
 
 }  // namespace dtcall::cluster

@@ -1,6 +1,7 @@
 #include "io/system_error.hpp"
 #include "crypto/crypto.hpp"
 
+#include "io/new_file.hpp"
 #include "io/read_bounded.hpp"
 
 #include <sodium.h>
@@ -62,30 +63,6 @@ Status parse_key_text(std::string_view text, std::string_view header, std::uint8
                      std::to_string(digits.size()) + " characters"};
     }
     return decode_key_digits(digits, out);
-}
-
-Status write_new_file(const std::string& path, const std::string& text, mode_t mode) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        if (errno == EEXIST) return Error{ErrorCode::invalid_state, path + ": already exists, not overwriting"};
-        return system_error(path + ": cannot create", errno);
-    }
-    // The umask may have widened nothing, but an inherited ACL could: be explicit.
-    (void)fchmod(fd, mode);
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int err = errno;
-            ::close(fd);
-            ::unlink(path.c_str());
-            return system_error(path + ": cannot write", err);
-        }
-        done += std::size_t(n);
-    }
-    if (::close(fd) != 0) return system_error(path + ": cannot write", errno);
-    return Done{};
 }
 
 }  // namespace
