@@ -126,31 +126,30 @@ void limit_hits(Writer& w, const dtcall::ServerStats& s) {
     }
 }
 
+// A process figure /proc could not give is left out, not reported as 0.
+void optional_figure(Writer& w, const char* name, const char* type, const char* help,
+                     const std::optional<std::uint64_t>& value) {
+    if (!value) return;
+    w.family(name, type, help);
+    w.sample(name, *value);
+}
+void optional_figure(Writer& w, const char* name, const char* type, const char* help,
+                     const std::optional<double>& value) {
+    if (!value) return;
+    w.family(name, type, help);
+    w.sample(name, format_value(*value));
+}
+
 void process(Writer& w, const ProcessFigures& p) {
-    if (p.cpu_seconds) {
-        w.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
-        w.sample("process_cpu_seconds_total", format_value(*p.cpu_seconds));
-    }
-    if (p.resident_bytes) {
-        w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-        w.sample("process_resident_memory_bytes", *p.resident_bytes);
-    }
-    if (p.virtual_bytes) {
-        w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-        w.sample("process_virtual_memory_bytes", *p.virtual_bytes);
-    }
-    if (p.open_fds) {
-        w.family("process_open_fds", "gauge", "Number of open file descriptors (counted at most every 5 s).");
-        w.sample("process_open_fds", *p.open_fds);
-    }
-    if (p.max_fds) {
-        w.family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
-        w.sample("process_max_fds", *p.max_fds);
-    }
-    if (p.start_time_seconds) {
-        w.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
-        w.sample("process_start_time_seconds", format_value(*p.start_time_seconds));
-    }
+    optional_figure(w, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+                    p.cpu_seconds);
+    optional_figure(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_bytes);
+    optional_figure(w, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_bytes);
+    optional_figure(w, "process_open_fds", "gauge", "Number of open file descriptors (counted at most every 5 s).",
+                    p.open_fds);
+    optional_figure(w, "process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds);
+    optional_figure(w, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+                    p.start_time_seconds);
 }
 
 }  // namespace
