@@ -53,6 +53,15 @@ bool is_standard_library(const std::string& name) {
            name.find('(') > space;  // the space is before the arguments: a return type
 }
 
+// A server configuration on 127.0.0.1, ports chosen by the kernel, no keys yet.
+dtcall::Config loopback_config() {
+    dtcall::Config config;
+    config.listen_addresses = {"127.0.0.1"};
+    config.command_port = 0;
+    config.media_port = 0;
+    return config;
+}
+
 }  // namespace
 
 TEST_CASE("libdtcall.so exports the public API and nothing internal") {
@@ -124,10 +133,7 @@ TEST_CASE("value() of a failed Result is a clear abort, and the error says what 
 TEST_CASE("errors say what kind: a taken port, a bad address, a missing or malformed key file") {
     REQUIRE(dtcall::crypto_init());
     dtcall::InMemoryUserDirectory users;
-    dtcall::Config config;
-    config.listen_addresses = {"127.0.0.1"};
-    config.command_port = 0;
-    config.media_port = 0;
+    dtcall::Config config = loopback_config();
     config.server_keys = dtcall::KeyPair::generate();
     dtcall::Server first(config, users);
     REQUIRE(first.start());
@@ -155,10 +161,7 @@ TEST_CASE("errors say what kind: a taken port, a bad address, a missing or malfo
 TEST_CASE("a server without its key pair, or with a mismatched one, does not start") {
     REQUIRE(dtcall::crypto_init());
     dtcall::InMemoryUserDirectory users;
-    dtcall::Config config;
-    config.listen_addresses = {"127.0.0.1"};
-    config.command_port = 0;
-    config.media_port = 0;
+    dtcall::Config config = loopback_config();
     dtcall::Server unset(config, users);
     CHECK(unset.start().code() == dtcall::ErrorCode::bad_key);
     config.server_keys = dtcall::KeyPair::generate();
