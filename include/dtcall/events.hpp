@@ -94,6 +94,10 @@ struct CallInfo {
     MediaFlow callee_to_caller;
     MediaEndpoint caller_media;
     MediaEndpoint callee_media;
+    // In a cluster, the node each party is connected to (the caller's node
+    // owns the call); empty on a single node.
+    std::string caller_node;
+    std::string callee_node;
 };
 
 // A call that ended: everything Server::calls() showed last, and how it ended.

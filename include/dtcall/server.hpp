@@ -71,6 +71,13 @@ struct ServerStats {
     std::uint64_t registrations_replayed = 0;   // a registration datagram seen before, from another address (dropped)
     std::uint64_t commands_replayed = 0;        // command frames seen before, or too old (dropped)
     std::uint64_t media_table_publishes = 0;    // route tables built for relay threads
+    // --- cluster (counters; zero on a single node) ---
+    std::uint64_t node_packets_sent = 0;      // clients' datagrams sent on to another node
+    std::uint64_t node_packets_received = 0;  // from other nodes, authenticated and sent on to a user here
+    std::uint64_t node_packets_forged = 0;    // on the node-to-node leg with a tag that does not verify (dropped)
+    // On the node-to-node leg and dropped, forged aside: malformed, replayed
+    // or stale, for a user not in a call here, or refused by the kernel.
+    std::uint64_t node_packets_dropped = 0;
     // --- limits (counters), indexed by Limit ---
     std::array<std::uint64_t, limit_count> limit_hits{};
     std::uint64_t limit_hit(Limit limit) const { return limit_hits[static_cast<std::size_t>(limit)]; }
@@ -84,6 +91,7 @@ struct OnlineUser {
     unsigned keepudp_reconnects = 0;  // logins with keepudp since the user's last plain login
     CallPhase phase = CallPhase::idle;
     std::string peer;  // the other party of the call; empty when idle
+    std::string node;  // in a cluster, this node's name; empty on a single node
 };
 
 class DTCALL_API Server {

@@ -9,6 +9,7 @@
 // comes later: the busy check is atomic in Redis.
 #pragma once
 
+#include "cluster/cluster_key.hpp"
 #include "wire/messages.hpp"
 
 #include <dtcall/keys.hpp>
@@ -57,6 +58,9 @@ public:
                                   const std::string& other, const std::string& blob) = 0;
         // `user` logged in on `node` (another one): a session here is replaced.
         virtual void remote_arrival(const std::string& user, const std::string& node) = 0;
+        // `node` was not heard from for a ttl (killed, cut off): its users are
+        // offline, and calls with them end unless they log in again in time.
+        virtual void node_lost(const std::string& node) { (void)node; }
     };
 
     virtual ~ClusterLink() = default;
@@ -64,6 +68,16 @@ public:
     virtual const std::string& node_name() const = 0;
     // Redis is reachable: cross-node calls are possible.
     virtual bool available() const = 0;
+
+    // The node-to-node media leg. The Server binds own_address() at start()
+    // ("IP:PORT", port 0 = any; the media port itself shares the media
+    // socket) and tells the link what it bound, which the heartbeat then
+    // publishes; node_address() is another node's, as its heartbeat said
+    // (null: not known). Media between nodes is tagged with media_key().
+    virtual const std::string& own_address() const = 0;
+    virtual void bound(const std::string& address) = 0;
+    virtual const std::string* node_address(const std::string& node) const = 0;
+    virtual const cluster::ClusterKey& media_key() const = 0;
 
     // The cache of remote presence (null: not online on another node).
     virtual const RemoteUser* remote(const std::string& user) const = 0;

@@ -90,6 +90,11 @@ const ClusterLink::RemoteUser* RedisCluster::remote(const std::string& user) con
     return it == users_.end() ? nullptr : &it->second;
 }
 
+const std::string* RedisCluster::node_address(const std::string& node) const {
+    auto it = nodes_.find(node);
+    return it == nodes_.end() || it->second.address.empty() ? nullptr : &it->second.address;
+}
+
 void RedisCluster::announce(const std::string& user, const PublicKey& key) {
     local_[user] = key;
     command({"HSET", this->key("users:") + options_.node, user, key_bytes(key)});
@@ -154,7 +159,8 @@ void RedisCluster::heartbeat() {
     auto now = std::chrono::steady_clock::now();
     for (auto it = nodes_.begin(); it != nodes_.end();) {
         auto next = std::next(it);
-        if (now - it->second.heard > options_.ttl) forget_node(it->first);
+        if (now - it->second.heard > options_.ttl)
+            forget_node(it->first, "not heard from for " + std::to_string(options_.ttl.count()) + " ms");
         it = next;
     }
     if (!commands_.connected()) return;
@@ -204,11 +210,19 @@ void RedisCluster::read_node(const std::string& node) {
             users_.emplace(reply.elements[i].text, user);  // a newer "arrived" wins
         }
     });
+    // Its address, in case its next hello is a while off (after the users: the node is known by then).
+    command({"GET", key("alive:") + node}, [this, node](const RedisReply& reply) {
+        if (reply.type != RedisReply::Type::string || !valid_node_address_text(reply.text)) return;
+        auto it = nodes_.find(node);
+        if (it != nodes_.end() && it->second.address.empty()) it->second.address = reply.text;
+    });
 }
 
-void RedisCluster::forget_node(const std::string& node) {
-    nodes_.erase(node);
+void RedisCluster::forget_node(const std::string& node, const std::string& why) {
+    if (!nodes_.erase(node)) return;
     for (auto it = users_.begin(); it != users_.end();) it = it->second.node == node ? users_.erase(it) : std::next(it);
+    log(LogLevel::warning, "node " + node + " " + why + "; its users are offline");
+    if (host_) host_->node_lost(node);
 }
 
 void RedisCluster::received(std::string_view bytes) {
@@ -224,9 +238,10 @@ void RedisCluster::received(std::string_view bytes) {
     nodes_[m.from].heard = std::chrono::steady_clock::now();
     switch (m.type) {
     case MessageType::node_hello:
+        nodes_[m.from].address = m.address;
         if (!known) read_node(m.from);
         break;
-    case MessageType::node_bye: forget_node(m.from); break;
+    case MessageType::node_bye: forget_node(m.from, "left the cluster"); break;
     case MessageType::user_left: {
         auto it = users_.find(m.user);
         if (it != users_.end() && it->second.node == m.from) users_.erase(it);

@@ -51,7 +51,7 @@ public:
     struct Options {
         RedisAddress redis;
         std::string node;          // node_name
-        std::string node_address;  // node_address (told in hello; media is part 3)
+        std::string node_address;  // node_address (what the Server binds; the bound one is told in hello)
         ClusterKey key;            // the cluster key
         std::chrono::milliseconds ttl{15000};
         std::chrono::milliseconds first_retry{100};
@@ -67,6 +67,10 @@ public:
     void attach(Host* host) override { host_ = host; }
     const std::string& node_name() const override { return options_.node; }
     bool available() const override { return commands_.connected() && subscriber_.connected(); }
+    const std::string& own_address() const override { return options_.node_address; }
+    void bound(const std::string& address) override { options_.node_address = address; }
+    const std::string* node_address(const std::string& node) const override;
+    const ClusterKey& media_key() const override { return keys_.media; }
     const RemoteUser* remote(const std::string& user) const override;
     void announce(const std::string& user, const PublicKey& key) override;
     void withdraw(const std::string& user) override;
@@ -87,13 +91,14 @@ private:
     };
     struct Node {
         std::chrono::steady_clock::time_point heard;
+        std::string address;  // its node_address, from its hello or alive key
     };
 
     static void on_heartbeat(int, short, void* self);
     void heartbeat();
     void resync();
     void read_node(const std::string& node);
-    void forget_node(const std::string& node);
+    void forget_node(const std::string& node, const std::string& why);
     void received(std::string_view bytes);
     bool command(std::vector<std::string> args, RedisLink::ReplyHandler handler = {});
     void publish(const std::string& channel, const ControlMessage& message);
