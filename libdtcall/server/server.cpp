@@ -12,7 +12,7 @@
 #include <dtcall/server.hpp>
 
 #include "crypto/shared_key_cache.hpp"
-#include "presence/cluster_presence.hpp"
+#include "server/cluster_calls.hpp"
 #include "presence/local_presence.hpp"
 #include "server/cluster_attach.hpp"
 #include "relay/address.hpp"
@@ -54,18 +54,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
                                           CallRouter::Outbox,
                                           Presence::Events,
                                           UserDirectory::Watcher,
-                                          ClusterLink::Host {
-    // A call of a user of this node that another node owns (cluster only).
-    struct RemoteLeg {
-        std::string owner;  // the node whose router holds the call
-        std::string peer;
-        CallPhase phase = CallPhase::ringing;
-        bool media = false;
-        bool ready = false;  // its media goes to the peer's node (as relay_peer on one node)
-        std::optional<Notice> held_direct;
-        std::chrono::system_clock::time_point rung_at = std::chrono::system_clock::now();
-        std::chrono::system_clock::time_point started_at{};
-    };
+                                          ClusterCalls::Host {
     Impl(Config config, UserDirectory& dir, event_base* given)
         : cfg(std::move(config)), users(dir), owned_base(given ? nullptr : event_base_new(), event_base_free),
           base(given ? given : owned_base.get()), sessions(base), admission(cfg), local_presence(base, cfg.call_grace, *this), router(*this),
@@ -78,7 +67,6 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
 
     ~Impl() override {
-        if (cluster) cluster->attach(nullptr);
         users.remove_watcher(this);
         shut_down();
     }
@@ -124,14 +112,11 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
             return opened;
         }
         if (cluster) {
-            auto node_leg = relay.open_node_leg(cluster->node_name(), cluster->media_key(), cluster->own_address());
-            if (!node_leg) {
+            if (auto node_leg = cluster->open_node_leg(); !node_leg) {
                 relay.close();
                 close_listeners();
-                return node_leg.failure();
+                return node_leg;
             }
-            cluster->bound(*node_leg);
-            log(LogLevel::info, "node " + cluster->node_name() + ": media from other nodes on UDP " + *node_leg);
         }
         log(LogLevel::info, "listening on " + where + ": TCP " + std::to_string(command_port) + ", UDP " +
                                 std::to_string(relay.port()));
@@ -262,17 +247,14 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         log(LogLevel::info, user + " logged in from " + session.address() + (keepudp ? " (keepudp)" : ""));
         observers.notify([&](ServerObserver& o) { o.logged_in(user, session.address()); });
         router.logged_in(user, keepudp);
-        // A call another node owns: without keepudp it ends for the peer there.
-        if (RemoteLeg* leg = remote_leg(user); leg && !keepudp) end_remote_leg(user, "cmd_relogin");
+        if (cluster) cluster->logged_in(user, keepudp);
     }
 
     bool session_command(Session& session, wire::Verb verb, const wire::Command& command) override {
         const std::string& user = session.user();
         const std::string& other = command.fields[2];
-        if (cluster) {
-            if (RemoteLeg* leg = remote_leg(user)) return forward_command(user, *leg, verb, other, command);
-            if (verb == wire::Verb::call) return cluster_call(user, other);
-        }
+        if (cluster)
+            if (auto handled = cluster->command(user, verb, other)) return *handled;
         switch (verb) {
         case wire::Verb::call: return router.call(user, other);
         // prepare carries both public keys, those their logins found; a user
@@ -364,7 +346,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
             static_cast<Session*>(entry->connection)->close(reason);
         presence->forget(user);
         router.vanished(user);
-        if (remote_leg(user)) end_remote_leg(user, "cmd_vanished");
+        if (cluster) cluster->vanished(user);
     }
 
     // ---- UserDirectory::Watcher ----
@@ -386,7 +368,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     void grace_expired(const std::string& user) override {
         log(LogLevel::info, user + " did not come back within the grace period; ending the call");
         router.vanished(user);
-        if (remote_leg(user)) end_remote_leg(user, "cmd_vanished");
+        if (cluster) cluster->vanished(user);
     }
 
     // ---- MediaRelay::Host ----
@@ -396,33 +378,20 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         return KeyOwner{owner->user(), owner->tcp_key(), &owner->registration_replays()};
     }
     bool media_registered(const std::string& user, const std::string& address) override {
-        if (RemoteLeg* leg = remote_leg(user)) {
-            // Its node holds `direct` (PROTOCOL.md: until the callee's media registers).
-            leg->media = true;
-            held_direct.cancel(user);
-            release_direct(user);
-        } else if (!router.media_registered(user)) {
-            return false;
-        }
+        bool remote = cluster && cluster->media_registered(user);
+        if (!remote && !router.media_registered(user)) return false;
         log(LogLevel::info, user + " registered media from " + address);
         observers.notify([&](ServerObserver& o) { o.media_registered(user, address); });
         return true;
     }
     const std::string* relay_peer(const std::string& user) override {
-        if (RemoteLeg* leg = remote_leg(user)) return leg->ready ? &leg->peer : nullptr;
+        bool remote = false;
+        if (cluster)
+            if (const std::string* peer = cluster->relay_peer(user, remote); remote) return peer;
         return router.relay_peer(user);
     }
     std::optional<std::string> remote_node_address(const std::string& user) override {
-        if (!cluster || cluster_presence->here(user)) return std::nullopt;
-        const std::string* node = nullptr;
-        if (const ClusterLink::RemoteUser* remote = cluster->remote(user)) node = &remote->node;
-        // The caller of a call another node owns is on that node.
-        for (const auto& [local, leg] : remote_legs)
-            if (!node && leg.peer == user) node = &leg.owner;
-        if (!node) return std::nullopt;
-        const std::string* address = cluster->node_address(*node);
-        if (!address) return std::nullopt;
-        return *address;
+        return cluster ? cluster->remote_node_address(user) : std::nullopt;
     }
     bool has_call(const std::string& user) override { return phase_of(user) != CallPhase::idle; }
     void unregistered_limit_hit(const std::string& address) override {
@@ -435,9 +404,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     bool online(const std::string& user) override { return presence->online(user); }
     void deliver(const std::string& user, const Notice& notice) override { presence->deliver(user, notice); }
     void direct_held(const std::string& user) override {
-        // A callee on another node: `direct` goes there now and its node holds
-        // it until the callee's media registers (remote_notice).
-        if (cluster && !cluster_presence->here(user)) return router.release_held_direct(user);
+        if (cluster && cluster->direct_held(user)) return;
         held_direct.arm(user, cfg.direct_hold);
     }
     void relay_peer_changed(const std::string& user) override { relay.routes_changed(user); }
@@ -475,7 +442,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
     void call_ended(const std::string& a, const std::string& b, EndReason reason) override {
         log(LogLevel::info, "call " + a + " -> " + b + " ended: " + to_string(reason));
-        if (cluster) cluster->release_call(a, b);
+        if (cluster) cluster->call_ended(a, b);
         presence->call_over(a);
         presence->call_over(b);
         CallReport report =
@@ -485,207 +452,29 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
 
     // ---- cluster (only after attach_cluster) ----
-    //
-    // The caller's node owns a call: its router holds both legs, delivers the
-    // callee's notices through the callee's node (ClusterPresence::deliver),
-    // and takes the callee's commands from there (node_message). The callee's
-    // node keeps a RemoteLeg: whose call it is, to forward the callee's
-    // commands, and to hold `direct` until the callee's media registers.
     static void attach(Server& server, ClusterLink& link) { server.impl_->use_cluster(link); }
 
     void use_cluster(ClusterLink& link) {
-        cluster = &link;
-        cluster_presence = std::make_unique<ClusterPresence>(local_presence, link);
-        presence = cluster_presence.get();
-        local_presence.set_remote_keys([this](const std::string& user) -> std::optional<PublicKey> {
-            if (const ClusterLink::RemoteUser* remote = cluster->remote(user)) return remote->key;
-            return std::nullopt;
-        });
-        link.attach(this);
-    }
-
-    // The node `user` is on, as far as this node knows ("" when offline).
-    std::string node_of(const std::string& user) const {
-        if (cluster_presence->here(user)) return cluster->node_name();
-        if (const ClusterLink::RemoteUser* remote = cluster->remote(user)) return remote->node;
-        return {};
-    }
-
-    RemoteLeg* remote_leg(const std::string& user) {
-        auto it = remote_legs.find(user);
-        return it == remote_legs.end() ? nullptr : &it->second;
+        cluster = std::make_unique<ClusterCalls>(link, local_presence, router, relay, held_direct, cfg, *this);
+        presence = &cluster->presence();
     }
 
     CallPhase phase_of(const std::string& user) const {
         CallPhase phase = router.phase(user);
-        if (phase != CallPhase::idle) return phase;
-        auto it = remote_legs.find(user);
-        return it == remote_legs.end() ? CallPhase::idle : it->second.phase;
+        if (phase != CallPhase::idle || !cluster) return phase;
+        const ClusterCalls::RemoteLeg* leg = cluster->leg(user);
+        return leg ? leg->phase : CallPhase::idle;
     }
 
-    // The remote call of `user` is over here; `command` tells its owner why.
-    void end_remote_leg(const std::string& user, const char* command) {
-        auto it = remote_legs.find(user);
-        if (it == remote_legs.end()) return;
-        RemoteLeg leg = std::move(it->second);
-        remote_legs.erase(it);
-        held_direct.cancel(user);
-        relay.release(user);
-        if (!cluster_presence->here(leg.peer)) relay.release(leg.peer);  // its route entry here
-        if (command) cluster->send(leg.owner, command, user, leg.peer, {});
-        presence->call_over(user);
-    }
-
-    // A command of a user whose call another node owns. Checked here as far as
-    // the leg knows; the owner's router checks the rest.
-    bool forward_command(const std::string& user, RemoteLeg& leg, wire::Verb verb, const std::string& other,
-                         const wire::Command& command) {
-        (void)command;
-        if (verb == wire::Verb::call) return router.call(user, other, false);  // in a call: busy (D1)
-        if (other != leg.peer) return false;
-        switch (verb) {
-        case wire::Verb::accept:
-            if (leg.phase != CallPhase::ringing) return false;
-            cluster->send(leg.owner, "cmd_accept", user, other, {});
-            return true;
-        case wire::Verb::ready:
-            if (leg.phase == CallPhase::ringing) return false;
-            cluster->send(leg.owner, "cmd_ready", user, other, {});
-            if (!leg.ready) {
-                leg.ready = true;
-                relay.routes_changed(user);
-            }
-            return true;
-        case wire::Verb::end: end_remote_leg(user, "cmd_end"); return true;
-        default: return false;  // passthrough is the caller's, whose node owns the call
-        }
-    }
-
-    // `call` on a cluster node: both parties are claimed in Redis first
-    // (atomic: of two callers on two nodes only one rings a callee), then the
-    // router rings as on one node, or answers `end` as for a busy callee.
-    bool cluster_call(const std::string& caller, const std::string& callee) {
-        if (remote_legs.count(callee)) return router.call(caller, callee, false);
-        // What the router refuses anyway is refused without a round trip;
-        // without Redis, only this node's users can be called.
-        if (!cluster->available() || caller == callee || router.phase(caller) != CallPhase::idle ||
-            !presence->online(callee))
-            return router.call(caller, callee);
-        std::weak_ptr<Impl*> token = alive;
-        cluster->claim_call(caller, callee, [token, caller, callee](bool claimed) {
-            auto still = token.lock();
-            if (!still) return;
-            Impl& impl = **still;
-            if (!impl.presence->online(caller) || impl.remote_legs.count(caller)) {
-                if (claimed) impl.cluster->release_call(caller, callee);
-                return;  // the caller went meanwhile
-            }
-            impl.router.call(caller, callee, claimed && !impl.remote_legs.count(callee));
-            if (claimed && impl.router.peer(caller) != callee) impl.cluster->release_call(caller, callee);
-        });
-        return true;
-    }
-
-    // ---- ClusterLink::Host ----
-    void node_message(const std::string& from, const std::string& kind, const std::string& user,
-                      const std::string& other, const std::string& blob) override {
-        if (auto notice = notice_kind_named(kind)) return remote_notice(from, user, Notice{*notice, other, blob});
-        // A command for a call this node owns, from the callee's node.
-        if (router.peer(user) != other || cluster_presence->here(user)) return;  // stale: that call is over
-        if (kind == "cmd_accept") router.accept(user, other);
-        else if (kind == "cmd_ready") router.ready(user, other);
-        else if (kind == "cmd_end") router.end(user, other);
-        else if (kind == "cmd_vanished") router.vanished(user);
-        else if (kind == "cmd_relogin") router.logged_in(user, false);
-    }
-
-    // A notice for a user of this node from the node that owns its call,
-    // delivered here (pacing and grace stay with the user's own node).
-    void remote_notice(const std::string& from, const std::string& user, Notice notice) {
-        if (!cluster_presence->here(user)) return;
-        RemoteLeg* leg = remote_leg(user);
-        if (leg && leg->peer != notice.other) return;  // about another call: stale
-        switch (notice.kind) {
-        case Notice::Kind::incoming:
-            if (leg || router.phase(user) != CallPhase::idle) return;  // Redis said free: stale
-            remote_legs.emplace(user, RemoteLeg{from, notice.other, CallPhase::ringing, false, false, std::nullopt,
-                                                std::chrono::system_clock::now(), {}});
-            break;
-        case Notice::Kind::prepare:
-            if (leg) leg->phase = CallPhase::accepted;
-            break;
-        case Notice::Kind::start:
-            if (leg) {
-                leg->phase = CallPhase::in_call;
-                leg->started_at = std::chrono::system_clock::now();
-            }
-            break;
-        case Notice::Kind::direct:
-            if (leg && !leg->media) {
-                leg->held_direct = std::move(notice);
-                held_direct.arm(user, cfg.direct_hold);
-                return;
-            }
-            break;
-        case Notice::Kind::end:
-            local_presence.deliver(user, notice);
-            if (leg) end_remote_leg(user, nullptr);
-            return;
-        case Notice::Kind::available: break;
-        }
-        local_presence.deliver(user, notice);
-    }
-
-    // `user` logged in on another node: its session here is replaced, as a
-    // second login on one node replaces the first, and its call ends for the
-    // peer: a call does not move between nodes, so with keepudp too both get
-    // `end` (what PROTOCOL.md's keepudp gives when the call cannot survive).
-    void remote_arrival(const std::string& user, const std::string& node) override {
-        if (!cluster_presence->here(user)) {
-            // A party of a call this node owns, back on a third node (its own died).
-            if (router.phase(user) != CallPhase::idle) router.logged_in(user, false);
-            return;
-        }
-        log(LogLevel::info, user + " logged in on node " + node);
+    // ---- ClusterCalls::Host ----
+    void replaced_elsewhere(const std::string& user) override {
         if (const Presence::Entry* entry = local_presence.entry(user))
             static_cast<Session*>(entry->connection)->close(Session::CloseReason::replaced);
-        if (router.phase(user) != CallPhase::idle) router.logged_in(user, false);
-        if (remote_leg(user)) end_remote_leg(user, "cmd_relogin");
-        presence->forget(user);
-    }
-
-    // `node` is gone (not heard from for a ttl): calls with its users end.
-    // Calls this node owns end for our user as if the peer vanished, unless
-    // the peer is back here meanwhile (a keepudp login here keeps the call);
-    // calls the lost node owned end for our users with `end` from here.
-    void node_lost(const std::string& node) override {
-        std::vector<std::string> gone;
-        router.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase) {
-            for (const std::string* party : {&caller, &callee})
-                if (!cluster_presence->here(*party) && !cluster->remote(*party)) gone.push_back(*party);
-        });
-        for (const std::string& user : gone) {
-            log(LogLevel::info, user + " was on lost node " + node + "; ending its call");
-            router.vanished(user);
-        }
-        std::vector<std::pair<std::string, std::string>> orphaned;
-        for (const auto& [user, leg] : remote_legs)
-            if (leg.owner == node) orphaned.emplace_back(user, leg.peer);
-        for (const auto& [user, peer] : orphaned) {
-            log(LogLevel::info, "the call of " + user + " was owned by lost node " + node + "; ending it");
-            local_presence.deliver(user, Notice{Notice::Kind::end, peer, {}});
-            end_remote_leg(user, nullptr);
-        }
     }
 
     // `direct` held for `user` goes now: its media registered, or the bound passed.
     void release_direct(const std::string& user) {
-        if (RemoteLeg* leg = remote_leg(user); leg && leg->held_direct) {
-            Notice notice = std::move(*leg->held_direct);
-            leg->held_direct.reset();
-            local_presence.deliver(user, notice);
-            return;
-        }
+        if (cluster && cluster->release_direct(user)) return;
         router.release_held_direct(user);
     }
 
@@ -731,11 +520,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     ObserverList observers;
     LogSink sink;
     CallPolicy policy;
-    // Only with attach_cluster(): the link, the presence that consults it,
-    // and the calls of this node's users that another node owns.
-    ClusterLink* cluster = nullptr;
-    std::unique_ptr<ClusterPresence> cluster_presence;
-    std::unordered_map<std::string, RemoteLeg> remote_legs;
+    // Only with attach_cluster(): what crosses nodes.
+    std::unique_ptr<ClusterCalls> cluster;
 
     std::vector<evconnlistener*> listeners;
     EventPtr resume_accepting{nullptr, event_free};
@@ -831,11 +617,13 @@ std::vector<OnlineUser> Server::online_users() const {
         u.keepudp_reconnects = entry.keepudp_reconnects;
         u.phase = impl_->router.phase(name);
         if (auto peer = impl_->router.peer(name)) u.peer = *peer;
-        if (auto it = impl_->remote_legs.find(name); it != impl_->remote_legs.end()) {
-            u.phase = it->second.phase;
-            u.peer = it->second.peer;
+        if (impl_->cluster) {
+            if (const ClusterCalls::RemoteLeg* leg = impl_->cluster->leg(name)) {
+                u.phase = leg->phase;
+                u.peer = leg->peer;
+            }
+            u.node = impl_->cluster->node_name();
         }
-        if (impl_->cluster) u.node = impl_->cluster->node_name();
         users.push_back(std::move(u));
     });
     return users;
@@ -846,27 +634,12 @@ std::vector<CallInfo> Server::calls() const {
     impl_->router.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase phase) {
         calls.push_back(impl_->ledger.info(caller, callee, phase, impl_->relay.flow(caller), impl_->relay.flow(callee)));
         if (impl_->cluster) {
-            calls.back().caller_node = impl_->node_of(caller);
-            calls.back().callee_node = impl_->node_of(callee);
+            calls.back().caller_node = impl_->cluster->node_of(caller);
+            calls.back().callee_node = impl_->cluster->node_of(callee);
         }
     });
     // Calls of users of this node that another node owns: as far as this node sees them.
-    for (const auto& [user, leg] : impl_->remote_legs) {
-        CallInfo info;
-        info.caller = leg.peer;
-        info.callee = user;
-        info.phase = leg.phase;
-        info.rung_at = leg.rung_at;
-        info.started_at = leg.started_at;
-        MediaRelay::FlowFigures mine = impl_->relay.flow(user);
-        MediaRelay::FlowFigures peer = impl_->relay.flow(leg.peer);
-        info.callee_to_caller = mine.flow;
-        info.callee_media = mine.endpoint;
-        info.caller_to_callee = peer.flow;
-        info.caller_node = leg.owner;
-        info.callee_node = impl_->cluster->node_name();
-        calls.push_back(std::move(info));
-    }
+    if (impl_->cluster) impl_->cluster->list_calls(calls);
     return calls;
 }
 
