@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <utility>
 
@@ -32,8 +33,7 @@ dtcall::Result<RedisAddress> resolve_redis_address(const RedisAddress& address) 
     if (address.is_unix() || ip_literal(address.host)) return address;
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
+    hints.ai_socktype = SOCK_STREAM;  // no AI_ADDRCONFIG: it hides 127.0.0.1 on a host with only loopback
     addrinfo* found = nullptr;
     int failed = ::getaddrinfo(address.host.c_str(), nullptr, &hints, &found);
     if (failed != 0) {
@@ -41,15 +41,26 @@ dtcall::Result<RedisAddress> resolve_redis_address(const RedisAddress& address) 
                              "); dtcalld looks a name up once, at start: give an IP address or unix:/PATH to "
                              "start without DNS"};
     }
-    RedisAddress out = address;
-    char text[INET6_ADDRSTRLEN] = {};
-    const void* raw = found->ai_family == AF_INET6
-                          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr)
-                          : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr);
-    bool ok = ::inet_ntop(found->ai_family, raw, text, sizeof text) != nullptr;
+    // The first address of a family this host has sockets for (a name with
+    // an IPv6 address on a host without IPv6 must not pin the link to it).
+    std::string chosen;
+    for (addrinfo* a = found; a != nullptr && chosen.empty(); a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+        int probe = ::socket(a->ai_family, SOCK_STREAM, 0);
+        if (probe < 0) continue;
+        ::close(probe);
+        char text[INET6_ADDRSTRLEN] = {};
+        const void* raw = a->ai_family == AF_INET6
+                              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr)
+                              : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr);
+        if (::inet_ntop(a->ai_family, raw, text, sizeof text) != nullptr) chosen = text;
+    }
     ::freeaddrinfo(found);
-    if (!ok) return dtcall::Error{"cannot look up \"" + address.host + "\" (an address of an unknown family)"};
-    out.host = text;
+    if (chosen.empty()) {
+        return dtcall::Error{"\"" + address.host + "\" has no IPv4 or IPv6 address this host can connect to"};
+    }
+    RedisAddress out = address;
+    out.host = chosen;
     return out;
 }
 

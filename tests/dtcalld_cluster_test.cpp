@@ -385,3 +385,27 @@ TEST_CASE("a node killed mid-call: the call ends for the survivor within ttl + a
     CHECK_MESSAGE(loop.until([&] { return alice.heard_since(mark, "ended|bob"); }, std::chrono::seconds(ttl + 5)),
                   n1.log());
 }
+
+TEST_CASE("cluster_redis by host name: looked up once at start, the log says the name and the address") {
+    SharedFiles shared;
+    std::uint16_t port = free_port(SOCK_STREAM);  // nothing listens there: Redis is away
+    Node n1(shared, "n1", "/unused", 15);
+    std::string conf = read_file(n1.settings + "/dtcalld.conf");
+    auto at = conf.find("cluster_redis = ");
+    REQUIRE(at != std::string::npos);
+    conf.replace(at, conf.find('\n', at) - at, "cluster_redis = localhost:" + std::to_string(port));
+    write_file(n1.settings + "/dtcalld.conf", conf);
+    n1.start();
+    std::string p = std::to_string(port);
+    REQUIRE_MESSAGE(eventually([&] { return contains(n1.log(), "cannot connect"); }), n1.log());
+    std::string log = n1.log();
+    CHECK_MESSAGE((contains(log, "cluster: node n1, Redis at localhost:" + p + " (127.0.0.1:" + p +
+                                     ", looked up once at start)") ||
+                   contains(log, "cluster: node n1, Redis at localhost:" + p + " ([::1]:" + p +
+                                     ", looked up once at start)")),
+                  log);
+    CHECK(count_of(log, "cannot connect") == 1);
+    Loop loop;
+    Phone alice(loop.base, shared, n1, "alice");
+    CHECK(loop.until([&] { return alice.heard_since(0, "logged_in"); }));
+}
