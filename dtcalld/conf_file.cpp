@@ -143,6 +143,11 @@ const KeySpec key_specs[] = {
          o.cluster.key_path = std::string(l.value);
          o.cluster.key_line = l.number;
      }},
+    {"cluster_ttl", Kind::seconds, 1, 300,
+     [](ConfValues& o, std::uint64_t n, const Line& l) {
+         o.cluster.ttl = seconds(n);
+         o.cluster.ttl_line = l.number;
+     }},
 };
 
 const KeySpec* find_key(std::string_view name) {
@@ -288,14 +293,16 @@ dtcall::Status check_cluster_set(const ConfValues::Cluster& c, std::string_view 
     if (!c.any()) return dtcall::Done{};
     struct Named { const char* key; int line; };
     const Named keys[] = {{"cluster_redis", c.redis_line}, {"node_name", c.node_name_line},
-                          {"node_address", c.node_address_line}, {"cluster_key", c.key_line}};
+                          {"node_address", c.node_address_line}, {"cluster_key", c.key_line},
+                          {"cluster_ttl", c.ttl_line}};
     const Named* first = nullptr;
     for (const Named& k : keys) {
         if (k.line > 0 && (first == nullptr || k.line < first->line)) first = &k;
     }
     std::string missing;
     for (const Named& k : keys) {
-        if (k.line > 0 || std::string_view(k.key) == "node_name") continue;
+        bool optional = std::string_view(k.key) == "node_name" || std::string_view(k.key) == "cluster_ttl";
+        if (k.line > 0 || optional) continue;
         missing += missing.empty() ? "" : " and ";
         missing += k.key;
     }

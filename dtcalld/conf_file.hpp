@@ -11,6 +11,7 @@
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,14 +48,18 @@ struct ConfValues {
     // Clustering through Redis (dtcalld.conf(5) "Cluster"): all unset = a
     // single node. When any is set, cluster_redis, node_address and
     // cluster_key must all be; node_name defaults to the host name (filled
-    // in by load_settings, not here: parsing stays pure). Lines 0 = not set.
+    // in by load_settings, not here: parsing stays pure), cluster_ttl to 15 s.
+    // Lines 0 = not set.
     struct Cluster {
         std::optional<dtcall::cluster::RedisAddress> redis;
         std::string node_name;
         std::optional<metrics::Endpoint> node_address;  // IP literal and port 1-65535
         std::string key_path;  // as written
-        int redis_line = 0, node_name_line = 0, node_address_line = 0, key_line = 0;
-        bool any() const { return redis_line || node_name_line || node_address_line || key_line; }
+        // cluster_ttl: how long a node's presence lives in Redis without a
+        // heartbeat (RedisCluster::Options::ttl); 1-300 s.
+        std::chrono::seconds ttl{15};
+        int redis_line = 0, node_name_line = 0, node_address_line = 0, key_line = 0, ttl_line = 0;
+        bool any() const { return redis_line || node_name_line || node_address_line || key_line || ttl_line; }
     } cluster;
     // "FILE:LINE: ..." for unknown or repeated keys: old confs may carry keys
     // we do not know, and that must not stop an upgrade.

@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include "call_report_log.hpp"
+#include "cluster_node.hpp"
 #include "lifecycle.hpp"
 #include "control/control_socket.hpp"
 #include "log_file.hpp"
@@ -95,13 +96,6 @@ int run_daemon(const Options& options) {
                                   std::to_string(::getpid()) + "), settings from " + settings->conf_path);
     for (const std::string& warning : settings->warnings) log.write(LogLevel::warning, warning);
     check_open_files(*settings, log);
-    if (settings->cluster) {
-        // Checked and read, but nothing of the cluster runs yet: better no
-        // clustering than half of one (issue 11 lands in parts).
-        log.write(LogLevel::info, "cluster settings read; clustering is not active in this version");
-        settings->cluster.reset();  // the key is wiped now, not at exit
-    }
-
     std::optional<dtcall::UsersFile> users_file;
     std::unique_ptr<SqliteUserDirectory> users_db;
     dtcall::UserDirectory* users = nullptr;
@@ -131,6 +125,7 @@ int run_daemon(const Options& options) {
     }
 
     metrics::MetricsObserver metrics_observer;  // outlives the server
+    std::unique_ptr<ClusterNode> cluster;       // outlives the server: it is the server's link (cluster_node.hpp)
     dtcall::Server server(std::move(settings->config), *users);
     server.set_log([&log](LogLevel level, const std::string& line) { log.write(level, line); });
     server.add_observer(&metrics_observer);  // before start(): its counts cover the whole run
@@ -144,6 +139,21 @@ int run_daemon(const Options& options) {
     } detach{users_db.get()};
     if (users_db) {
         if (auto started = users_db->start(server.base()); !started) return fail(&log, started.error());
+    }
+    // The Redis link runs on the server's event_base, which ~Server frees:
+    // it is closed before the server goes, however this function returns.
+    struct CloseCluster {
+        std::unique_ptr<ClusterNode>& node;
+        ~CloseCluster() {
+            if (node) node->close();
+        }
+    } close_cluster{cluster};
+    if (settings->cluster) {
+        auto made = ClusterNode::make(*settings->cluster, server,
+                                      [&log](LogLevel level, const std::string& line) { log.write(level, line); });
+        if (!made) return fail(&log, conf_error(*settings, settings->cluster->redis_line, "cluster_redis", made.error()));
+        cluster = std::move(*made);
+        settings->cluster.reset();  // the link has its copy of the key; this one is wiped now, not at exit
     }
     CallReportLog call_reports(log);
     server.add_observer(&call_reports);
@@ -165,6 +175,7 @@ int run_daemon(const Options& options) {
                                                                        : " (mode 0660, group " + settings->control_group + ")"));
     }
     if (auto started = server.start(); !started) return fail(&log, started.error());
+    if (cluster) cluster->start();  // Redis away is no reason to stop: logged once, retried
     std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server
     if (settings->metrics) {
         auto served = start_metrics(*settings->metrics, server, metrics_observer, log);
@@ -177,6 +188,7 @@ int run_daemon(const Options& options) {
     lifecycle.ready();
 
     server.run();
+    if (cluster) cluster->close();
     log.write(LogLevel::info, "stopped");
     return 0;
 }

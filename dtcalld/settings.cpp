@@ -62,6 +62,8 @@ dtcall::Result<ClusterSettings> load_cluster(const std::string& dir, const std::
     ClusterSettings out;
     out.redis = *conf.redis;
     out.node_address = *conf.node_address;
+    out.ttl = conf.ttl;
+    out.redis_line = conf.redis_line;
     if (conf.node_name_line > 0) {
         out.node_name = conf.node_name;
     } else {

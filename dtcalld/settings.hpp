@@ -14,6 +14,7 @@
 #include <dtcall/result.hpp>
 #include <dtcall/server.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ struct ClusterSettings {
     metrics::Endpoint node_address; // where other nodes send this node media
     std::string key_path;           // resolved against the settings dir
     dtcall::cluster::ClusterKey key;  // wipes itself
+    std::chrono::seconds ttl{15};   // cluster_ttl
+    int redis_line = 0;             // where cluster_redis is (a lookup failing at start names it)
 };
 
 struct Settings {

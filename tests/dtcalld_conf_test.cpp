@@ -442,7 +442,7 @@ TEST_CASE("dtcalld.conf(5) documents every key the parser knows") {
     REQUIRE(in.good());
     std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto names = dtcalld::conf_key_names();
-    CHECK(names.size() == 33);
+    CHECK(names.size() == 34);
     for (const std::string& key : names) {
         CHECK_MESSAGE(contains(page, ".It Cm " + key + " No = "), key);
         // ...and the full example uses it.
@@ -475,7 +475,7 @@ TEST_CASE("metrics = ADDRESS:PORT: off when absent, IPv4 or [IPv6], errors name 
     CHECK(contains(error_of("metrics = 127.0.0.1:70000\n" + keys_lines), "not a port number (0-65535)"));
 }
 
-// --- cluster keys (issue 11, part 1: read and checked, not acted on) ---
+// --- cluster keys (dtcalld.conf(5) "Cluster") ---
 
 namespace {
 
@@ -558,6 +558,33 @@ TEST_CASE("cluster keys: bad values name file, line and key") {
           "/etc/x/dtcalld.conf:5: cluster_key: has no value");
 }
 
+TEST_CASE("cluster_ttl: seconds 1-300, default 15, part of the cluster set") {
+    auto defaulted = parse_conf(keys_lines + cluster_lines, "c");
+    REQUIRE_MESSAGE(defaulted.ok(), defaulted.error());
+    CHECK(defaulted->cluster.ttl == std::chrono::seconds(15));
+    CHECK(defaulted->cluster.ttl_line == 0);
+
+    auto two = parse_conf(keys_lines + cluster_lines + "cluster_ttl = 2\n", "c");
+    REQUIRE_MESSAGE(two.ok(), two.error());
+    CHECK(two->cluster.ttl == std::chrono::seconds(2));
+    CHECK(two->cluster.ttl_line == 7);
+    CHECK(parse_conf(keys_lines + cluster_lines + "cluster_ttl = 1\n", "c")->cluster.ttl == std::chrono::seconds(1));
+    CHECK(parse_conf(keys_lines + cluster_lines + "cluster_ttl = 300\n", "c")->cluster.ttl ==
+          std::chrono::seconds(300));
+
+    CHECK(error_of(keys_lines + cluster_lines + "cluster_ttl = 0\n") ==
+          "/etc/x/dtcalld.conf:7: cluster_ttl: 0 is out of range (1-300 seconds)");
+    CHECK(error_of(keys_lines + cluster_lines + "cluster_ttl = 301\n") ==
+          "/etc/x/dtcalld.conf:7: cluster_ttl: 301 is out of range (1-300 seconds)");
+    CHECK(error_of(keys_lines + cluster_lines + "cluster_ttl = 15s\n") ==
+          "/etc/x/dtcalld.conf:7: cluster_ttl: \"15s\" is not a whole number of seconds");
+    CHECK(error_of(keys_lines + cluster_lines + "cluster_ttl =\n") == "/etc/x/dtcalld.conf:7: cluster_ttl: has no value");
+    // Alone it asks for the keys clustering cannot do without.
+    CHECK(error_of(keys_lines + "cluster_ttl = 5\n") ==
+          "/etc/x/dtcalld.conf:3: cluster_ttl: clustering also needs cluster_redis and node_address and cluster_key "
+          "(cluster_redis, node_address and cluster_key go together; see dtcalld.conf(5))");
+}
+
 TEST_CASE("settings: the cluster key is read relative to the settings dir and must be mode 0600") {
     TempDir dir;
     make_server_keys(dir);
@@ -576,6 +603,8 @@ TEST_CASE("settings: the cluster key is read relative to the settings dir and mu
     CHECK(settings->cluster->key_path == key);
     CHECK(settings->cluster->redis.text() == "unix:/run/redis/redis.sock");
     CHECK(settings->cluster->node_address.text() == "127.0.1.11:1962");
+    CHECK(settings->cluster->ttl == std::chrono::seconds(15));
+    CHECK(settings->cluster->redis_line == 3);
     auto read = dtcall::cluster::read_cluster_key_file(key);
     REQUIRE(read.ok());
     CHECK(std::equal(read->data(), read->data() + 32, settings->cluster->key.data()));

@@ -392,13 +392,14 @@ TEST_CASE("dtcall-keygen --cluster-key writes a 0600 cluster key dtcalld accepts
     }
 }
 
-TEST_CASE("dtcalld with the cluster keys says once that clustering is not active, and serves as one node") {
+TEST_CASE("dtcalld with the cluster keys and no Redis says where it connects, and serves as one node") {
     SettingsDir s;
     std::string conf = read_file(s.settings + "/dtcalld.conf");
     REQUIRE(dtcall::cluster::write_cluster_key_file(dtcall::cluster::ClusterKey::generate(),
                                                     s.settings + "/cluster.key").ok());
+    std::string node_address = "127.0.0.1:" + std::to_string(free_port(SOCK_DGRAM));
     s.write_conf("dtcalld.conf", conf + "cluster_redis = unix:/nonexistent/redis.sock\nnode_name = n1\n"
-                                        "node_address = 127.0.0.1:1\ncluster_key = cluster.key\n");
+                                        "node_address = " + node_address + "\ncluster_key = cluster.key\n");
     {
         ChildProcess dtcalld(s.argv(), s.dir.path);
         REQUIRE_MESSAGE(eventually([&] { return contains(read_logs(s.logs), "ready: ") || !dtcalld.running(); }),
@@ -407,7 +408,11 @@ TEST_CASE("dtcalld with the cluster keys says once that clustering is not active
         dtcalld.signal(SIGTERM);
         CHECK(dtcalld.wait_exit() == std::optional<int>(0));
         std::string log = read_logs(s.logs);
-        CHECK_MESSAGE(contains(log, " info  cluster settings read; clustering is not active in this version\n"), log);
+        CHECK_MESSAGE(contains(log, " info  cluster: node n1, Redis at unix:/nonexistent/redis.sock, node address " +
+                                        node_address + ", ttl 15 s\n"),
+                      log);
+        CHECK_MESSAGE(contains(log, "redis (unix:/nonexistent/redis.sock): cannot connect"), log);
+        CHECK_FALSE(contains(log, "not active"));
     }
     // A key file others may read: refused at start, naming the fix.
     REQUIRE(::chmod((s.settings + "/cluster.key").c_str(), 0644) == 0);

@@ -49,7 +49,8 @@ note "meson install --destdir $dest (prefix $PREFIX)"
         echo "$BINDIR/dtcall-bench"
         echo "$MANDIR/man1/dtcall-bench.1"
     fi
-    for f in README.md examples/embed.cpp examples/control.cpp settings/dtcalld.conf settings/users \
+    for f in README.md examples/embed.cpp examples/control.cpp examples/cluster/run-cluster.sh \
+        examples/cluster/README.md settings/dtcalld.conf settings/users \
         prometheus/prometheus.yml prometheus/dtcall.rules.yml prometheus/dtcall.rules.test.yml; do echo "$DOCDIR/$f"; done
     [ "$UNITDIR" = no ] || echo "$UNITDIR/dtcalld.service"
 } | LC_ALL=C sort >"$tmp/expected"
@@ -173,6 +174,21 @@ status=$?
 kill "$watchdog" 2>/dev/null
 daemon=""
 [ $status -eq 0 ] || fail "dtcalld exited $status after SIGTERM (137: it did not stop within 5 s)"
+
+# --- the installed cluster example, run from where it is installed: it
+# must find the installed dtcalld and dtcall-keygen by itself (beside its
+# prefix). Needs redis-server; without it this step is left out.
+if command -v redis-server >/dev/null 2>&1; then
+    note "examples/cluster/run-cluster.sh --check, as installed"
+    cluster_script=$dest$DOCDIR/examples/cluster/run-cluster.sh
+    [ -x "$cluster_script" ] || fail "$cluster_script is not executable"
+    env -u DTCALLD -u DTCALL_KEYGEN TMPDIR="$tmp" "$cluster_script" --check >"$tmp/cluster.log" 2>&1 ||
+        { cat "$tmp/cluster.log"; fail "the installed run-cluster.sh --check failed"; }
+    grep -q "using $dest$SBINDIR/dtcalld, $dest$BINDIR/dtcall-keygen" "$tmp/cluster.log" ||
+        { cat "$tmp/cluster.log"; fail "the installed run-cluster.sh did not use the installed binaries"; }
+else
+    note "redis-server not found: the installed cluster example is not run"
+fi
 
 echo "PASS: installed tree exactly as listed; embed built with pkg-config (shared and static) served a call;"
 echo "      dtcalld ran on the sample settings"
