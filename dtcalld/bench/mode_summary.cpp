@@ -143,10 +143,11 @@ dtcall::Result<Report> run_summary(const RunContext& run) {
         summary.notes.push_back("login parts left out: a login does not cross nodes (run summary without --nodes)");
     }
     const std::vector<Part> cluster_parts = cluster ? cluster_summary_parts(o) : std::vector<Part>{};
-    for (const Part& part : cluster ? cluster_parts : parts) {
+    const std::vector<Part>& run_parts = cluster ? cluster_parts : parts;
+    for (const Part& part : run_parts) {
         // A moment between parts, so that one part's sockets and CPU load
         // (TIME_WAIT, a child still exiting) do not weigh on the next.
-        if (&part != &parts.front() && &part != &cluster_parts.front())
+        if (&part != &run_parts.front())
             std::this_thread::sleep_for(std::chrono::milliseconds(std::int64_t(std::min(2.0, o.duration / 5) * 1000)));
         RunContext context = run;
         context.options.mode = part.mode;
