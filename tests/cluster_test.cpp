@@ -10,16 +10,7 @@
 //                 <- cmd_accept       accept|alice
 //   prepare|KEYbob|bob  -> prepare    prepare|KEYalice|alice
 //   ... ready / start on both, end from either side.
-#include "cluster/redis_cluster.hpp"
-#include "server/cluster_attach.hpp"
-
-#include <doctest/doctest.h>
-
-#include "harness.hpp"
-#include "redis_server.hpp"
-#include "temp_dir.hpp"
-
-#include <event2/event.h>
+#include "test_cluster.hpp"
 
 using namespace test_support;
 using namespace dtcall;
@@ -27,75 +18,6 @@ using dtcall::cluster::RedisCluster;
 using dtcall::cluster::ClusterKey;
 using dtcall::cluster::ClusterKeys;
 
-namespace {
-
-struct Node {
-    std::unique_ptr<RedisCluster> link;  // outlives the server (declared first)
-    std::unique_ptr<TestServer> server;
-};
-
-struct Cluster {
-    TempDir dir;
-    RedisServer redis{dir.path};
-    event_base* base = event_base_new();
-    ClusterKey key;
-    std::vector<std::unique_ptr<Node>> nodes;
-
-    explicit Cluster(int count) {
-        crypto_init();
-        key = ClusterKey::generate();
-        REQUIRE(redis.start() == "");
-        for (int i = 1; i <= count; ++i) add("node" + std::to_string(i));
-    }
-    ~Cluster() {
-        nodes.clear();
-        event_base_free(base);
-    }
-    void add(const std::string& name) {
-        auto node = std::make_unique<Node>();
-        RedisCluster::Options options;
-        options.redis = *cluster::parse_redis_address("unix:" + redis.socket_path());
-        options.node = name;
-        options.node_address = "127.0.0.1:1";
-        options.key = key;
-        options.ttl = 1500ms;
-        options.first_retry = 20ms;
-        node->link = std::make_unique<RedisCluster>(base, options);
-        Node* raw = node.get();
-        node->server = std::make_unique<TestServer>(std::vector<std::string>{"alice", "bob", "carol", "dave"},
-                                                    nullptr, "127.0.0.1", nullptr, base,
-                                                    [raw](Server& s) { attach_cluster(s, *raw->link); });
-        node->link->start();
-        nodes.push_back(std::move(node));
-    }
-    TestServer& server(int i) { return *nodes[std::size_t(i - 1)]->server; }
-    RedisCluster& link(int i) { return *nodes[std::size_t(i - 1)]->link; }
-    bool until(const std::function<bool()>& done, Millis limit = 5000ms) {
-        auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            server(1).pump(5ms);
-        }
-        return true;
-    }
-    // Every node sees `user` as online on `node`.
-    bool known(const std::string& user, int node) {
-        return until([&] {
-            for (std::size_t i = 0; i < nodes.size(); ++i) {
-                if (int(i) + 1 == node) continue;
-                const auto* remote = nodes[i]->link->remote(user);
-                if (!remote || remote->node != "node" + std::to_string(node)) return false;
-            }
-            return true;
-        });
-    }
-};
-
-std::string key_text(TestServer& s, const std::string& user) {
-    return public_key_file_text(s.user_keys[user].public_key);
-}
-
-}  // namespace
 
 TEST_CASE("a call across nodes: the same notices in the same order on each client; end from either side") {
     Cluster c(2);

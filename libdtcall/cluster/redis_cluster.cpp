@@ -210,15 +210,17 @@ void RedisCluster::read_node(const std::string& node) {
             users_.emplace(reply.elements[i].text, user);  // a newer "arrived" wins
         }
     });
-    // Its address, in case its next hello is a while off (after the users: the node is known by then).
+    // Its address, in case its next hello is a while off.
     command({"GET", key("alive:") + node}, [this, node](const RedisReply& reply) {
         if (reply.type != RedisReply::Type::string || !valid_node_address_text(reply.text)) return;
-        auto it = nodes_.find(node);
-        if (it != nodes_.end() && it->second.address.empty()) it->second.address = reply.text;
+        Node& known = nodes_[node];  // alive: known from now, even without users
+        if (known.address.empty()) known.address = reply.text;
+        known.heard = std::chrono::steady_clock::now();
     });
 }
 
-void RedisCluster::forget_node(const std::string& node, const std::string& why) {
+void RedisCluster::forget_node(std::string node, const std::string& why) {
+    // `node` by value: callers pass the map's own key, which the erase frees.
     if (!nodes_.erase(node)) return;
     for (auto it = users_.begin(); it != users_.end();) it = it->second.node == node ? users_.erase(it) : std::next(it);
     log(LogLevel::warning, "node " + node + " " + why + "; its users are offline");
@@ -236,11 +238,11 @@ void RedisCluster::received(std::string_view bytes) {
     if (m.from == options_.node) return;  // our own, on the presence channel
     bool known = nodes_.count(m.from) != 0;
     nodes_[m.from].heard = std::chrono::steady_clock::now();
+    // A node heard from for the first time: its users and its address (its
+    // next hello may be a third of a ttl away).
+    if (!known && m.type != MessageType::node_bye) read_node(m.from);
     switch (m.type) {
-    case MessageType::node_hello:
-        nodes_[m.from].address = m.address;
-        if (!known) read_node(m.from);
-        break;
+    case MessageType::node_hello: nodes_[m.from].address = m.address; break;
     case MessageType::node_bye: forget_node(m.from, "left the cluster"); break;
     case MessageType::user_left: {
         auto it = users_.find(m.user);

@@ -98,7 +98,7 @@ private:
     void heartbeat();
     void resync();
     void read_node(const std::string& node);
-    void forget_node(const std::string& node, const std::string& why);
+    void forget_node(std::string node, const std::string& why);
     void received(std::string_view bytes);
     bool command(std::vector<std::string> args, RedisLink::ReplyHandler handler = {});
     void publish(const std::string& channel, const ControlMessage& message);

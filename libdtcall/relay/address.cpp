@@ -63,3 +63,34 @@ std::string format_address(const sockaddr* address, int length) {
 }
 
 }  // namespace dtcall
+
+namespace dtcall {
+
+bool parse_address(const std::string& text, sockaddr_storage& out, socklen_t& length) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon + 1 == text.size() || text.size() - colon - 1 > 5) return false;
+    unsigned long port = 0;
+    for (std::size_t i = colon + 1; i < text.size(); ++i) {
+        if (text[i] < '0' || text[i] > '9') return false;
+        port = port * 10 + unsigned(text[i] - '0');
+    }
+    if (port > 65535) return false;
+    std::string host = text.substr(0, colon);
+    out = {};
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        auto& v6 = reinterpret_cast<sockaddr_in6&>(out);
+        if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6.sin6_addr) != 1) return false;
+        v6.sin6_family = AF_INET6;
+        v6.sin6_port = htons(std::uint16_t(port));
+        length = sizeof v6;
+        return true;
+    }
+    auto& v4 = reinterpret_cast<sockaddr_in&>(out);
+    if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) != 1) return false;
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(std::uint16_t(port));
+    length = sizeof v4;
+    return true;
+}
+
+}  // namespace dtcall

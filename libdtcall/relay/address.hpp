@@ -3,7 +3,7 @@
 
 #include <string>
 
-struct sockaddr;
+#include <sys/socket.h>
 
 namespace dtcall {
 
@@ -15,5 +15,8 @@ std::string format_ip(const sockaddr* address, int length);
 // address by its /64 ("2001:db8:1:2::/64"), since one host usually holds a
 // whole /64 and could otherwise dodge any per-address limit.
 std::string source_network(const sockaddr* address, int length);
+// "IPv4:PORT" or "[IPv6]:PORT" (numeric, port 0-65535) into `out`; false
+// when it is not one (no name lookups).
+bool parse_address(const std::string& text, sockaddr_storage& out, socklen_t& length);
 
 }  // namespace dtcall

@@ -2,6 +2,8 @@
 // buffers the relay's main loop and each relay thread own, one set each.
 #pragma once
 
+#include "relay/node_wrap.hpp"
+
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -40,16 +42,29 @@ public:
     // The address is copied: a registration later in the same batch may
     // move the table it came from.
     void forward(unsigned i, const sockaddr* to, socklen_t to_length, int fd) {
-        unsigned o = outgoing_++;
-        if (to_length > sizeof to_[o]) to_length = sizeof to_[o];
-        std::memcpy(&to_[o], to, to_length);
-        out_iov_[o] = {data(i), length(i)};
-        out_[o].msg_hdr = {};
-        out_[o].msg_hdr.msg_name = &to_[o];
-        out_[o].msg_hdr.msg_namelen = to_length;
-        out_[o].msg_hdr.msg_iov = &out_iov_[o];
+        forward_part(i, 0, length(i), to, to_length, fd);
+    }
+
+    // Only bytes [offset, offset + size) of datagram `i` (what another node
+    // wrapped: the client's datagram inside).
+    void forward_part(unsigned i, std::size_t offset, std::size_t size, const sockaddr* to, socklen_t to_length,
+                      int fd) {
+        unsigned o = next_out(to, to_length, fd);
+        out_iov_[o][0] = {data(i) + offset, size};
         out_[o].msg_hdr.msg_iovlen = 1;
-        out_fd_[o] = fd;
+    }
+
+    // Datagram `i` wrapped for another node (NodeWrap): false, and nothing
+    // queued, when it would not fit one UDP datagram.
+    bool forward_wrapped(unsigned i, const NodeWrap& wrap, const sockaddr* to, socklen_t to_length, int fd) {
+        if (!wrap.fits(length(i))) return false;
+        unsigned o = next_out(to, to_length, fd);
+        wrap.seal(data(i), length(i), wrap_header_[o], wrap_tag_[o]);
+        out_iov_[o][0] = {wrap_header_[o], wrap.header_size()};
+        out_iov_[o][1] = {data(i), length(i)};
+        out_iov_[o][2] = {wrap_tag_[o], cluster::tag_size};
+        out_[o].msg_hdr.msg_iovlen = 3;
+        return true;
     }
 
     // One sendmmsg per run of datagrams leaving through the same socket (one
@@ -75,13 +90,27 @@ public:
     }
 
 private:
+    unsigned next_out(const sockaddr* to, socklen_t to_length, int fd) {
+        unsigned o = outgoing_++;
+        if (to_length > sizeof to_[o]) to_length = sizeof to_[o];
+        std::memcpy(&to_[o], to, to_length);
+        out_[o].msg_hdr = {};
+        out_[o].msg_hdr.msg_name = &to_[o];
+        out_[o].msg_hdr.msg_namelen = to_length;
+        out_[o].msg_hdr.msg_iov = out_iov_[o];
+        out_fd_[o] = fd;
+        return o;
+    }
+
     // 2 MiB of address space, but only the pages datagrams touch become resident.
     std::unique_ptr<std::uint8_t[]> buffers_{new std::uint8_t[size * slot_size]};
     mmsghdr in_[size];
     iovec in_iov_[size];
     sockaddr_storage from_[size];
     mmsghdr out_[size];
-    iovec out_iov_[size];
+    iovec out_iov_[size][3];  // one, or three for a wrapped datagram
+    std::uint8_t wrap_header_[size][NodeWrap::max_header];
+    std::uint8_t wrap_tag_[size][cluster::tag_size];
     sockaddr_storage to_[size];
     int out_fd_[size];
     unsigned outgoing_ = 0;

@@ -40,12 +40,15 @@ struct ForwardTable {
         CompactAddress address;
         unsigned socket_index;  // which listen address it registered on
         FlowCounters* flow;     // the source user's media figures (kept alive by `flows`)
+        int fd = -1;            // >= 0: leaves from this socket instead (to another node)
+        const NodeWrap* wrap = nullptr;  // to another node: wrapped (kept alive by `wraps`)
     };
     AddressTable by_source;  // source address -> index into targets
     std::vector<Target> targets;
     // The figures the targets point at: they outlive the user's release while
     // a thread still reads this table.
     std::vector<std::shared_ptr<FlowCounters>> flows;
+    std::vector<std::shared_ptr<const NodeWrap>> wraps;
 
     const Target* find(const AddressKey& source) const {
         std::uint32_t index = by_source.find(source);

@@ -3,6 +3,9 @@
 #include "crypto/crypto.hpp"
 #include "wire/registration.hpp"
 
+#include "cluster/receiver.hpp"
+#include "relay/node_wrap.hpp"
+
 #include "address_table.hpp"
 #include "datagram_batch.hpp"
 #include "forward_table.hpp"
@@ -78,6 +81,11 @@ struct MediaRelay::State {
         std::shared_ptr<FlowCounters> flow;
         std::string address_text;  // of its last registration
         unsigned moves = 0;
+        // On another node (cluster): `address` is that node's, media for it
+        // is wrapped and leaves from remote_fd. A registration here ends it.
+        bool remote = false;
+        std::shared_ptr<const NodeWrap> wrap;
+        int remote_fd = -1;
     };
 
     std::vector<User> users;
@@ -131,6 +139,8 @@ struct MediaRelay::State {
                      unsigned socket_index) {
         unregister(index);
         User& u = users[index];
+        u.remote = false;  // back on this node
+        u.wrap.reset();
         u.key = key;
         std::memset(&u.address, 0, sizeof u.address);
         std::memcpy(&u.address, from, std::min<std::size_t>(std::size_t(from_len), sizeof u.address));
@@ -184,6 +194,26 @@ struct MediaRelay::State {
     std::size_t handoff_thread = 0;  // round robin over the threads' queues
     std::vector<std::unique_ptr<RelayThread>> threads;
     MediaRelay::Stats retired_threads;  // counts of threads stopped by close()
+
+    // The node-to-node leg (cluster), after open_node_leg().
+    std::unique_ptr<NodeSender> node;
+    std::unique_ptr<cluster::MediaReceiver> node_receiver;
+    int node_fd = -1;  // its own socket; -1 when it shares the media sockets
+    event* node_ev = nullptr;
+    bool node_in_epoll = true;
+
+    // The socket node-to-node media leaves from, for a node at `to`.
+    int node_socket_for(const sockaddr* to) const {
+        if (node_fd >= 0) return node_fd;
+        for (const auto& socket : sockets) {
+            sockaddr_storage local;
+            socklen_t length = sizeof local;
+            if (::getsockname(socket->fd, reinterpret_cast<sockaddr*>(&local), &length) == 0 &&
+                local.ss_family == to->sa_family)
+                return socket->fd;
+        }
+        return sockets.empty() ? -1 : sockets[0]->fd;
+    }
 
 };
 
@@ -294,6 +324,10 @@ void MediaRelay::close() {
     s.publish_pending = false;
     s.handed_off.clear();
     s.handoff_next = 0;
+    if (s.node_ev) event_free(s.node_ev);
+    s.node_ev = nullptr;
+    if (s.node_fd >= 0) ::close(s.node_fd);
+    s.node_fd = -1;
     for (auto& socket : s.sockets) {
         event_free(socket->ev);
         ::close(socket->fd);
@@ -315,8 +349,30 @@ void MediaRelay::routes_changed(const std::string& user) {
     if (index == no_route) return;
     const std::string* peer = host_.relay_peer(user);
     std::uint32_t target = peer ? s.find_or_add(*peer) : no_route;
+    if (target != no_route && !s.users[target].registered && !s.users[target].remote) make_remote(target);
     s.set_target(index, target);
     routes_changed();
+}
+
+// A peer with no address here may be on another node: its media goes there.
+// Worked out once per route; kept while the call lasts (a Redis outage does
+// not take routes away from calls already up).
+void MediaRelay::make_remote(std::uint32_t index) {
+    State& s = *state_;
+    if (!s.node) return;
+    State::User& u = s.users[index];
+    auto where = host_.remote_node_address(u.name);
+    if (!where) return;
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    if (!parse_address(*where, address, length)) return;
+    std::shared_ptr<const NodeWrap> wrap = NodeWrap::make(*s.node, u.name);
+    if (!wrap) return;
+    u.remote = true;
+    u.wrap = std::move(wrap);
+    std::memcpy(&u.address, &address, sizeof address);
+    u.length = socklen_t(length);
+    u.remote_fd = s.node_socket_for(reinterpret_cast<const sockaddr*>(&u.address));
 }
 
 MediaRelay::FlowFigures MediaRelay::flow(const std::string& user) const {
@@ -355,10 +411,12 @@ void MediaRelay::publish() {
     for (const State::User& from : s.users) {
         if (!from.used || !from.registered || from.target == no_route) continue;
         const State::User& to = s.users[from.target];
-        if (!to.registered) continue;
+        if (!to.registered && !to.remote) continue;
         table->by_source.insert(from.key, std::uint32_t(table->targets.size()));
-        table->targets.push_back({CompactAddress::of(to.address, to.length), to.socket_index, from.flow.get()});
+        table->targets.push_back({CompactAddress::of(to.address, to.length), to.socket_index, from.flow.get(),
+                                  to.remote ? to.remote_fd : -1, to.wrap.get()});
         table->flows.push_back(from.flow);
+        if (to.wrap) table->wraps.push_back(to.wrap);
     }
     s.publication.publish(std::move(table));
     ++stats_.table_publishes;
@@ -413,7 +471,19 @@ bool MediaRelay::forward_target(const sockaddr* from, RelayTarget& to) {
     if (index == no_route) return false;
     State::User& sender = s.users[index];
     if (sender.target == no_route) return false;
+    // A peer not yet routable may be on a node whose address was not known
+    // when the route was made: looked again (this thread only; the relay
+    // threads get the route with the next table).
+    if (!s.users[sender.target].registered && !s.users[sender.target].remote && s.node) {
+        make_remote(sender.target);
+        if (s.users[sender.target].remote) routes_changed();
+    }
     const State::User& peer = s.users[sender.target];
+    if (peer.remote) {
+        to = {reinterpret_cast<const sockaddr*>(&peer.address), peer.length, peer.remote_fd, &sender.flow->slot(0),
+              peer.wrap.get()};
+        return true;
+    }
     if (!peer.registered) return false;
     int fd = peer.socket_index < s.sockets.size() ? s.sockets[peer.socket_index]->fd : -1;
     to = {reinterpret_cast<const sockaddr*>(&peer.address), peer.length, fd, &sender.flow->slot(0)};
@@ -445,6 +515,8 @@ struct MediaRelay::Path {
         s.relayed_bytes += c.bytes;
         s.too_large += c.too_large;
         s.unroutable += c.empty;
+        s.node_sent += c.wrapped;
+        s.node_dropped += c.unwrappable;
     }
     void refused(unsigned n) {
         relay.stats_.relayed_packets -= n;
@@ -474,10 +546,137 @@ void MediaRelay::dispatch(const std::uint8_t* data, std::size_t size, const sock
         registration_attempt(data, size, from, from_len, socket_index);
         return;
     }
+    if (to.wrap) {
+        if (!to.wrap->fits(size)) {
+            ++stats_.node_dropped;
+            return;
+        }
+        std::uint8_t header[NodeWrap::max_header];
+        std::uint8_t tag[cluster::tag_size];
+        to.wrap->seal(data, size, header, tag);
+        iovec parts[3] = {{header, to.wrap->header_size()}, {const_cast<std::uint8_t*>(data), size}, {tag, sizeof tag}};
+        msghdr message{};
+        message.msg_name = const_cast<sockaddr*>(to.address);
+        message.msg_namelen = to.length;
+        message.msg_iov = parts;
+        message.msg_iovlen = 3;
+        if (to.fd >= 0) ::sendmsg(to.fd, &message, MSG_DONTWAIT);
+        ++stats_.node_sent;
+    } else if (to.fd >= 0) {
+        ::sendto(to.fd, data, size, MSG_DONTWAIT, to.address, to.length);
+    }
     to.flow->count(size, coarse_now_ms());
-    if (to.fd >= 0) ::sendto(to.fd, data, size, MSG_DONTWAIT, to.address, to.length);
     ++stats_.relayed_packets;
     stats_.relayed_bytes += size;
+}
+
+// ---- the node-to-node leg (cluster) ----
+
+Result<std::string> MediaRelay::open_node_leg(const std::string& node, const cluster::ClusterKey& media_key,
+                                               const std::string& address) {
+    State& s = *state_;
+    if (s.sockets.empty()) return Error{ErrorCode::invalid_state, "node_address: the media sockets are not open"};
+    sockaddr_storage bind_to{};
+    socklen_t length = 0;
+    if (!parse_address(address, bind_to, length))
+        return Error{ErrorCode::bad_address, "node_address " + address + ": not IP:PORT"};
+    auto sender = std::make_unique<NodeSender>();
+    sender->name = node;
+    sender->key = media_key;
+    if (!NodeWrap::make(*sender, "probe"))
+        return Error{ErrorCode::invalid_argument, "node name " + node + ": not 1-64 of [A-Za-z0-9._-]"};
+    std::uint16_t port = ntohs(bind_to.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bind_to)->sin6_port
+                                                             : reinterpret_cast<sockaddr_in*>(&bind_to)->sin_port);
+    std::string bound = address;
+    if (port != port_) {
+        // A socket of its own, read by this thread only.
+        int fd = ::socket(bind_to.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return Error{ErrorCode::io, "node_address " + address + ": " + std::strerror(errno)};
+        int buffer_size = 8 * 1024 * 1024;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer_size, sizeof buffer_size);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&bind_to), length) != 0) {
+            int err = errno;
+            ::close(fd);
+            return Error{err == EADDRINUSE ? ErrorCode::address_in_use
+                         : err == EACCES  ? ErrorCode::permission
+                                          : ErrorCode::bad_address,
+                         "node_address " + address + ": cannot bind UDP: " + std::strerror(err)};
+        }
+        sockaddr_storage local{};
+        socklen_t local_length = sizeof local;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length);
+        bound = format_address(reinterpret_cast<sockaddr*>(&local), int(local_length));
+        s.node_fd = fd;
+        s.node_ev = event_new(base_, fd, EV_READ | EV_PERSIST, &MediaRelay::on_node_readable, this);
+        event_add(s.node_ev, nullptr);
+    }
+    s.node_receiver = std::make_unique<cluster::MediaReceiver>(media_key);
+    s.node = std::move(sender);
+    return bound;
+}
+
+bool MediaRelay::node_delivery(const std::uint8_t* data, std::size_t size, NodeDelivery& out) {
+    State& s = *state_;
+    if (!s.node_receiver) {
+        ++stats_.node_dropped;
+        return false;
+    }
+    cluster::MediaDatagram m;
+    cluster::Verdict verdict = s.node_receiver->receive(data, size, m);
+    if (verdict == cluster::Verdict::forged) ++stats_.node_forged;
+    if (verdict != cluster::Verdict::accepted) {
+        if (verdict != cluster::Verdict::forged) ++stats_.node_dropped;
+        return false;
+    }
+    // Only to a user of this node who is in a call and has an address.
+    std::uint32_t index = s.find(std::string(m.target));
+    if (index == no_route || !s.users[index].registered || !host_.has_call(s.users[index].name)) {
+        ++stats_.node_dropped;
+        return false;
+    }
+    State::User& to = s.users[index];
+    // The peer's figures, when this user's media goes back to it.
+    FlowSlot* flow = nullptr;
+    if (to.target != no_route && s.users[to.target].remote) flow = &s.users[to.target].flow->slot(0);
+    if (!flow) flow = &to.flow->slot(0);  // counted somewhere rather than nowhere
+    int fd = to.socket_index < s.sockets.size() ? s.sockets[to.socket_index]->fd : -1;
+    out.offset = std::size_t(reinterpret_cast<const std::uint8_t*>(m.payload.data()) - data);
+    out.size = m.payload.size();
+    out.to = {reinterpret_cast<const sockaddr*>(&to.address), to.length, fd, flow};
+    ++stats_.node_received;
+    ++stats_.relayed_packets;
+    stats_.relayed_bytes += out.size;
+    return true;
+}
+
+void MediaRelay::on_node_readable(int fd, short, void* self) {
+    auto* relay = static_cast<MediaRelay*>(self);
+    keep_reading(relay->state_->node_ev, relay->state_->node_in_epoll, relay->read_node_batches(fd));
+}
+
+bool MediaRelay::read_node_batches(int fd) {
+    DatagramBatch& batch = state_->batch;
+    for (int round = 0; round < batches_per_wakeup; ++round) {
+        unsigned received = batch.receive(fd);
+        if (received == 0) return true;
+        std::int64_t now = coarse_now_ms();
+        for (unsigned i = 0; i < received; ++i) {
+            NodeDelivery d;
+            if (batch.truncated(i) || !node_delivery(batch.data(i), batch.length(i), d)) {
+                if (batch.truncated(i)) ++stats_.node_dropped;
+                continue;
+            }
+            batch.forward_part(i, d.offset, d.size, d.to.address, d.to.length, d.to.fd);
+            d.to.flow->count(d.size, now);
+        }
+        if (unsigned refused = batch.flush()) {
+            stats_.relayed_packets -= refused;
+            stats_.node_received -= refused;
+            stats_.node_dropped += refused;
+        }
+        if (received < DatagramBatch::size) return true;
+    }
+    return false;
 }
 
 void MediaRelay::add_thread_counts(Stats& into) const {
@@ -491,6 +690,8 @@ void MediaRelay::add_thread_counts(Stats& into) const {
         into.unroutable += c.unroutable.load(std::memory_order_relaxed);
         into.rate_limited_packets += c.rate_limited.load(std::memory_order_relaxed);
         into.limit_hits += c.limit_hits.load(std::memory_order_relaxed);
+        into.node_sent += c.node_sent.load(std::memory_order_relaxed);
+        into.node_dropped += c.node_dropped.load(std::memory_order_relaxed);
     }
 }
 
@@ -504,6 +705,8 @@ const MediaRelay::Stats& MediaRelay::stats() const {
     reported_.unroutable += retired.unroutable;
     reported_.rate_limited_packets += retired.rate_limited_packets;
     reported_.limit_hits += retired.limit_hits;
+    reported_.node_sent += retired.node_sent;
+    reported_.node_dropped += retired.node_dropped;
     add_thread_counts(reported_);
     reported_.dropped_packets = reported_.rate_limited_packets + reported_.too_large + reported_.unroutable +
                                 reported_.refused_registrations + reported_.replayed_registrations;
@@ -516,6 +719,16 @@ const MediaRelay::Stats& MediaRelay::stats() const {
 // operation, so each source gets only so many attempts per second.
 void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                       int from_len, unsigned socket_index) {
+    // The node leg on the media port: another node's media, authenticated
+    // by its tag rather than by the source's registration.
+    if (state_->node && state_->node_fd < 0 && looks_like_node_media(data, size)) {
+        NodeDelivery d;
+        if (node_delivery(data, size, d)) {
+            d.to.flow->count(d.size, coarse_now_ms());
+            if (d.to.fd >= 0) ::sendto(d.to.fd, data + d.offset, d.size, MSG_DONTWAIT, d.to.address, d.to.length);
+        }
+        return;
+    }
     AddressKey key;
     if (!make_address_key(from, key)) {
         ++stats_.unroutable;

@@ -14,6 +14,7 @@
 
 #include "relay/address.hpp"
 #include "relay/flow_figures.hpp"
+#include "cluster/cluster_key.hpp"
 #include "relay/relay_core.hpp"
 #include <dtcall/config.hpp>
 #include "session/replay_guard.hpp"
@@ -57,6 +58,13 @@ public:
         virtual std::time_t now() = 0;
         // A monotonic clock in milliseconds, for rate limits.
         virtual std::int64_t now_ms() = 0;
+        // Cluster: `user` is not on this node, and media for it goes to the
+        // node at this "IP:PORT" (its node_address). nullopt: a user of this
+        // node (or nobody's).
+        virtual std::optional<std::string> remote_node_address(const std::string& user) {
+            (void)user;
+            return std::nullopt;
+        }
     };
 
     // Every datagram that is not relayed is dropped (counted in exactly one
@@ -74,6 +82,12 @@ public:
         std::uint64_t registrations = 0;            // acked (retransmissions included)
         std::uint64_t limit_hits = 0;               // sources over the unregistered rate, once per window
         std::uint64_t table_publishes = 0;  // forward tables built for relay threads
+        // The node-to-node leg (cluster; see open_node_leg). Sent and
+        // received ones are in relayed_packets too.
+        std::uint64_t node_sent = 0;      // clients' datagrams wrapped for another node
+        std::uint64_t node_received = 0;  // from other nodes, accepted and sent to a user here
+        std::uint64_t node_forged = 0;    // tag did not verify
+        std::uint64_t node_dropped = 0;   // malformed, replayed, stale, for nobody here, too large to wrap
     };
 
     // One user's media in the current call: what it sent, from where.
@@ -85,6 +99,11 @@ public:
     MediaRelay& operator=(const MediaRelay&) = delete;
 
     Status open();  // bind every Config::listen_addresses entry : Config::media_port
+    // Cluster, after open(): take node-to-node media at `address` ("IP:PORT";
+    // port 0 = any free one; the media port itself shares the media sockets)
+    // as node `node`, tagged with `media_key`. Returns the address bound.
+    Result<std::string> open_node_leg(const std::string& node, const cluster::ClusterKey& media_key,
+                                      const std::string& address);
     void close();
     std::uint16_t port() const { return port_; }
     // Forget the user's media address and figures (its call is over). Every
@@ -109,6 +128,16 @@ private:
     static void on_publish(int, short, void*);
     static void on_handoff(int, short, void*);
     static void on_more_handoffs(int, short, void*);
+    static void on_node_readable(int, short, void*);
+    bool read_node_batches(int fd);  // true: drained
+    // A node-to-node datagram: where its payload goes (offset and size in
+    // `data`), or false (dropped, counted).
+    struct NodeDelivery {
+        std::size_t offset, size;
+        RelayTarget to;
+    };
+    bool node_delivery(const std::uint8_t* data, std::size_t size, NodeDelivery& out);
+    void make_remote(std::uint32_t index);
     Status start_threads(std::vector<std::vector<int>> thread_sockets);
     void publish();
     void schedule_publish();

@@ -89,6 +89,7 @@ struct RelayTarget {
     socklen_t length;
     int fd;          // the socket it leaves from
     FlowSlot* flow;  // the sender's figures, this thread's slot
+    const NodeWrap* wrap = nullptr;  // not null: to another node (cluster), wrapped
 };
 
 // What a batch cost; the Path adds it to its counters.
@@ -97,6 +98,8 @@ struct BatchCounts {
     std::uint64_t bytes = 0;
     std::uint64_t too_large = 0;  // over max_datagram, or cut short by the socket
     std::uint64_t empty = 0;      // zero bytes: junk
+    std::uint64_t wrapped = 0;    // of `relayed`, sent on to another node
+    std::uint64_t unwrappable = 0;  // for another node, too large once wrapped (dropped)
 };
 
 // Is a datagram of `size` bytes one to look at? The one size rule of the relay.
@@ -136,7 +139,14 @@ bool relay_batches(DatagramBatch& batch, int fd, std::size_t max_datagram, int b
                 path.fallback(batch, i);
                 continue;
             }
-            batch.forward(i, to.address, to.length, to.fd);
+            if (!to.wrap) {
+                batch.forward(i, to.address, to.length, to.fd);
+            } else if (batch.forward_wrapped(i, *to.wrap, to.address, to.length, to.fd)) {
+                ++counts.wrapped;
+            } else {
+                ++counts.unwrappable;
+                continue;
+            }
             to.flow->count(size, now);
             ++counts.relayed;
             counts.bytes += size;

@@ -110,8 +110,9 @@ struct RelayThread::Path {
         if (!table || !make_address_key(from, key)) return false;
         const ForwardTable::Target* target = table->find(key);
         if (!target) return false;
-        to = {&target->address.any, target->address.length, thread.fds_[target->socket_index],
-              &target->flow->slot(thread.flow_slot_)};
+        int fd = target->fd >= 0 ? target->fd : thread.fds_[target->socket_index];
+        to = {&target->address.any, target->address.length, fd, &target->flow->slot(thread.flow_slot_),
+              target->wrap};
         return true;
     }
     void fallback(DatagramBatch& batch, unsigned i) { thread.hand_off(batch, i, socket_index); }
@@ -122,6 +123,8 @@ struct RelayThread::Path {
             mine.relayed_bytes.fetch_add(c.bytes, std::memory_order_relaxed);
         }
         if (c.too_large) mine.too_large.fetch_add(c.too_large, std::memory_order_relaxed);
+        if (c.wrapped) mine.node_sent.fetch_add(c.wrapped, std::memory_order_relaxed);
+        if (c.unwrappable) mine.node_dropped.fetch_add(c.unwrappable, std::memory_order_relaxed);
         if (c.empty) mine.unroutable.fetch_add(c.empty, std::memory_order_relaxed);
     }
     void refused(unsigned n) {
@@ -146,7 +149,11 @@ void RelayThread::hand_off(DatagramBatch& batch, unsigned i, unsigned socket_ind
                    std::chrono::steady_clock::now().time_since_epoch()).count();
     bool first_refusal = false;
     bool was_empty = false;
-    if (!unknown_sources_.take(source, now, &first_refusal)) {
+    // Another node's media (media port shared with the node leg) is not
+    // held to the rate of unknown sources: the event-loop thread
+    // authenticates it; the queue's bound still holds.
+    bool node_media = looks_like_node_media(batch.data(i), batch.length(i));
+    if (!node_media && !unknown_sources_.take(source, now, &first_refusal)) {
         counters_.rate_limited.fetch_add(1, std::memory_order_relaxed);
         if (first_refusal) {
             counters_.limit_hits.fetch_add(1, std::memory_order_relaxed);

@@ -7,6 +7,7 @@
 // sessions and the router.
 #pragma once
 
+#include "cluster/messages.hpp"
 #include "datagram_batch.hpp"
 #include "forward_table.hpp"
 #include "source_limiter.hpp"
@@ -28,7 +29,9 @@ namespace dtcall {
 // of a call the thread's table does not know yet (it is rebuilt at most so
 // often). Up to a typical MTU; a bigger one the table cannot route is dropped.
 struct Handoff {
-    static constexpr std::size_t max_size = 1500;
+    // A client's datagram up to a typical MTU, also when another node
+    // wrapped it (the node leg on the media port).
+    static constexpr std::size_t max_size = 1500 + cluster::media_overhead(cluster::max_name_size, cluster::max_name_size);
     std::uint8_t data[max_size];
     std::size_t size;
     sockaddr_storage from;
@@ -66,6 +69,8 @@ public:
         std::atomic<std::uint64_t> unroutable{0};    // empty, not hand-off-able, queue full, refused by the kernel
         std::atomic<std::uint64_t> rate_limited{0};  // unknown sources over the unregistered rate
         std::atomic<std::uint64_t> limit_hits{0};    // sources that went over it (once per window each)
+        std::atomic<std::uint64_t> node_sent{0};     // of relayed_packets, wrapped for another node
+        std::atomic<std::uint64_t> node_dropped{0};  // for another node, too large once wrapped
     };
 
     // Takes `fds` (one per listen address, in the same order as the

@@ -61,7 +61,10 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         std::string peer;
         CallPhase phase = CallPhase::ringing;
         bool media = false;
+        bool ready = false;  // its media goes to the peer's node (as relay_peer on one node)
         std::optional<Notice> held_direct;
+        std::chrono::system_clock::time_point rung_at = std::chrono::system_clock::now();
+        std::chrono::system_clock::time_point started_at{};
     };
     Impl(Config config, UserDirectory& dir, event_base* given)
         : cfg(std::move(config)), users(dir), owned_base(given ? nullptr : event_base_new(), event_base_free),
@@ -119,6 +122,16 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         if (!opened) {
             close_listeners();
             return opened;
+        }
+        if (cluster) {
+            auto node_leg = relay.open_node_leg(cluster->node_name(), cluster->media_key(), cluster->own_address());
+            if (!node_leg) {
+                relay.close();
+                close_listeners();
+                return node_leg.failure();
+            }
+            cluster->bound(*node_leg);
+            log(LogLevel::info, "node " + cluster->node_name() + ": media from other nodes on UDP " + *node_leg);
         }
         log(LogLevel::info, "listening on " + where + ": TCP " + std::to_string(command_port) + ", UDP " +
                                 std::to_string(relay.port()));
@@ -395,7 +408,22 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         observers.notify([&](ServerObserver& o) { o.media_registered(user, address); });
         return true;
     }
-    const std::string* relay_peer(const std::string& user) override { return router.relay_peer(user); }
+    const std::string* relay_peer(const std::string& user) override {
+        if (RemoteLeg* leg = remote_leg(user)) return leg->ready ? &leg->peer : nullptr;
+        return router.relay_peer(user);
+    }
+    std::optional<std::string> remote_node_address(const std::string& user) override {
+        if (!cluster || cluster_presence->here(user)) return std::nullopt;
+        const std::string* node = nullptr;
+        if (const ClusterLink::RemoteUser* remote = cluster->remote(user)) node = &remote->node;
+        // The caller of a call another node owns is on that node.
+        for (const auto& [local, leg] : remote_legs)
+            if (!node && leg.peer == user) node = &leg.owner;
+        if (!node) return std::nullopt;
+        const std::string* address = cluster->node_address(*node);
+        if (!address) return std::nullopt;
+        return *address;
+    }
     bool has_call(const std::string& user) override { return phase_of(user) != CallPhase::idle; }
     void unregistered_limit_hit(const std::string& address) override {
         observers.notify([&](ServerObserver& o) { o.limit_hit(Limit::unregistered_datagrams, address); });
@@ -476,6 +504,13 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         link.attach(this);
     }
 
+    // The node `user` is on, as far as this node knows ("" when offline).
+    std::string node_of(const std::string& user) const {
+        if (cluster_presence->here(user)) return cluster->node_name();
+        if (const ClusterLink::RemoteUser* remote = cluster->remote(user)) return remote->node;
+        return {};
+    }
+
     RemoteLeg* remote_leg(const std::string& user) {
         auto it = remote_legs.find(user);
         return it == remote_legs.end() ? nullptr : &it->second;
@@ -495,6 +530,8 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         RemoteLeg leg = std::move(it->second);
         remote_legs.erase(it);
         held_direct.cancel(user);
+        relay.release(user);
+        if (!cluster_presence->here(leg.peer)) relay.release(leg.peer);  // its route entry here
         if (command) cluster->send(leg.owner, command, user, leg.peer, {});
         presence->call_over(user);
     }
@@ -514,6 +551,10 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         case wire::Verb::ready:
             if (leg.phase == CallPhase::ringing) return false;
             cluster->send(leg.owner, "cmd_ready", user, other, {});
+            if (!leg.ready) {
+                leg.ready = true;
+                relay.routes_changed(user);
+            }
             return true;
         case wire::Verb::end: end_remote_leg(user, "cmd_end"); return true;
         default: return false;  // passthrough is the caller's, whose node owns the call
@@ -567,13 +608,17 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         switch (notice.kind) {
         case Notice::Kind::incoming:
             if (leg || router.phase(user) != CallPhase::idle) return;  // Redis said free: stale
-            remote_legs[user] = RemoteLeg{from, notice.other};
+            remote_legs.emplace(user, RemoteLeg{from, notice.other, CallPhase::ringing, false, false, std::nullopt,
+                                                std::chrono::system_clock::now(), {}});
             break;
         case Notice::Kind::prepare:
             if (leg) leg->phase = CallPhase::accepted;
             break;
         case Notice::Kind::start:
-            if (leg) leg->phase = CallPhase::in_call;
+            if (leg) {
+                leg->phase = CallPhase::in_call;
+                leg->started_at = std::chrono::system_clock::now();
+            }
             break;
         case Notice::Kind::direct:
             if (leg && !leg->media) {
@@ -593,15 +638,44 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
 
     // `user` logged in on another node: its session here is replaced, as a
     // second login on one node replaces the first, and its call ends for the
-    // peer (moving a call between nodes with keepudp is not done yet).
+    // peer: a call does not move between nodes, so with keepudp too both get
+    // `end` (what PROTOCOL.md's keepudp gives when the call cannot survive).
     void remote_arrival(const std::string& user, const std::string& node) override {
-        if (!cluster_presence->here(user)) return;
+        if (!cluster_presence->here(user)) {
+            // A party of a call this node owns, back on a third node (its own died).
+            if (router.phase(user) != CallPhase::idle) router.logged_in(user, false);
+            return;
+        }
         log(LogLevel::info, user + " logged in on node " + node);
         if (const Presence::Entry* entry = local_presence.entry(user))
             static_cast<Session*>(entry->connection)->close(Session::CloseReason::replaced);
         if (router.phase(user) != CallPhase::idle) router.logged_in(user, false);
         if (remote_leg(user)) end_remote_leg(user, "cmd_relogin");
         presence->forget(user);
+    }
+
+    // `node` is gone (not heard from for a ttl): calls with its users end.
+    // Calls this node owns end for our user as if the peer vanished, unless
+    // the peer is back here meanwhile (a keepudp login here keeps the call);
+    // calls the lost node owned end for our users with `end` from here.
+    void node_lost(const std::string& node) override {
+        std::vector<std::string> gone;
+        router.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase) {
+            for (const std::string* party : {&caller, &callee})
+                if (!cluster_presence->here(*party) && !cluster->remote(*party)) gone.push_back(*party);
+        });
+        for (const std::string& user : gone) {
+            log(LogLevel::info, user + " was on lost node " + node + "; ending its call");
+            router.vanished(user);
+        }
+        std::vector<std::pair<std::string, std::string>> orphaned;
+        for (const auto& [user, leg] : remote_legs)
+            if (leg.owner == node) orphaned.emplace_back(user, leg.peer);
+        for (const auto& [user, peer] : orphaned) {
+            log(LogLevel::info, "the call of " + user + " was owned by lost node " + node + "; ending it");
+            local_presence.deliver(user, Notice{Notice::Kind::end, peer, {}});
+            end_remote_leg(user, nullptr);
+        }
     }
 
     // `direct` held for `user` goes now: its media registered, or the bound passed.
@@ -757,6 +831,11 @@ std::vector<OnlineUser> Server::online_users() const {
         u.keepudp_reconnects = entry.keepudp_reconnects;
         u.phase = impl_->router.phase(name);
         if (auto peer = impl_->router.peer(name)) u.peer = *peer;
+        if (auto it = impl_->remote_legs.find(name); it != impl_->remote_legs.end()) {
+            u.phase = it->second.phase;
+            u.peer = it->second.peer;
+        }
+        if (impl_->cluster) u.node = impl_->cluster->node_name();
         users.push_back(std::move(u));
     });
     return users;
@@ -766,7 +845,28 @@ std::vector<CallInfo> Server::calls() const {
     std::vector<CallInfo> calls;
     impl_->router.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase phase) {
         calls.push_back(impl_->ledger.info(caller, callee, phase, impl_->relay.flow(caller), impl_->relay.flow(callee)));
+        if (impl_->cluster) {
+            calls.back().caller_node = impl_->node_of(caller);
+            calls.back().callee_node = impl_->node_of(callee);
+        }
     });
+    // Calls of users of this node that another node owns: as far as this node sees them.
+    for (const auto& [user, leg] : impl_->remote_legs) {
+        CallInfo info;
+        info.caller = leg.peer;
+        info.callee = user;
+        info.phase = leg.phase;
+        info.rung_at = leg.rung_at;
+        info.started_at = leg.started_at;
+        MediaRelay::FlowFigures mine = impl_->relay.flow(user);
+        MediaRelay::FlowFigures peer = impl_->relay.flow(leg.peer);
+        info.callee_to_caller = mine.flow;
+        info.callee_media = mine.endpoint;
+        info.caller_to_callee = peer.flow;
+        info.caller_node = leg.owner;
+        info.callee_node = impl_->cluster->node_name();
+        calls.push_back(std::move(info));
+    }
     return calls;
 }
 
@@ -813,6 +913,10 @@ ServerStats Server::stats() const {
     s.registrations_replayed = relay.replayed_registrations;
     s.media_registered = impl_->relay.registered();
     s.limit_hits[static_cast<std::size_t>(Limit::unregistered_datagrams)] = relay.limit_hits;
+    s.node_packets_sent = relay.node_sent;
+    s.node_packets_received = relay.node_received;
+    s.node_packets_forged = relay.node_forged;
+    s.node_packets_dropped = relay.node_dropped;
     return s;
 }
 
