@@ -158,6 +158,9 @@ TEST_CASE("options: modes, defaults, and errors that name the flag") {
              {{"summary", "--pairs", "3"}, "--pairs"},
              {{"login", "--host", "127.0.0.1", "--server-key", "k", "--users", "u", "--media-threads", "2"},
               "--media-threads"},
+             {{"calls", "--nodes", "9"}, "--nodes"},
+             {{"login", "--nodes", "2"}, "--nodes"},
+             {{"calls", "--nodes", "2", "--host", "127.0.0.1", "--server-key", "k", "--users", "u"}, "--nodes"},
          }) {
         auto parsed = dtbench::parse_options(bad.args);
         REQUIRE_FALSE(parsed.ok());
@@ -271,6 +274,84 @@ TEST_CASE("summary: every part runs and lands in one table, relay rows beside th
     CHECK(r.failures.empty());
     std::string json = dtbench::render_json(r);
     CHECK(JsonChecker(json).valid());
+}
+
+// --nodes: the bench's own redis-server and two in-process nodes; figures
+// beside the single-node run. Needs redis-server ($REDIS_SERVER or PATH).
+namespace {
+
+// The redis-server's directory named in a cluster report's title, which must
+// be gone once the run returned.
+std::string redis_dir_of(const dtbench::Report& r) {
+    auto at = r.title.find("/tmp/dtcall-bench-redis.");
+    if (at == std::string::npos) return "";
+    auto end = r.title.find("/redis.sock", at);
+    return end == std::string::npos ? "" : r.title.substr(at, end - at);
+}
+
+void check_cleaned_up(const dtbench::Report& r) {
+    std::string dir = redis_dir_of(r);
+    REQUIRE_MESSAGE(!dir.empty(), r.title);
+    struct stat st {};
+    CHECK_MESSAGE(stat(dir.c_str(), &st) != 0, dir << " is still there");
+}
+
+}  // namespace
+
+TEST_CASE("--nodes 2: calls cross nodes, beside the same load on one node") {
+    auto r = run_ok({"calls", "--nodes", "2", "--pairs", "2", "--duration", "1", "--quiet"});
+    CHECK(r.subject == "cross-node");
+    CHECK(r.baseline_subject == "same-node");
+    CHECK(value(r, "calls_up") > 0);
+    CHECK(value(r, "calls_failed") == 0);
+    CHECK(value(r, "setup_p50_ms") > 0);
+    REQUIRE(r.find("setup_p99_ms")->baseline);
+    CHECK(*r.find("setup_p99_ms")->baseline > 0);
+    CHECK(value(r, "node1_cpu_percent") >= 0);
+    CHECK(value(r, "node2_cpu_percent") >= 0);
+    CHECK(r.find("redis_cpu_us_per_call") != nullptr);
+    CHECK(r.failures.empty());
+    std::string json = dtbench::render_json(r);
+    CHECK(JsonChecker(json).valid());
+    CHECK(json.find("\"baseline_subject\":\"same-node\"") != std::string::npos);
+    check_cleaned_up(r);
+}
+
+TEST_CASE("--nodes 2: relay across nodes reports what crossed, and the extra hop when media crosses") {
+    auto r = run_ok({"relay", "--nodes", "2", "--pairs", "2", "--duration", "0.3", "--quiet"});
+    CHECK(value(r, "pairs") == 2);
+    REQUIRE(r.find("delivered")->baseline);
+    CHECK(*r.find("delivered")->baseline > 0);  // the same-node run
+    CHECK_FALSE(r.measured_nothing);
+    double crossed = value(r, "delivered");
+    CHECK(value(r, "node1_packets") + value(r, "node2_packets") == doctest::Approx(2 * crossed));
+    if (crossed > 0) {
+        CHECK(std::isfinite(value(r, "added_latency_p99_us")));
+        CHECK(value(r, "node1_cpu_us_per_packet") > 0);
+    } else {
+        // Before the nodes carry media to each other: 0 delivered, said clearly.
+        CHECK(std::isnan(value(r, "added_latency_p99_us")));
+        bool said = false;
+        for (const std::string& f : r.failures) said = said || f.find("cross-node relay: no media packet") == 0;
+        CHECK(said);
+    }
+    CHECK(JsonChecker(dtbench::render_json(r)).valid());
+    check_cleaned_up(r);
+}
+
+TEST_CASE("--nodes 2: idle sessions spread over the nodes, with Redis memory per user") {
+    auto r = run_ok({"idle", "--nodes", "2", "--count", "20", "--duration", "0.2", "--quiet"});
+    CHECK(value(r, "held") == 20);
+    CHECK(value(r, "node1_held") == 10);
+    CHECK(value(r, "node2_held") == 10);
+    CHECK(value(r, "node1_remote_users") == 10);
+    CHECK(value(r, "node2_remote_users") == 10);
+    CHECK(value(r, "redis_used_memory_after_bytes") > 0);
+    CHECK(std::isfinite(value(r, "redis_bytes_per_user")));
+    REQUIRE(r.find("held")->baseline);
+    CHECK(*r.find("held")->baseline == 20);
+    CHECK(r.failures.empty());
+    check_cleaned_up(r);
 }
 
 // A pid no process can have: pid_max is at most 2^22, and pids stay below it.

@@ -68,6 +68,9 @@ dtcall::Status place(const Options& o, const ProcessSettings& process, RunContex
     // the children this tool starts go to `server`.
     run.server_cpu = server;
     run.generator_cpu = generator;
+    // A cluster's nodes (and its redis-server) spread over the other CPUs.
+    for (int cpu : cpus)
+        if (cpu != generator && (!o.server_cpu || cpu == *o.server_cpu)) run.node_cpus.push_back(cpu);
     run.placement = "; generator pinned to CPU " + std::to_string(generator);
     return dtcall::Done{};
 }

@@ -103,6 +103,7 @@ public:
         // The default timer slack (50 us) would blur the pacing we promise.
         prctl(PR_SET_TIMERSLACK, 1UL);
         prepare_buffers();
+        result_.delivered_to.assign(parties_.size(), 0);
 
         std::int64_t cpu_before = own_cpu_ns();
         if (settings_.rate > 0) paced();
@@ -164,8 +165,9 @@ private:
         }
         mmsghdr& m = send_[queued_];
         m.msg_hdr = {};
-        m.msg_hdr.msg_name = const_cast<sockaddr_in*>(&shared_->relay);
-        m.msg_hdr.msg_namelen = sizeof shared_->relay;
+        const sockaddr_in& to = shared_->nodes.empty() ? shared_->relay : shared_->nodes[parties_[party].node];
+        m.msg_hdr.msg_name = const_cast<sockaddr_in*>(&to);
+        m.msg_hdr.msg_namelen = sizeof to;
         m.msg_hdr.msg_iov = &send_iov_[queued_];
         m.msg_hdr.msg_iovlen = 1;
         m.msg_hdr.msg_control = send_control_.data() + queued_ * SharedMedia::control_size();
@@ -367,6 +369,7 @@ private:
             ++result_.misrouted;
         } else {
             ++result_.delivered;
+            ++result_.delivered_to[receiver];
             result_.latency.record(arrived - sent_ns);
         }
     }

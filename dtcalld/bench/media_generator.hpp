@@ -31,12 +31,14 @@ struct MediaParty {
     int fd = -1;          // own socket, connected to the relay (not owned); -1 with a shared socket
     std::uint32_t peer;   // index of the party whose datagrams should arrive here
     std::uint32_t address = 0;  // shared socket: the party's SharedMedia number
+    std::uint32_t node = 0;     // shared socket with nodes: where it sends (SharedSocket::nodes)
 };
 
 // All parties on one SharedMedia socket (not owned).
 struct SharedSocket {
     int fd = -1;
     sockaddr_in relay{};
+    std::vector<sockaddr_in> nodes;  // --nodes: party p sends to nodes[p.node], not to relay
 };
 
 struct MediaSettings {
@@ -61,6 +63,7 @@ struct MediaResult {
     Histogram latency;                 // one-way, send -> receive, ns
     Histogram lateness;                // paced sends: actual - scheduled, ns
     std::int64_t generator_cpu_ns = 0; // our own CPU (getrusage) over the run
+    std::vector<std::uint64_t> delivered_to;  // per party: its peer's packets that reached it
     std::string error;                 // set when the run could not start
 };
 

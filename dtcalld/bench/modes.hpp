@@ -10,6 +10,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace dtbench {
 
@@ -17,6 +18,7 @@ struct RunContext {
     Options options;                   // with the mode's defaults filled in
     std::optional<int> server_cpu;     // the in-process server or forwarder child, when pinned
     std::optional<int> generator_cpu;  // this process, when pinned
+    std::vector<int> node_cpus;        // --nodes with --pin: every CPU but the generator's
     std::uint64_t open_files = 1024;   // our RLIMIT_NOFILE after raising it
     std::string placement;             // for the report title
 };
@@ -44,6 +46,12 @@ private:
     std::optional<CpuSample> start_;
     std::int64_t wall_start_ns_ = 0;
 };
+
+// --nodes N > 1: `cross` (the cluster run) with every figure of `same` (the
+// single-node run of the same load) beside it, in the comparison column
+// headed "same-node"; the notes and failures of `same` are kept, prefixed.
+// Nothing measured only when neither measured anything.
+Report beside_same_node(Report cross, const Report& same);
 
 // summary: copies `key` of a part's report into the summary as
 // PREFIX_KEY, with its baseline. A figure the part did not report shows as

@@ -114,6 +114,7 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         {"--server-key", text_into(o.server_key_file)},
         {"--users", text_into(o.users_dir)},
         {"--server-pid", optional_int_into(o.server_pid, 1, 4194304)},
+        {"--nodes", unsigned_into(o.nodes, 1, 8)},
         {"--concurrency", unsigned_into(o.concurrency, 1, 100000)},
         {"--duration", double_into(o.duration, 0.1, 86400)},
         {"--count", unsigned_into(o.count, 1, 10000000)},
@@ -208,6 +209,12 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         if (o.media_threads) return Error{"--media-threads only applies to the in-process server"};
     }
     if (o.hold_ms > 0 && o.mode != Mode::calls) return Error{"--hold only applies to the calls mode"};
+    if (o.nodes > 1) {
+        if (!o.in_process) return Error{"--nodes needs the in-process servers (it starts the cluster itself), not --host"};
+        if (o.mode == Mode::login || o.mode == Mode::baseline)
+            return Error{"--nodes applies to the calls, relay, idle and summary modes, not " +
+                         std::string(mode_name(o.mode))};
+    }
     return o;
 }
 
@@ -267,6 +274,9 @@ Server under test (default: --in-process):
   --server-key FILE     its public key file (required with --host)
   --users DIR           NAME_private.na files of its users (required with --host)
   --server-pid PID      its process, for memory and CPU figures
+  --nodes N             calls, relay, idle, summary: N in-process nodes (2-8)
+                        sharing a redis-server the bench starts; calls cross
+                        nodes, figures beside the single-node run (1)
 
 Load:
   --concurrency N       login: parallel login loops (1); idle: logins in flight (32)

@@ -27,6 +27,9 @@ struct Options {
     std::string server_key_file;
     std::string users_dir;
     std::optional<int> server_pid;
+    // In-process only: a cluster of this many nodes sharing the bench's own
+    // redis-server (calls, relay, idle, summary); 1 = the single server.
+    unsigned nodes = 1;
 
     // Load. Zero means "the mode's default" (see with_mode_defaults).
     unsigned concurrency = 0;

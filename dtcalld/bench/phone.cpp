@@ -69,6 +69,26 @@ Phone::~Phone() {
     sodium_memzero(tcp_key_.data(), tcp_key_.size());
 }
 
+const sockaddr* Phone::command_address(int& length) const {
+    if (context_.nodes.empty()) {
+        length = context_.command_length;
+        return reinterpret_cast<const sockaddr*>(&context_.command_address);
+    }
+    const PhoneContext::Endpoint& endpoint = context_.nodes[node()];
+    length = endpoint.command_length;
+    return reinterpret_cast<const sockaddr*>(&endpoint.command);
+}
+
+const sockaddr* Phone::media_address(int& length) const {
+    if (context_.nodes.empty()) {
+        length = context_.media_length;
+        return reinterpret_cast<const sockaddr*>(&context_.media_address);
+    }
+    const PhoneContext::Endpoint& endpoint = context_.nodes[node()];
+    length = endpoint.media_length;
+    return reinterpret_cast<const sockaddr*>(&endpoint.media);
+}
+
 void Phone::connect() {
     close();
     ++generation_;
@@ -81,8 +101,9 @@ void Phone::connect() {
         bufferevent_setcb(bev_, on_read, nullptr, on_event, this);
         bufferevent_enable(bev_, EV_READ | EV_WRITE);
     }
-    if (!bev_ || bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&context_.command_address),
-                                            context_.command_length) != 0) {
+    int command_length = 0;
+    const sockaddr* to = command_address(command_length);
+    if (!bev_ || bufferevent_socket_connect(bev_, const_cast<sockaddr*>(to), command_length) != 0) {
         // Reported from the loop, not from here: a listener that reconnects
         // on failure must not recurse through connect().
         deferred_failure_ = std::string("cannot connect: ") + std::strerror(errno ? errno : EIO);
@@ -256,14 +277,15 @@ dtcall::Status Phone::open_media() {
         if (media_event_) event_add(media_event_, nullptr);
         return dtcall::Done{};
     }
-    auto* server = reinterpret_cast<const sockaddr*>(&context_.media_address);
+    int media_length = 0;
+    const sockaddr* server = media_address(media_length);
     media_fd_ = ::socket(server->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (media_fd_ < 0) return dtcall::Error{std::string("cannot open a UDP socket: ") + std::strerror(errno)};
     // Room for bursts at open-loop rates, so that loss is the relay's, not ours.
     int buffer_size = 1 << 20;
     setsockopt(media_fd_, SOL_SOCKET, SO_RCVBUF, &buffer_size, sizeof buffer_size);
     // Connected: sends need no address, and only the server's datagrams arrive.
-    if (::connect(media_fd_, server, socklen_t(context_.media_length)) != 0) {
+    if (::connect(media_fd_, server, socklen_t(media_length)) != 0) {
         int err = errno;
         close_media();
         return dtcall::Error{std::string("cannot aim the UDP socket at the server: ") + std::strerror(err)};

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <ctime>
 #include <string>
 #include <string_view>
@@ -74,6 +75,16 @@ struct PhoneContext {
     // Set: phones send media from this shared socket (party = phone index)
     // and the owner passes them their datagrams (Phone::media_input).
     SharedMedia* shared_media = nullptr;
+    // --nodes: phone i talks to nodes[node_of(i)], TCP and UDP alike (a
+    // client talks to one node); empty: every phone uses the addresses above.
+    struct Endpoint {
+        sockaddr_storage command{};
+        int command_length = 0;
+        sockaddr_storage media{};
+        int media_length = 0;
+    };
+    std::vector<Endpoint> nodes;
+    std::function<std::size_t(std::size_t phone)> node_of;
 };
 
 // Fills the addresses from a host literal and ports; the error names `flag`.
@@ -109,6 +120,7 @@ public:
     State state() const { return state_; }
     bool logged_in() const { return state_ == State::logged_in; }
     std::size_t index() const { return index_; }
+    std::size_t node() const { return context_.nodes.empty() ? 0 : context_.node_of(index_); }
     const BenchUser& user() const { return user_; }
     // When the current connection attempt began (login latency).
     std::chrono::steady_clock::time_point connect_started() const { return connect_started_; }
@@ -127,6 +139,8 @@ private:
     void send_text(std::string_view text);
     void send_registration();
     void fail(const std::string& why);
+    const sockaddr* command_address(int& length) const;
+    const sockaddr* media_address(int& length) const;
 
     PhoneContext& context_;
     const BenchUser& user_;

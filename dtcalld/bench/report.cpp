@@ -101,7 +101,7 @@ std::string render_table(const Report& report) {
     bool compared = report.compared();
     const std::size_t column = 14;
     out << "  " << pad_right("", label_width) << "  " << pad_right("", 6) << pad_left(report.subject, column);
-    if (compared) out << pad_left("baseline", column) << pad_left("ratio", 9);
+    if (compared) out << pad_left(report.baseline_subject, column) << pad_left("ratio", 9);
     out << "\n";
     for (auto& m : report.metrics) {
         out << "  " << pad_right(m.label, label_width) << "  " << pad_right(m.unit, 6)
@@ -127,6 +127,7 @@ std::string render_json(const Report& report) {
     std::ostringstream out;
     out << "{\"tool\":\"dtcall-bench\",\"version\":" << json_string(dtcall::version())
         << ",\"mode\":" << json_string(report.mode) << ",\"subject\":" << json_string(report.subject)
+        << ",\"baseline_subject\":" << json_string(report.baseline_subject)
         << ",\"title\":" << json_string(report.title) << ",\"parameters\":{";
     for (std::size_t i = 0; i < report.parameters.size(); ++i) {
         const Parameter& p = report.parameters[i];

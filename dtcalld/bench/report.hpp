@@ -17,7 +17,8 @@ struct Metric {
     std::string label;  // table row
     std::string unit;
     double value = 0;
-    std::optional<double> baseline;  // the same figure through the baseline forwarder
+    // The same figure through the baseline forwarder, or (--nodes) on one node.
+    std::optional<double> baseline;
     int decimals = 1;
 };
 
@@ -31,6 +32,7 @@ struct Report {
     std::string mode;
     std::string title;    // first table line
     std::string subject = "dtcalld";
+    std::string baseline_subject = "baseline";  // the comparison column: "same-node" with --nodes
     std::vector<Parameter> parameters;
     std::vector<Metric> metrics;
     std::vector<std::string> notes;

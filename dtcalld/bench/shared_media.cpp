@@ -80,6 +80,11 @@ dtcall::Status SharedMedia::open(const sockaddr_in& relay) {
     return dtcall::Done{};
 }
 
+void SharedMedia::aim_parties(std::vector<sockaddr_in> relays, std::function<std::size_t(std::size_t)> node_of) {
+    relays_ = std::move(relays);
+    node_of_ = std::move(node_of);
+}
+
 dtcall::Status SharedMedia::watch(event_base* base, Receiver receiver) {
     receiver_ = std::move(receiver);
     buffer_.resize(65536);
@@ -96,8 +101,9 @@ bool SharedMedia::send_from(std::size_t party, const std::uint8_t* data, std::si
     alignas(cmsghdr) unsigned char control[64];
     iovec iov{const_cast<std::uint8_t*>(data), size};
     msghdr message{};
-    message.msg_name = &relay_;
-    message.msg_namelen = sizeof relay_;
+    sockaddr_in to = relay_of(party);
+    message.msg_name = &to;
+    message.msg_namelen = sizeof to;
     message.msg_iov = &iov;
     message.msg_iovlen = 1;
     message.msg_control = control;

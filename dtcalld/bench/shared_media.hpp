@@ -41,6 +41,11 @@ public:
 
     // Binds the socket and aims it at `relay` (an IPv4 address).
     dtcall::Status open(const sockaddr_in& relay);
+    // --nodes: party i sends to relays[node_of(i)] instead (its own node).
+    void aim_parties(std::vector<sockaddr_in> relays, std::function<std::size_t(std::size_t party)> node_of);
+    const sockaddr_in& relay_of(std::size_t party) const {
+        return relays_.empty() ? relay_ : relays_[node_of_(party)];
+    }
     // Reads datagrams from the loop and hands each to `receiver` (setup:
     // registration acks). stop_events() before a generator takes the socket.
     dtcall::Status watch(event_base* base, Receiver receiver);
@@ -53,6 +58,7 @@ public:
 
     int fd() const { return fd_; }
     const sockaddr_in& relay() const { return relay_; }
+    const std::vector<sockaddr_in>& relays() const { return relays_; }
     // The party's source address (network byte order), and back.
     static in_addr address_of(std::size_t party);
     // ~0 when `address` is not one of ours.
@@ -70,6 +76,8 @@ private:
 
     int fd_ = -1;
     sockaddr_in relay_{};
+    std::vector<sockaddr_in> relays_;
+    std::function<std::size_t(std::size_t)> node_of_;
     event* event_ = nullptr;
     Receiver receiver_;
     std::vector<std::uint8_t> buffer_;
