@@ -357,10 +357,9 @@ TEST_CASE("a node killed with SIGKILL: its users look offline to the survivor wi
     CHECK_FALSE(alice.heard_since(mark, "available|bob"));
 }
 
-// Needs the lost-node handling in the Server (ClusterLink::Host::node_lost),
-// which is being written beside this branch: without it the survivor's call
-// waits for its peer until call_grace. Remove the skip once it has landed.
-TEST_CASE("a node killed mid-call: the call ends for the survivor within ttl + a few seconds" * doctest::skip()) {
+// The lost-node handling (ClusterLink::Host::node_lost): without it the
+// survivor's call would wait for its peer until call_grace.
+TEST_CASE("a node killed mid-call: the call ends for the survivor within ttl + a few seconds") {
     SharedFiles shared;
     TempDir redis_dir;
     RedisServer redis(redis_dir.path);

@@ -44,9 +44,16 @@ while [ $# -gt 0 ]; do
 done
 
 # --check picks its ports from its pid, so that two checks at once (a CI
-# running tests in parallel) do not meet.
+# running tests in parallel) seldom meet, below the kernel's ephemeral range
+# (32768-60999: sockets bound to port 0 get those); and when a port is taken
+# anyway it tries again with others (CHECK_ATTEMPT counts, up to 3).
+attempt=${CHECK_ATTEMPT:-1}
 if [ -z "$base_port" ]; then
-    if [ "$mode" = check ]; then base_port=$((20000 + ($$ % 100) * 300)); else base_port=20000; fi
+    if [ "$mode" = check ]; then
+        base_port=$((10000 + (($$ + attempt * 7) % 70) * 300))
+    else
+        base_port=20000
+    fi
 fi
 
 # The state directory: fixed by default so that `stop` finds it from another
@@ -219,6 +226,12 @@ all_in_redis() {
 }
 
 fail_and_stop() {
+    if [ "$mode" = check ] && [ "$attempt" -lt 3 ] && cat "$dir"/node*/log/*.log 2>/dev/null | grep -q "already in use"; then
+        say "a port of $base_port-$((base_port + 203)) is taken; trying other ports"
+        stop_all
+        rm -rf "$dir"
+        CHECK_ATTEMPT=$((attempt + 1)) exec "$0" --check ${build:+--build "$build"}
+    fi
     say "FAILED: $*"
     for node in $nodes; do
         echo "--- $node log (last lines):" >&2
