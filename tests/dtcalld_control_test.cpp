@@ -196,16 +196,27 @@ TEST_CASE("users as a table and as JSON") {
     users[1].address = "[::1]:6000";
     users[1].since = noon;
     CHECK(format_users(users, noon, false) ==
-          "USER   ADDRESS         SINCE                CALL\n"
-          "alice  127.0.0.1:5000  2024-05-01 11:58:30  in_call bob\n"
-          "carol  [::1]:6000      2024-05-01 12:00:00  -\n");
+          "USER   NODE  ADDRESS         SINCE                CALL\n"
+          "alice  -     127.0.0.1:5000  2024-05-01 11:58:30  in_call bob\n"
+          "carol  -     [::1]:6000      2024-05-01 12:00:00  -\n");
     CHECK(format_users(users, noon, true) ==
-          "{\"users\":[{\"user\":\"alice\",\"address\":\"127.0.0.1:5000\",\"since\":\"2024-05-01T11:58:30Z\","
-          "\"online_seconds\":90,\"phase\":\"in_call\",\"peer\":\"bob\"},"
-          "{\"user\":\"carol\",\"address\":\"[::1]:6000\",\"since\":\"2024-05-01T12:00:00Z\","
+          "{\"users\":[{\"user\":\"alice\",\"node\":null,\"address\":\"127.0.0.1:5000\","
+          "\"since\":\"2024-05-01T11:58:30Z\",\"online_seconds\":90,\"phase\":\"in_call\",\"peer\":\"bob\"},"
+          "{\"user\":\"carol\",\"node\":null,\"address\":\"[::1]:6000\",\"since\":\"2024-05-01T12:00:00Z\","
           "\"online_seconds\":0,\"phase\":\"idle\",\"peer\":null}]}\n");
-    CHECK(format_users({}, noon, false) == "USER  ADDRESS  SINCE  CALL\n");
+    CHECK(format_users({}, noon, false) == "USER  NODE  ADDRESS  SINCE  CALL\n");
     CHECK(format_users({}, noon, true) == "{\"users\":[]}\n");
+
+    // In a cluster: the node each user is logged in on.
+    users[0].node = "node1";
+    users[1].node = "eu-west-2";
+    CHECK(format_users(users, noon, false) ==
+          "USER   NODE       ADDRESS         SINCE                CALL\n"
+          "alice  node1      127.0.0.1:5000  2024-05-01 11:58:30  in_call bob\n"
+          "carol  eu-west-2  [::1]:6000      2024-05-01 12:00:00  -\n");
+    std::string json = format_users(users, noon, true);
+    CHECK(json.find("{\"user\":\"alice\",\"node\":\"node1\",\"address\":") != std::string::npos);
+    CHECK(json.find("{\"user\":\"carol\",\"node\":\"eu-west-2\",\"address\":") != std::string::npos);
 }
 
 TEST_CASE("calls as a table and as JSON") {
@@ -216,17 +227,33 @@ TEST_CASE("calls as a table and as JSON") {
     ringing.rung_at = noon - 2s;
     std::vector<dtcall::CallInfo> calls{sample_call(), ringing};
     CHECK(format_calls(calls, noon, false) ==
-          "CALLER  CALLEE  PHASE    DURATION  PACKETS  BYTES        GAP(ms)  MOVES\n"
-          "alice   bob     in_call  1m02s     250/248  32000/31744  40/60    0/1\n"
-          "carol   dave    ringing  -         0/0      0/0          0/0      0/0\n");
+          "CALLER  CALLEE  NODE  PHASE    DURATION  PACKETS  BYTES        GAP(ms)  MOVES\n"
+          "alice   bob     -     in_call  1m02s     250/248  32000/31744  40/60    0/1\n"
+          "carol   dave    -     ringing  -         0/0      0/0          0/0      0/0\n");
     CHECK(format_calls({sample_call()}, noon, true) ==
-          "{\"calls\":[{\"caller\":\"alice\",\"callee\":\"bob\",\"phase\":\"in_call\","
+          "{\"calls\":[{\"caller\":\"alice\",\"callee\":\"bob\",\"caller_node\":null,\"callee_node\":null,"
+          "\"phase\":\"in_call\","
           "\"rung_at\":\"2024-05-01T11:58:55Z\",\"started_at\":\"2024-05-01T11:58:58Z\",\"duration_ms\":62000,"
           "\"caller_to_callee\":{\"packets\":250,\"bytes\":32000,\"longest_gap_ms\":40},"
           "\"callee_to_caller\":{\"packets\":248,\"bytes\":31744,\"longest_gap_ms\":60},"
           "\"caller_media\":{\"address\":\"127.0.0.1:40000\",\"moves\":0},"
           "\"callee_media\":{\"address\":\"127.0.0.1:40002\",\"moves\":1}}]}\n");
     CHECK(format_calls({ringing}, noon, true).find("\"started_at\":null,\"duration_ms\":0") != std::string::npos);
+
+    // In a cluster: the caller's node / the callee's node.
+    calls[0].caller_node = "node1";
+    calls[0].callee_node = "node2";
+    calls[1].caller_node = "node3";
+    calls[1].callee_node = "node3";
+    CHECK(format_calls(calls, noon, false) ==
+          "CALLER  CALLEE  NODE         PHASE    DURATION  PACKETS  BYTES        GAP(ms)  MOVES\n"
+          "alice   bob     node1/node2  in_call  1m02s     250/248  32000/31744  40/60    0/1\n"
+          "carol   dave    node3/node3  ringing  -         0/0      0/0          0/0      0/0\n");
+    CHECK(format_calls({calls[0]}, noon, true).find(
+              "{\"caller\":\"alice\",\"callee\":\"bob\",\"caller_node\":\"node1\",\"callee_node\":\"node2\","
+              "\"phase\":") != std::string::npos);
+    calls[1].callee_node.clear();  // not expected, but readable
+    CHECK(format_calls({calls[1]}, noon, false).find("node3/-  ") != std::string::npos);
 }
 
 TEST_CASE("messages of the actions") {

@@ -295,11 +295,13 @@ TEST_CASE("dtcall-ctl: status, users, calls, end, kick, reload, log-reopen, as t
     CHECK(by_name["bob"]["peer"].str() == "alice");
     CHECK(by_name["carol"]["phase"].str() == "idle");
     CHECK(by_name["carol"]["peer"].is_null());
+    CHECK(by_name["alice"]["node"].is_null());  // a single node
     CHECK(by_name["alice"]["address"].str().rfind("127.0.0.1:", 0) == 0);
     CHECK(by_name["alice"]["since"].str().size() == 20);  // YYYY-MM-DDTHH:MM:SSZ
     Ctl users_table = ctl(d, {"users"});
     CHECK(users_table.status == 0);
     CHECK(users_table.out.rfind("USER ", 0) == 0);
+    CHECK(contains(users_table.out, " NODE "));
     CHECK(contains(users_table.out, "in_call bob\n"));
     CHECK(contains(users_table.out, "in_call alice\n"));
 
@@ -309,6 +311,8 @@ TEST_CASE("dtcall-ctl: status, users, calls, end, kick, reload, log-reopen, as t
     CHECK(call["caller"].str() == "alice");
     CHECK(call["callee"].str() == "bob");
     CHECK(call["phase"].str() == "in_call");
+    CHECK(call["caller_node"].is_null());
+    CHECK(call["callee_node"].is_null());
     CHECK(call["duration_ms"].num() >= 0);
     CHECK_FALSE(call["started_at"].is_null());
     CHECK(call["caller_to_callee"]["packets"].num() == 12);
@@ -322,7 +326,7 @@ TEST_CASE("dtcall-ctl: status, users, calls, end, kick, reload, log-reopen, as t
     CHECK(call["callee_media"]["moves"].num() == 0);
     Ctl calls_table = ctl(d, {"calls"});
     CHECK(calls_table.status == 0);
-    CHECK(calls_table.out.rfind("CALLER ", 0) == 0);
+    CHECK(calls_table.out.rfind("CALLER  CALLEE  NODE ", 0) == 0);
     CHECK(contains(calls_table.out, " 12/12 "));
 
     // Errors carry the library's message, one line, exit 1.
@@ -433,7 +437,7 @@ TEST_CASE("the control socket: bad and oversized requests, too many connections,
         CHECK(answer == "error request without a final newline\n");
     }
     // One request per connection: the second line is not read.
-    CHECK(raw_request(d.control, "users\nstatus\n") == "ok\nUSER  ADDRESS  SINCE  CALL\n");
+    CHECK(raw_request(d.control, "users\nstatus\n") == "ok\nUSER  NODE  ADDRESS  SINCE  CALL\n");
     // A client that sends nothing is closed after 5 s (not waited for here);
     // four silent ones hold every slot, a fifth is told so and closed.
     std::vector<int> idle;

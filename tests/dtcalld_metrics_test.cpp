@@ -148,6 +148,71 @@ TEST_CASE("render_metrics: exact lines of every family") {
     CHECK(text.back() == '\n');
 }
 
+TEST_CASE("render_metrics: a single node has no dtcall_cluster_* family; a cluster node has all, exact lines") {
+    MetricsSnapshot s = sample_snapshot();
+    CHECK(render_metrics(s).find("dtcall_cluster_") == std::string::npos);
+
+    s.server.node_packets_sent = 500;
+    s.server.node_packets_received = 400;
+    s.server.node_packets_forged = 3;
+    s.server.node_packets_dropped = 7;
+    dtcall::cluster::ClusterStats c;
+    c.commands_connected = true;
+    c.subscriber_connected = true;
+    c.round_trips.observe(80us);
+    c.round_trips.observe(300us);
+    c.round_trips.observe(2ms);
+    c.round_trips.observe(3s);
+    c.commands_sent = 42;
+    c.remote_users = 12;
+    c.nodes = 2;
+    c.control.accepted = 30;
+    c.control.malformed = 1;
+    c.control.forged = 2;
+    c.control.replayed = 3;
+    c.control.stale = 4;
+    c.control.too_many = 5;
+    s.cluster = c;
+    std::string text = render_metrics(s);
+    const char* lines[] = {
+        "# TYPE dtcall_cluster_redis_connected gauge",
+        "dtcall_cluster_redis_connected 1",
+        "# HELP dtcall_cluster_redis_round_trip_seconds Time from sending a Redis command to its reply.",
+        "# TYPE dtcall_cluster_redis_round_trip_seconds histogram",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"0.0001\"} 1",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"0.00025\"} 1",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"0.0005\"} 2",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"0.001\"} 2",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"0.0025\"} 3",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"1\"} 3",
+        "dtcall_cluster_redis_round_trip_seconds_bucket{le=\"+Inf\"} 4",
+        "dtcall_cluster_redis_round_trip_seconds_count 4",
+        "# TYPE dtcall_cluster_redis_commands_total counter",
+        "dtcall_cluster_redis_commands_total 42",
+        "dtcall_cluster_nodes 2",
+        "dtcall_cluster_remote_users 12",
+        "dtcall_cluster_control_messages_total 30",
+        "dtcall_cluster_node_packets_total{direction=\"sent\"} 500",
+        "dtcall_cluster_node_packets_total{direction=\"received\"} 400",
+        "dtcall_cluster_forged_total{leg=\"media\"} 3",
+        "dtcall_cluster_forged_total{leg=\"control\"} 2",
+        "dtcall_cluster_dropped_total{leg=\"media\",reason=\"other\"} 7",
+        "dtcall_cluster_dropped_total{leg=\"control\",reason=\"malformed\"} 1",
+        "dtcall_cluster_dropped_total{leg=\"control\",reason=\"replayed\"} 3",
+        "dtcall_cluster_dropped_total{leg=\"control\",reason=\"stale\"} 4",
+        "dtcall_cluster_dropped_total{leg=\"control\",reason=\"too_many\"} 5",
+    };
+    for (const char* line : lines) CHECK_MESSAGE(has_line(text, line), line << "\n---\n" << text);
+    // 3.00238 give or take the last binary digit.
+    CHECK(text.find("\ndtcall_cluster_redis_round_trip_seconds_sum 3.0023") != std::string::npos);
+    CHECK(count_of(text, "# HELP ") == count_of(text, "# TYPE "));
+    test_support::check_with_promtool(text);
+
+    c.subscriber_connected = false;  // one link down is enough to be cut off
+    s.cluster = c;
+    CHECK(has_line(render_metrics(s), "dtcall_cluster_redis_connected 0"));
+}
+
 TEST_CASE("render_metrics: a fresh server has every labelled series at 0, and passes promtool") {
     MetricsSnapshot fresh;
     fresh.version = "0.1.0";
@@ -176,6 +241,10 @@ TEST_CASE("format_value: integers plainly, fractions shortest") {
     CHECK(format_value(0.25) == "0.25");
     CHECK(format_value(2.5) == "2.5");
     CHECK(format_value(1732450000.5) == "1732450000.5");
+    CHECK(format_value(0.0001) == "0.0001");  // not 1e-04: a bucket's le label
+    CHECK(format_value(0.00025) == "0.00025");
+    CHECK(format_value(1e30) == "1e+30");
+    CHECK(format_value(-0.5) == "-0.5");
 }
 
 TEST_CASE("MetricsObserver counts end reasons, login failures and setup of started calls only") {

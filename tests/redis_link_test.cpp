@@ -87,6 +87,30 @@ RedisReply call(Loop& loop, RedisLink& link, const std::vector<std::string>& arg
 
 }  // namespace
 
+TEST_CASE("the round-trip histogram: each time in the first bucket whose bound it does not exceed") {
+    using dtcall::cluster::RoundTripHistogram;
+    using dtcall::cluster::round_trip_bounds;
+    RoundTripHistogram h;
+    CHECK(h.count == 0);
+    h.observe(0us);      // 0: the first bucket
+    h.observe(100us);    // exactly 0.0001: still the first (le)
+    h.observe(101us);    // 0.00025
+    h.observe(3ms);      // 0.005
+    h.observe(1s);       // exactly the last bound
+    h.observe(2500ms);   // over every bound: counted, in no bucket
+    h.observe(-5us);     // a clock that went back: 0
+    CHECK(h.buckets[0] == 3);
+    CHECK(h.buckets[1] == 1);
+    CHECK(round_trip_bounds[5] == 0.005);
+    CHECK(h.buckets[5] == 1);
+    CHECK(h.buckets[round_trip_bounds.size() - 1] == 1);
+    std::uint64_t in_buckets = 0;
+    for (std::uint64_t b : h.buckets) in_buckets += b;
+    CHECK(in_buckets == 6);
+    CHECK(h.count == 7);
+    CHECK(h.sum_seconds == doctest::Approx(0.0001 + 0.000101 + 0.003 + 1 + 2.5));
+}
+
 TEST_CASE("a command round trip: status, string (binary), integer, nil, error, array") {
     test_support::TempDir dir;
     test_support::RedisServer redis(dir.path);
@@ -123,6 +147,15 @@ TEST_CASE("a command round trip: status, string (binary), integer, nil, error, a
     REQUIRE(loop.run_until([&] { return seen.size() == 100; }));
     CHECK(seen.front() == 1);
     CHECK(seen.back() == 100);
+    // Every answered command was timed (the error reply too): 7 one by one, 100 at once.
+    const auto& times = link.round_trips();
+    CHECK(times.count == 107);
+    CHECK(times.sum_seconds > 0);
+    CHECK(times.sum_seconds < 107 * 5.0);  // each within run_until's limit
+    std::uint64_t in_buckets = 0;
+    for (std::uint64_t b : times.buckets) in_buckets += b;
+    CHECK(in_buckets > 0);  // those over 1 s (a very loaded machine) are in count only
+    CHECK(in_buckets <= 107);
     link.stop();
     CHECK(link.state() == RedisLink::State::stopped);
 }
@@ -234,6 +267,7 @@ TEST_CASE("a command in flight when Redis goes: its handler gets 'lost'; stop() 
         redis.stop();
         REQUIRE(loop.run_until([&] { return reply.has_value(); }));
         CHECK(reply->type == RedisReply::Type::lost);
+        CHECK(link.round_trips().count == 0);  // a lost command has no round trip
     }
     REQUIRE(redis.start() == "");
     bool called = false;

@@ -46,6 +46,16 @@ milliseconds call_duration(const dtcall::CallInfo& call, TimePoint now) {
 
 std::string number(std::uint64_t n) { return std::to_string(n); }
 
+// Empty (a single node, no peer) is null in JSON and "-" in tables.
+std::string json_or_null(const std::string& text) { return text.empty() ? "null" : json_string(text); }
+std::string cell(const std::string& text) { return text.empty() ? "-" : text; }
+
+// "node1/node2" (caller's/callee's), "-" on a single node.
+std::string nodes_cell(const dtcall::CallInfo& call) {
+    if (call.caller_node.empty() && call.callee_node.empty()) return "-";
+    return cell(call.caller_node) + "/" + cell(call.callee_node);
+}
+
 std::string flow_json(const dtcall::MediaFlow& flow) {
     return "{\"packets\":" + number(flow.packets) + ",\"bytes\":" + number(flow.bytes) +
            ",\"longest_gap_ms\":" + std::to_string(flow.longest_gap.count()) + "}";
@@ -58,7 +68,8 @@ std::string endpoint_json(const dtcall::MediaEndpoint& endpoint) {
 std::string call_json(const dtcall::CallInfo& call, TimePoint now) {
     std::string started_at = started(call) ? json_string(utc_time(call.started_at)) : "null";
     return "{\"caller\":" + json_string(call.caller) + ",\"callee\":" + json_string(call.callee) +
-           ",\"phase\":" + json_string(phase_name(call.phase)) + ",\"rung_at\":" +
+           ",\"caller_node\":" + json_or_null(call.caller_node) + ",\"callee_node\":" +
+           json_or_null(call.callee_node) + ",\"phase\":" + json_string(phase_name(call.phase)) + ",\"rung_at\":" +
            json_string(utc_time(call.rung_at)) + ",\"started_at\":" + started_at +
            ",\"duration_ms\":" + std::to_string(call_duration(call, now).count()) +
            ",\"caller_to_callee\":" + flow_json(call.caller_to_callee) +
@@ -148,19 +159,19 @@ std::string format_users(const std::vector<dtcall::OnlineUser>& users, TimePoint
         std::string out = "{\"users\":[";
         for (std::size_t i = 0; i < users.size(); ++i) {
             const dtcall::OnlineUser& u = users[i];
-            std::string peer = u.peer.empty() ? "null" : json_string(u.peer);
-            out += (i ? "," : "") + std::string("{\"user\":") + json_string(u.user) + ",\"address\":" +
+            out += (i ? "," : "") + std::string("{\"user\":") + json_string(u.user) + ",\"node\":" +
+                   json_or_null(u.node) + ",\"address\":" +
                    json_string(u.address) + ",\"since\":" + json_string(utc_time(u.since)) +
                    ",\"online_seconds\":" +
                    std::to_string(std::max<long long>(0, duration_cast<std::chrono::seconds>(now - u.since).count())) +
-                   ",\"phase\":" + json_string(phase_name(u.phase)) + ",\"peer\":" + peer + "}";
+                   ",\"phase\":" + json_string(phase_name(u.phase)) + ",\"peer\":" + json_or_null(u.peer) + "}";
         }
         return out + "]}\n";
     }
-    std::vector<Row> rows{{"USER", "ADDRESS", "SINCE", "CALL"}};
+    std::vector<Row> rows{{"USER", "NODE", "ADDRESS", "SINCE", "CALL"}};
     for (const dtcall::OnlineUser& u : users) {
         std::string call = u.peer.empty() ? "-" : std::string(phase_name(u.phase)) + " " + u.peer;
-        rows.push_back({u.user, u.address, local_time(u.since), call});
+        rows.push_back({u.user, cell(u.node), u.address, local_time(u.since), call});
     }
     return table(rows);
 }
@@ -171,10 +182,10 @@ std::string format_calls(const std::vector<dtcall::CallInfo>& calls, TimePoint n
         for (std::size_t i = 0; i < calls.size(); ++i) out += (i ? "," : "") + call_json(calls[i], now);
         return out + "]}\n";
     }
-    // Pairs are "caller->callee/callee->caller"; moves "caller/callee".
-    std::vector<Row> rows{{"CALLER", "CALLEE", "PHASE", "DURATION", "PACKETS", "BYTES", "GAP(ms)", "MOVES"}};
+    // Pairs are "caller->callee/callee->caller"; nodes and moves "caller/callee".
+    std::vector<Row> rows{{"CALLER", "CALLEE", "NODE", "PHASE", "DURATION", "PACKETS", "BYTES", "GAP(ms)", "MOVES"}};
     for (const dtcall::CallInfo& c : calls) {
-        rows.push_back({c.caller, c.callee, phase_name(c.phase),
+        rows.push_back({c.caller, c.callee, nodes_cell(c), phase_name(c.phase),
                         started(c) ? format_duration(call_duration(c, now)) : "-",
                         number(c.caller_to_callee.packets) + "/" + number(c.callee_to_caller.packets),
                         number(c.caller_to_callee.bytes) + "/" + number(c.callee_to_caller.bytes),

@@ -1,7 +1,9 @@
 // What the control socket answers, as text: human tables (columns padded,
 // a header row) or one JSON document. Pure: the figures and "now" come in as
 // arguments, so tests give fixed ones. Times are local in tables
-// ("YYYY-MM-DD HH:MM:SS") and UTC in JSON ("YYYY-MM-DDTHH:MM:SSZ").
+// ("YYYY-MM-DD HH:MM:SS") and UTC in JSON ("YYYY-MM-DDTHH:MM:SSZ"). The
+// nodes (OnlineUser::node, CallInfo::caller_node/callee_node) are always
+// shown: "-" in tables and null in JSON on a single node.
 #pragma once
 
 #include <dtcall/events.hpp>

@@ -15,4 +15,11 @@ MetricsSnapshot collect(const dtcall::Server& server, const MetricsObserver& obs
     return snapshot;
 }
 
+MetricsSnapshot collect(const dtcall::Server& server, const MetricsObserver& observer,
+                        const dtcall::cluster::ClusterStats& cluster) {
+    MetricsSnapshot snapshot = collect(server, observer);
+    snapshot.cluster = cluster;
+    return snapshot;
+}
+
 }  // namespace dtcalld::metrics

@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <initializer_list>
+#include <string_view>
 
 namespace dtcalld::metrics {
 namespace {
@@ -22,31 +24,46 @@ public:
         out_ += type;
         out_ += '\n';
     }
-    void sample(const char* name, std::uint64_t value) { line(name, "", "", std::to_string(value)); }
+    void sample(const char* name, std::uint64_t value) { line(name, {}, std::to_string(value)); }
     void sample(const char* name, const char* label, const std::string& label_value, std::uint64_t value) {
-        line(name, label, label_value, std::to_string(value));
+        line(name, {{label, label_value}}, std::to_string(value));
     }
     void sample(const char* name, const char* label, const std::string& label_value, const std::string& value) {
-        line(name, label, label_value, value);
+        line(name, {{label, label_value}}, value);
     }
-    void sample(const char* name, const std::string& value) { line(name, "", "", value); }
+    void sample(const char* name, const std::string& value) { line(name, {}, value); }
+    // Two labels: dtcall_cluster_dropped_total{leg="control",reason="stale"}.
+    void sample(const char* name, const char* label, const std::string& label_value, const char* label2,
+                const std::string& label2_value, std::uint64_t value) {
+        line(name, {{label, label_value}, {label2, label2_value}}, std::to_string(value));
+    }
 
 private:
+    struct Label {
+        const char* name;
+        std::string_view value;
+    };
+
     // Label values here are our own names and the version string: escape
     // what the format requires anyway (\, " and newline).
-    void line(const char* name, const char* label, const std::string& label_value, const std::string& value) {
+    void line(const char* name, std::initializer_list<Label> labels, const std::string& value) {
         out_ += name;
-        if (*label != '\0') {
-            out_ += '{';
-            out_ += label;
-            out_ += "=\"";
-            for (char c : label_value) {
-                if (c == '\\') out_ += "\\\\";
-                else if (c == '"') out_ += "\\\"";
-                else if (c == '\n') out_ += "\\n";
-                else out_ += c;
+        if (labels.size() != 0) {
+            char separator = '{';
+            for (const Label& label : labels) {
+                out_ += separator;
+                out_ += label.name;
+                out_ += "=\"";
+                for (char c : label.value) {
+                    if (c == '\\') out_ += "\\\\";
+                    else if (c == '"') out_ += "\\\"";
+                    else if (c == '\n') out_ += "\\n";
+                    else out_ += c;
+                }
+                out_ += '"';
+                separator = ',';
             }
-            out_ += "\"}";
+            out_ += '}';
         }
         out_ += ' ';
         out_ += value;
@@ -55,6 +72,23 @@ private:
 
     std::string& out_;
 };
+
+// A histogram family from per-bound (not cumulative) bucket counts; `count`
+// includes what is over the last bound.
+template <std::size_t N>
+void histogram(Writer& w, const std::string& name, const char* help, const std::array<double, N>& bounds,
+               const std::array<std::uint64_t, N>& buckets, std::uint64_t count, double sum_seconds) {
+    const std::string bucket = name + "_bucket";
+    w.family(name.c_str(), "histogram", help);
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < N; ++i) {
+        cumulative += buckets[i];
+        w.sample(bucket.c_str(), "le", format_value(bounds[i]), cumulative);
+    }
+    w.sample(bucket.c_str(), "le", "+Inf", count);
+    w.sample((name + "_sum").c_str(), format_value(sum_seconds));
+    w.sample((name + "_count").c_str(), count);
+}
 
 void server_gauges(Writer& w, const dtcall::ServerStats& s) {
     w.family("dtcall_connections", "gauge", "Command connections open, logged in or not.");
@@ -83,15 +117,8 @@ void logins_and_calls(Writer& w, const dtcall::ServerStats& s, const ObservedCou
         w.sample("dtcall_calls_total", "end_reason", metrics_label(dtcall::to_string(end_reasons[i])),
                  o.calls_ended[i]);
     }
-    w.family("dtcall_call_setup_seconds", "histogram", "Time from call to start, of calls that started.");
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < setup_bounds.size(); ++i) {
-        cumulative += o.setup.buckets[i];
-        w.sample("dtcall_call_setup_seconds_bucket", "le", format_value(setup_bounds[i]), cumulative);
-    }
-    w.sample("dtcall_call_setup_seconds_bucket", "le", "+Inf", o.setup.count);
-    w.sample("dtcall_call_setup_seconds_sum", format_value(o.setup.sum_seconds));
-    w.sample("dtcall_call_setup_seconds_count", o.setup.count);
+    histogram(w, "dtcall_call_setup_seconds", "Time from call to start, of calls that started.", setup_bounds,
+              o.setup.buckets, o.setup.count, o.setup.sum_seconds);
     w.family("dtcall_commands_replayed_total", "counter", "Command frames seen before, or too old (dropped).");
     w.sample("dtcall_commands_replayed_total", s.commands_replayed);
 }
@@ -124,6 +151,41 @@ void limit_hits(Writer& w, const dtcall::ServerStats& s) {
     for (dtcall::Limit limit : limits) {
         w.sample("dtcall_limit_hits_total", "limit", metrics_label(dtcall::to_string(limit)), s.limit_hit(limit));
     }
+}
+
+// Only on a cluster node. Media is the node-to-node leg (ServerStats'
+// node_packets_*), control the messages received through Redis.
+void cluster(Writer& w, const dtcall::cluster::ClusterStats& c, const dtcall::ServerStats& s) {
+    w.family("dtcall_cluster_redis_connected", "gauge",
+             "1 when both Redis links (commands and subscriber) are up, else 0: the node is cut off.");
+    w.sample("dtcall_cluster_redis_connected", std::uint64_t{c.redis_connected() ? 1u : 0u});
+    histogram(w, "dtcall_cluster_redis_round_trip_seconds", "Time from sending a Redis command to its reply.",
+              dtcall::cluster::round_trip_bounds, c.round_trips.buckets, c.round_trips.count,
+              c.round_trips.sum_seconds);
+    w.family("dtcall_cluster_redis_commands_total", "counter", "Redis commands sent.");
+    w.sample("dtcall_cluster_redis_commands_total", c.commands_sent);
+    w.family("dtcall_cluster_nodes", "gauge", "Other nodes of the cluster known to this one.");
+    w.sample("dtcall_cluster_nodes", c.nodes);
+    w.family("dtcall_cluster_remote_users", "gauge", "Users online on the other nodes, as this node knows them.");
+    w.sample("dtcall_cluster_remote_users", c.remote_users);
+    w.family("dtcall_cluster_control_messages_total", "counter",
+             "Control messages received through Redis and accepted.");
+    w.sample("dtcall_cluster_control_messages_total", c.control.accepted);
+    w.family("dtcall_cluster_node_packets_total", "counter",
+             "Media datagrams on the node-to-node leg: sent on to another node, received and sent on to a user.");
+    w.sample("dtcall_cluster_node_packets_total", "direction", "sent", s.node_packets_sent);
+    w.sample("dtcall_cluster_node_packets_total", "direction", "received", s.node_packets_received);
+    w.family("dtcall_cluster_forged_total", "counter",
+             "From other nodes with a tag that does not verify (dropped), by leg: media datagrams, control messages.");
+    w.sample("dtcall_cluster_forged_total", "leg", "media", s.node_packets_forged);
+    w.sample("dtcall_cluster_forged_total", "leg", "control", c.control.forged);
+    w.family("dtcall_cluster_dropped_total", "counter",
+             "From other nodes and dropped, forged ones aside, by leg and reason (media: all reasons as other).");
+    w.sample("dtcall_cluster_dropped_total", "leg", "media", "reason", "other", s.node_packets_dropped);
+    w.sample("dtcall_cluster_dropped_total", "leg", "control", "reason", "malformed", c.control.malformed);
+    w.sample("dtcall_cluster_dropped_total", "leg", "control", "reason", "replayed", c.control.replayed);
+    w.sample("dtcall_cluster_dropped_total", "leg", "control", "reason", "stale", c.control.stale);
+    w.sample("dtcall_cluster_dropped_total", "leg", "control", "reason", "too_many", c.control.too_many);
 }
 
 // A process figure /proc could not give is left out, not reported as 0.
@@ -165,10 +227,15 @@ std::string metrics_label(const char* name) {
 std::string format_value(double value) {
     if (std::isnan(value)) return "NaN";
     if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-    char buffer[64];
-    auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
-    if (ec != std::errc()) return "NaN";
-    return std::string(buffer, end);
+    // Plain decimals as Prometheus's own clients write bounds ("0.0001",
+    // not "1e-04": le="..." is compared as text by PromQL); the exponent form
+    // only for what would be long written out.
+    char buffer[400];
+    auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::fixed);
+    if (ec == std::errc() && end - buffer <= 24) return std::string(buffer, end);
+    auto [short_end, short_ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+    if (short_ec != std::errc()) return "NaN";
+    return std::string(buffer, short_end);
 }
 
 std::string render_metrics(const MetricsSnapshot& snapshot) {
@@ -181,6 +248,7 @@ std::string render_metrics(const MetricsSnapshot& snapshot) {
     logins_and_calls(w, snapshot.server, snapshot.observed);
     media(w, snapshot.server);
     limit_hits(w, snapshot.server);
+    if (snapshot.cluster) cluster(w, *snapshot.cluster, snapshot.server);
     process(w, snapshot.process);
     return out;
 }

@@ -15,7 +15,8 @@ constexpr const char* content_type = "text/plain; version=0.0.4; charset=utf-8";
 std::string render_metrics(const MetricsSnapshot& snapshot);
 
 // A sample value as the format writes it: integers plainly, others in the
-// shortest form that reads back the same ("0.25", "1732450000.5").
+// shortest form that reads back the same, in plain decimals ("0.25",
+// "0.0001", "1732450000.5") unless that is over 24 characters ("1e+30").
 std::string format_value(double value);
 
 }  // namespace dtcalld::metrics

@@ -1,8 +1,11 @@
 // What one scrape of /metrics shows: the server's own counters and gauges
 // (dtcall::ServerStats), what the MetricsObserver counted by reason, the
-// process figures from /proc, and the version. Plain values: rendering it
+// process figures from /proc, the version, and on a cluster node its Redis
+// side (RedisCluster::stats()). Plain values: rendering it
 // (render.hpp) needs no server, socket or clock.
 #pragma once
+
+#include "cluster/cluster_stats.hpp"
 
 #include <dtcall/server.hpp>
 
@@ -62,6 +65,9 @@ struct MetricsSnapshot {
     ObservedCounts observed;
     ProcessFigures process;
     std::string version;
+    // Set only when dtcalld runs as a cluster node: the dtcall_cluster_*
+    // families are rendered then, and not at all on a single node.
+    std::optional<dtcall::cluster::ClusterStats> cluster;
 };
 
 // "peer vanished" -> "peer_vanished".

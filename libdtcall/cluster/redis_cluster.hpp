@@ -36,6 +36,7 @@
 #pragma once
 
 #include "cluster/cluster_link.hpp"
+#include "cluster/cluster_stats.hpp"
 #include "cluster/receiver.hpp"
 #include "cluster/redis_link.hpp"
 
@@ -83,6 +84,18 @@ public:
     std::uint64_t commands_sent() const { return commands_sent_; }
     const ReceiveCounters& received() const { return receiver_.counters(); }
     std::size_t remote_users() const { return users_.size(); }
+    // Everything above in one value, for dtcalld's metrics (dtcall_cluster_*).
+    ClusterStats stats() const {
+        ClusterStats s;
+        s.commands_connected = commands_.connected();
+        s.subscriber_connected = subscriber_.connected();
+        s.round_trips = commands_.round_trips();
+        s.commands_sent = commands_sent_;
+        s.remote_users = users_.size();
+        s.nodes = nodes_.size();
+        s.control = receiver_.counters();
+        return s;
+    }
 
 private:
     struct Claim {

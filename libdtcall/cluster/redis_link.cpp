@@ -172,20 +172,23 @@ bool RedisLink::command(const std::vector<std::string>& args, ReplyHandler handl
         argv.push_back(a.data());
         lengths.push_back(a.size());
     }
-    auto* h = new ReplyHandler(std::move(handler));
-    if (redisAsyncCommandArgv(context_, &RedisLink::on_reply, h, int(argv.size()), argv.data(), lengths.data()) !=
-        REDIS_OK) {
-        delete h;
+    auto* pending = new Pending{std::move(handler), std::chrono::steady_clock::now()};
+    if (redisAsyncCommandArgv(context_, &RedisLink::on_reply, pending, int(argv.size()), argv.data(),
+                              lengths.data()) != REDIS_OK) {
+        delete pending;
         return false;
     }
     return true;
 }
 
 void RedisLink::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
-    std::unique_ptr<ReplyHandler> handler(static_cast<ReplyHandler*>(privdata));
-    if (ac->data == nullptr || !*handler) return;  // the link is going away
+    std::unique_ptr<Pending> pending(static_cast<Pending*>(privdata));
+    auto* self = static_cast<RedisLink*>(ac->data);
+    if (self == nullptr) return;  // the link is going away
+    if (reply != nullptr) self->round_trips_.observe(std::chrono::steady_clock::now() - pending->sent);
+    if (!pending->handler) return;
     RedisReply copy = reply != nullptr ? copy_reply(static_cast<redisReply*>(reply)) : RedisReply{};
-    (*handler)(copy);
+    pending->handler(copy);
 }
 
 void RedisLink::subscribe(const std::string& channel, MessageHandler handler) {

@@ -11,11 +11,15 @@
 // the link was down are lost (Redis pub/sub keeps nothing), which the
 // presence layer must allow for (it re-announces and re-reads on reconnect).
 //
+// Every command with a reply is timed, from sending to its reply (steady
+// clock), into round_trips(): fixed buckets, nothing allocated for it.
+//
 // Host names in the address are resolved by hiredis with a blocking
 // getaddrinfo: give the link an IP literal or a Unix socket (dtcalld resolves
 // a name once before its loop runs).
 #pragma once
 
+#include "cluster/cluster_stats.hpp"
 #include "cluster/redis_address.hpp"
 
 #include <dtcall/log.hpp>
@@ -84,8 +88,15 @@ public:
     // (tests and metrics).
     std::uint64_t connects() const { return connects_; }
     std::chrono::milliseconds next_retry() const { return retry_; }
+    // Send-to-reply times of the commands answered (not of those lost).
+    const RoundTripHistogram& round_trips() const { return round_trips_; }
 
 private:
+    // hiredis's privdata for a command: its handler and when it was sent.
+    struct Pending {
+        ReplyHandler handler;
+        std::chrono::steady_clock::time_point sent;
+    };
     static void on_connect(const redisAsyncContext* ac, int status);
     static void on_disconnect(const redisAsyncContext* ac, int status);
     static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
@@ -107,6 +118,7 @@ private:
     std::uint64_t connects_ = 0;
     std::uint64_t failed_attempts_ = 0;  // in this outage
     std::chrono::steady_clock::time_point outage_began_;
+    RoundTripHistogram round_trips_;
     std::map<std::string, MessageHandler> subscriptions_;  // stable addresses: privdata for hiredis
 };
 
