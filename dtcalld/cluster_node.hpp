@@ -50,6 +50,8 @@ public:
     // After the loop has returned, before ~Server (and on every early
     // return once made): stops and frees the Redis link. Idempotent.
     void close();
+    // For the metrics (dtcall_cluster_*); once closed, a link with Redis away.
+    dtcall::cluster::ClusterStats stats() const { return link_ ? link_->stats() : dtcall::cluster::ClusterStats{}; }
 
     // ---- ClusterLink, forwarded while open ----
     void attach(Host* host) override;

@@ -66,12 +66,16 @@ void check_open_files(const Settings& settings, LogFile& log) {
 
 // `metrics = ADDRESS:PORT`: evhttp on the server's loop. A scrape reads
 // server.stats() and the observer's counts, nothing per user or call.
+// A cluster node adds the dtcall_cluster_* families (`cluster` outlives the
+// endpoint: declared before the server).
 dtcall::Result<std::unique_ptr<metrics::MetricsHttp>> start_metrics(const metrics::Endpoint& endpoint,
                                                                      const dtcall::Server& server,
                                                                      const metrics::MetricsObserver& observer,
-                                                                     LogFile& log) {
-    auto http = std::make_unique<metrics::MetricsHttp>(
-        server.base(), [&server, &observer] { return metrics::render_metrics(metrics::collect(server, observer)); });
+                                                                     const ClusterNode* cluster, LogFile& log) {
+    auto http = std::make_unique<metrics::MetricsHttp>(server.base(), [&server, &observer, cluster] {
+        return metrics::render_metrics(cluster ? metrics::collect(server, observer, cluster->stats())
+                                               : metrics::collect(server, observer));
+    });
     if (auto bound = http->listen(endpoint); !bound) return dtcall::Error{bound.failure()};
     log.write(LogLevel::info, "metrics on http://" + endpoint.with_port(http->port()) + "/metrics");
     return http;
@@ -178,7 +182,7 @@ int run_daemon(const Options& options) {
     if (cluster) cluster->start();  // Redis away is no reason to stop: logged once, retried
     std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server
     if (settings->metrics) {
-        auto served = start_metrics(*settings->metrics, server, metrics_observer, log);
+        auto served = start_metrics(*settings->metrics, server, metrics_observer, cluster.get(), log);
         if (!served) return fail(&log, conf_error(*settings, settings->metrics_line, "metrics", served.error()));
         metrics_http = std::move(*served);
         lifecycle.set_metrics(metrics_http.get());

@@ -171,7 +171,9 @@ TEST_CASE("a forged publish is dropped and counted") {
     m.user = "alice";
     m.other = "bob";
     auto bytes = cluster::encode_control(ClusterKeys::derive(other).control, m);
-    cluster::RedisLink raw(c.base, {*cluster::parse_redis_address("unix:" + c.redis.socket_path())});
+    cluster::RedisLink::Options raw_options;
+    raw_options.address = *cluster::parse_redis_address("unix:" + c.redis.socket_path());
+    cluster::RedisLink raw(c.base, raw_options);
     raw.start();
     REQUIRE(c.until([&] { return raw.connected(); }));
     raw.command({"PUBLISH", "dtcall:to:node1", std::string(bytes.begin(), bytes.end())}, [](const cluster::RedisReply&) {});

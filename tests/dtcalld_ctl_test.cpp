@@ -242,12 +242,6 @@ private:
     std::map<std::string, Phone> phones_;
 };
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-    std::size_t n = 0;
-    for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-    return n;
-}
-
 }  // namespace
 
 TEST_CASE("dtcall-ctl: status, users, calls, end, kick, reload, log-reopen, as tables and as JSON") {
