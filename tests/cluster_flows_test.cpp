@@ -362,10 +362,11 @@ TEST_CASE("across nodes: pacing: two notices for one client never arrive in one 
 TEST_CASE("across nodes: pacing: call and end in one write, as on one node" * doctest::skip()) {
     // SKIPPED (library): on one node alice gets `available|bob` and bob
     // `incoming|alice` then `end|alice`. Across nodes the caller's node
-    // answers `call` only after the Redis claim (cluster_call -> claim_call,
-    // asynchronous), but handles the `end` read with it at once: router.end()
-    // finds no call yet and alice gets `invalid`; then the claim returns and
-    // bob rings for a call alice already hung up (see the report).
+    // rings only after the Redis claim (cluster_call -> claim_call, an
+    // asynchronous EVAL), but handles the `end` read with the `call` at once:
+    // router.end() finds no call yet and alice gets `invalid`, then
+    // `available|bob`; bob gets `incoming|alice` and never `end`, and the call
+    // stays ringing on node1 (calls_now 1) for a caller who hung up.
     Nodes n([](Config& c) { c.frame_gap = 150ms; });
     RawPeer alice(n.server(1)), bob(n.server(2));
     n.in(alice, "alice", 1);
@@ -675,8 +676,12 @@ TEST_CASE("across nodes: stop() of the callee's node mid-call: its users get end
     // SKIPPED (library): on one node stop() gives both parties `end` and
     // call_ended(server stopping). Across nodes, stopping bob's node closes
     // bob's connection WITHOUT `end|alice`, alice gets nothing at all, and
-    // alice's node keeps the call (calls_now == 1, alice in_call) for as long
-    // as node 2's link is up: nothing tells the owner (see the report).
+    // alice's node keeps the call (calls_now == 1, alice in_call, no
+    // call_ended) for as long as node 2's link is up, so every call to or
+    // from alice ends at once as busy. Node 2 withdraws bob (the other nodes
+    // see him offline), but RedisCluster's user_left reaches no Host
+    // callback, and node 2's stop_politely() ends only its router's calls
+    // (router.end_all()), not its RemoteLegs: nothing tells the owner.
     Nodes n;
     Ringing call(n, 1, 2);
     call.establish();
