@@ -5,9 +5,6 @@
 // started, ended with its EndReason) come from there; logins, logouts and
 // media registrations from each user's own node. Each client gets exactly
 // the notices, in the order, that it gets on one node.
-//
-// Cases marked doctest::skip() show where the library does not yet do
-// across nodes what it does on one node; their comment says what goes wrong.
 #include "test_cluster.hpp"
 
 #include "crypto/crypto.hpp"
@@ -359,14 +356,8 @@ TEST_CASE("across nodes: pacing: two notices for one client never arrive in one 
     CHECK(call.alice.max_frames_in_one_read() == 1);
 }
 
-TEST_CASE("across nodes: pacing: call and end in one write, as on one node" * doctest::skip()) {
-    // SKIPPED (library): on one node alice gets `available|bob` and bob
-    // `incoming|alice` then `end|alice`. Across nodes the caller's node
-    // rings only after the Redis claim (cluster_call -> claim_call, an
-    // asynchronous EVAL), but handles the `end` read with the `call` at once:
-    // router.end() finds no call yet and alice gets `invalid`, then
-    // `available|bob`; bob gets `incoming|alice` and never `end`, and the call
-    // stays ringing on node1 (calls_now 1) for a caller who hung up.
+TEST_CASE("across nodes: pacing: call and end in one write, as on one node") {
+    // A regression test: this flow once differed across nodes (ClusterCalls).
     Nodes n([](Config& c) { c.frame_gap = 150ms; });
     RawPeer alice(n.server(1)), bob(n.server(2));
     n.in(alice, "alice", 1);
@@ -433,14 +424,8 @@ TEST_CASE("across nodes: re-login with keepudp during a call keeps it: the calle
     relogin_with_keepudp(true);
 }
 
-TEST_CASE("across nodes: re-login with keepudp during a call keeps it: the callee, on its node" * doctest::skip()) {
-    // SKIPPED (library): on one node the call stays, media flows, `end`
-    // works. Here bob's keepudp login on his own node (node3) is announced
-    // to the cluster again (ClusterPresence::arrived -> link.announce), and
-    // the owner (node2) takes that "arrived" for a login elsewhere:
-    // Impl::remote_arrival() -> router.logged_in(bob, false) ends the call
-    // with EndReason::relogin. alice gets `end|bob`; bob gets nothing, and
-    // node3 keeps a stale RemoteLeg (bob in_call, calls() lists it).
+TEST_CASE("across nodes: re-login with keepudp during a call keeps it: the callee, on its node") {
+    // A regression test: this flow once differed across nodes (ClusterCalls).
     relogin_with_keepudp(false);
 }
 
@@ -473,16 +458,8 @@ TEST_CASE("across nodes: a client that drops during a call and is back within th
     drop_and_back(true);
 }
 
-TEST_CASE("across nodes: a client that drops during a call and is back within the grace period keeps it: the callee" *
-          doctest::skip()) {
-    // SKIPPED (library): on one node the keepudp login cancels the grace
-    // period and the call goes on. Here bob (callee, node1) is back on node1
-    // with keepudp, and the owner (node3) ends the call at once with
-    // EndReason::relogin: alice gets `end|bob` instead of nothing, media stops.
-    // Same cause as the keepudp re-login of the callee: the re-announce
-    // reaches Impl::remote_arrival() on the owner, which calls
-    // router.logged_in(bob, false) without asking whether bob came back to
-    // the node that holds his leg.
+TEST_CASE("across nodes: a client that drops during a call and is back within the grace period keeps it: the callee") {
+    // A regression test: this flow once differed across nodes (ClusterCalls).
     drop_and_back(false);
 }
 
@@ -536,12 +513,8 @@ TEST_CASE("across nodes: what a client missed while away reaches it when it is b
     SUBCASE("the peer sent ready meanwhile: the returning caller hears `start`") { ready_while_away(true); }
 }
 
-TEST_CASE("across nodes: the peer sent ready while the callee was away: it hears `start` and the call goes on" *
-          doctest::skip()) {
-    // SKIPPED (library): bob (callee, node1) does hear `start|alice` when he
-    // is back with keepudp, but right after it the owner (node2) ends the
-    // call with EndReason::relogin: alice gets `end|bob`, media stops. Same
-    // cause as the callee's keepudp re-login (Impl::remote_arrival).
+TEST_CASE("across nodes: the peer sent ready while the callee was away: it hears `start` and the call goes on") {
+    // A regression test: this flow once differed across nodes (ClusterCalls).
     ready_while_away(false);
 }
 
@@ -611,11 +584,8 @@ TEST_CASE("across nodes: Server::end_call() on the owner node ends it for both, 
     }
 }
 
-TEST_CASE("across nodes: Server::end_call() on the callee's node, as on one node" * doctest::skip()) {
-    // SKIPPED (library): on one node end_call("bob") ends bob's call for
-    // both. On bob's own node (not the owner) it returns not_found and
-    // nothing happens: Server::end_call() asks only router.end_by_server(),
-    // and this node keeps the call as a RemoteLeg (see the report).
+TEST_CASE("across nodes: Server::end_call() on the callee's node, as on one node") {
+    // A regression test: this flow once differed across nodes (ClusterCalls).
     Nodes n;
     Ringing call(n, 3, 2);
     call.establish();
@@ -671,17 +641,8 @@ TEST_CASE("across nodes: stop() of the owner (caller's) node: both get end, the 
     CHECK(call.bob.next_body() == "incoming|carol");
 }
 
-TEST_CASE("across nodes: stop() of the callee's node mid-call: its users get end, the caller's node ends the call" *
-          doctest::skip()) {
-    // SKIPPED (library): on one node stop() gives both parties `end` and
-    // call_ended(server stopping). Across nodes, stopping bob's node closes
-    // bob's connection WITHOUT `end|alice`, alice gets nothing at all, and
-    // alice's node keeps the call (calls_now == 1, alice in_call, no
-    // call_ended) for as long as node 2's link is up, so every call to or
-    // from alice ends at once as busy. Node 2 withdraws bob (the other nodes
-    // see him offline), but RedisCluster's user_left reaches no Host
-    // callback, and node 2's stop_politely() ends only its router's calls
-    // (router.end_all()), not its RemoteLegs: nothing tells the owner.
+TEST_CASE("across nodes: stop() of the callee's node mid-call: its users get end, the caller's node ends the call") {
+    // A regression test: this flow once differed across nodes (ClusterCalls).
     Nodes n;
     Ringing call(n, 1, 2);
     call.establish();

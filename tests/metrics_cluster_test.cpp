@@ -68,7 +68,7 @@ struct TwoNodes {
             RedisCluster::Options options;
             options.redis = *cluster::parse_redis_address("unix:" + redis.socket_path());
             options.node = "node" + std::to_string(i + 1);
-            options.node_address = "127.0.0.1:1";
+            options.node_address = "127.0.0.1:0";  // the Server binds it
             options.key = key;
             options.ttl = 1500ms;
             options.first_retry = 20ms;

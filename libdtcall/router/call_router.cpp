@@ -116,6 +116,10 @@ bool CallRouter::end_by_server(const std::string& user) {
     return true;
 }
 
+void CallRouter::server_stopping(const std::string& user) {
+    if (legs_.count(user)) clear(user, EndReason::server_stopping, true);
+}
+
 void CallRouter::end_all() {
     while (!legs_.empty()) {
         auto it = legs_.begin();

@@ -86,6 +86,9 @@ public:
     bool end_by_server(const std::string& user);
     // The server is stopping: every call ends, both parties are told.
     void end_all();
+    // The user's server is stopping (a cluster: another node): its call ends
+    // for the peer as end_all() would end it (EndReason::server_stopping).
+    void server_stopping(const std::string& user);
 
     // The media path of `user` registered. False when the user has no call (the
     // registration is then dropped and not acked).

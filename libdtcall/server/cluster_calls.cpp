@@ -47,6 +47,12 @@ Status ClusterCalls::open_node_leg() {
 
 std::optional<bool> ClusterCalls::command(const std::string& user, wire::Verb verb, const std::string& other) {
     if (RemoteLeg* leg = find(user)) return forward(user, *leg, verb, other);
+    // A hang-up while the call is still being claimed: the call rings, then
+    // ends at once, as on one node where both were read together.
+    if (auto it = claiming_.find(user); it != claiming_.end() && verb == wire::Verb::end && other == it->second.callee) {
+        it->second.cancelled = true;
+        return true;
+    }
     if (verb == wire::Verb::call) return call(user, other);
     return std::nullopt;
 }
@@ -125,6 +131,29 @@ void ClusterCalls::list_calls(std::vector<CallInfo>& into) const {
     }
 }
 
+void ClusterCalls::call_ended(const std::string& caller, const std::string& callee) {
+    link_.release_call(caller, callee);
+    party_nodes_.erase(caller);
+    party_nodes_.erase(callee);
+}
+
+void ClusterCalls::end_all() {
+    std::vector<std::pair<std::string, std::string>> calls;
+    for (const auto& [user, leg] : legs_) calls.emplace_back(user, leg.peer);
+    for (const auto& [user, peer] : calls) {
+        local_.deliver(user, Notice{Notice::Kind::end, peer, {}});
+        end_leg(user, "cmd_stopping");
+    }
+}
+
+bool ClusterCalls::end_call(const std::string& user) {
+    RemoteLeg* leg = find(user);
+    if (!leg) return false;
+    // The owner's router ends it as on one node: `end` to both, through here for ours.
+    link_.send(leg->owner, "cmd_end_by_server", user, leg->peer, {});
+    return true;
+}
+
 // ---- remote legs ----
 
 // The remote call of `user` is over here; `command` tells its owner why.
@@ -173,17 +202,26 @@ bool ClusterCalls::call(const std::string& caller, const std::string& callee) {
     if (!link_.available() || caller == callee || router_.phase(caller) != CallPhase::idle ||
         !presence_.online(callee))
         return router_.call(caller, callee);
+    if (claiming_.count(caller)) return router_.call(caller, callee, false);  // one claim at a time
+    claiming_[caller] = Claiming{callee, false};
     std::weak_ptr<ClusterCalls*> token = alive_;
     link_.claim_call(caller, callee, [token, caller, callee](bool claimed) {
         auto still = token.lock();
         if (!still) return;
         ClusterCalls& self = **still;
+        bool cancelled = self.claiming_[caller].cancelled;
+        self.claiming_.erase(caller);
         if (!self.presence_.online(caller) || self.legs_.count(caller)) {
             if (claimed) self.link_.release_call(caller, callee);
             return;  // the caller went meanwhile
         }
+        if (claimed) self.party_nodes_[callee] = self.node_of(callee);
         self.router_.call(caller, callee, claimed && !self.legs_.count(callee));
-        if (claimed && self.router_.peer(caller) != callee) self.link_.release_call(caller, callee);
+        if (claimed && self.router_.peer(caller) != callee) {
+            self.link_.release_call(caller, callee);
+            self.party_nodes_.erase(callee);
+        }
+        if (cancelled && self.router_.peer(caller) == callee) self.router_.end(caller, callee);
     });
     return true;
 }
@@ -200,6 +238,8 @@ void ClusterCalls::node_message(const std::string& from, const std::string& kind
     else if (kind == "cmd_end") router_.end(user, other);
     else if (kind == "cmd_vanished") router_.vanished(user);
     else if (kind == "cmd_relogin") router_.logged_in(user, false);
+    else if (kind == "cmd_stopping") router_.server_stopping(user);
+    else if (kind == "cmd_end_by_server") router_.end_by_server(user);
 }
 
 // A notice for a user of this node from the node that owns its call,
@@ -245,8 +285,12 @@ void ClusterCalls::remote_notice(const std::string& from, const std::string& use
 // `end` (what PROTOCOL.md's keepudp gives when the call cannot survive).
 void ClusterCalls::remote_arrival(const std::string& user, const std::string& node) {
     if (!here(user)) {
-        // A party of a call this node owns, back on a third node (its own died).
-        if (router_.phase(user) != CallPhase::idle) router_.logged_in(user, false);
+        // A party of a call this node owns, logged in on another node than
+        // the one it was on (its own died, or it moved): the call ends. A
+        // login back on its own node is that node's to judge (keepudp).
+        auto was = party_nodes_.find(user);
+        if (router_.phase(user) != CallPhase::idle && (was == party_nodes_.end() || was->second != node))
+            router_.logged_in(user, false);
         return;
     }
     host_.log(LogLevel::info, user + " logged in on node " + node);

@@ -99,7 +99,13 @@ public:
     // The held `direct` of a remote leg goes now; false when there is none.
     bool release_direct(const std::string& user);
     // A call this node owned is over.
-    void call_ended(const std::string& caller, const std::string& callee) { link_.release_call(caller, callee); }
+    void call_ended(const std::string& caller, const std::string& callee);
+    // The Server stops: calls other nodes own end for our users (`end`) and
+    // their owners hear it (EndReason::server_stopping there).
+    void end_all();
+    // Server::end_call() for a user whose call another node owns: the owner
+    // ends it for both. False when the user has no such call.
+    bool end_call(const std::string& user);
     // Calls of this node's users that other nodes own, as Server::calls() lists them.
     void list_calls(std::vector<CallInfo>& into) const;
 
@@ -125,6 +131,17 @@ private:
     const Config& config_;
     Host& host_;
     std::unordered_map<std::string, RemoteLeg> legs_;
+    // Callers whose busy claim is in Redis: whom they call, and whether an
+    // `end` came meanwhile (a `call` and an `end` read together).
+    struct Claiming {
+        std::string callee;
+        bool cancelled = false;
+    };
+    std::unordered_map<std::string, Claiming> claiming_;
+    // The node of the other party of each call this node owns, as it was
+    // when it rang: a login of that user on another node ends the call, a
+    // login (keepudp) back on the same node does not.
+    std::unordered_map<std::string, std::string> party_nodes_;
     // Redis answers hold a weak copy: once this part is gone they do nothing.
     std::shared_ptr<ClusterCalls*> alive_ = std::make_shared<ClusterCalls*>(this);
 };

@@ -139,6 +139,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
         }
         close_listeners();
         router.end_all();
+        if (cluster) cluster->end_all();
         sessions.for_each([](Session& session) { session.close(Session::CloseReason::server_stopping); });
         // Finishing frees every session, so it never runs inside a caller's
         // callback: it is an event, due when the last connection has flushed
@@ -651,7 +652,8 @@ Status Server::kick(const std::string& user) {
 }
 
 Status Server::end_call(const std::string& user) {
-    if (!impl_->router.end_by_server(user)) return Error{ErrorCode::not_found, "user " + user + " has no call"};
+    if (!impl_->router.end_by_server(user) && !(impl_->cluster && impl_->cluster->end_call(user)))
+        return Error{ErrorCode::not_found, "user " + user + " has no call"};
     return Done{};
 }
 
