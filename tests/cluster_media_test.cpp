@@ -136,7 +136,8 @@ TEST_CASE("media across two nodes: both ways, byte for byte, counted on each nod
 
 TEST_CASE("three nodes: callers and callees on different nodes, media both ways on each pair") {
     Cluster c(3);
-    for (auto [a, b] : {std::pair{1, 2}, std::pair{2, 3}, std::pair{3, 1}}) {
+    for (auto pair : {std::pair{1, 2}, std::pair{2, 3}, std::pair{3, 1}}) {
+        int a = pair.first, b = pair.second;  // plain names: lambdas capture them (clang 14)
         CAPTURE(a);
         CAPTURE(b);
         CrossCall call(c, a, b);
