@@ -123,8 +123,8 @@ const ClusterNode::RemoteUser* ClusterNode::remote(const std::string& user) cons
     return link_ ? link_->remote(user) : nullptr;
 }
 
-void ClusterNode::announce(const std::string& user, const dtcall::PublicKey& key) {
-    if (link_) link_->announce(user, key);
+void ClusterNode::announce(const std::string& user, const dtcall::PublicKey& key, bool keepudp) {
+    if (link_) link_->announce(user, key, keepudp);
 }
 
 void ClusterNode::withdraw(const std::string& user) {

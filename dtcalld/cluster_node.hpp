@@ -62,7 +62,7 @@ public:
     const std::string* node_address(const std::string& node) const override;
     const dtcall::cluster::ClusterKey& media_key() const override;
     const RemoteUser* remote(const std::string& user) const override;
-    void announce(const std::string& user, const dtcall::PublicKey& key) override;
+    void announce(const std::string& user, const dtcall::PublicKey& key, bool keepudp = false) override;
     void withdraw(const std::string& user) override;
     void send(const std::string& node, const std::string& kind, const std::string& user, const std::string& other,
               const std::string& blob) override;

@@ -56,8 +56,9 @@ public:
         // ("cmd_accept", "cmd_ready", "cmd_end", "cmd_vanished", "cmd_relogin").
         virtual void node_message(const std::string& from, const std::string& kind, const std::string& user,
                                   const std::string& other, const std::string& blob) = 0;
-        // `user` logged in on `node` (another one): a session here is replaced.
-        virtual void remote_arrival(const std::string& user, const std::string& node) = 0;
+        // `user` logged in on `node` (another one), with keepudp or not: a
+        // session here is replaced.
+        virtual void remote_arrival(const std::string& user, const std::string& node, bool keepudp) = 0;
         // `node` was not heard from for a ttl (killed, cut off): its users are
         // offline, and calls with them end unless they log in again in time.
         virtual void node_lost(const std::string& node) { (void)node; }
@@ -82,7 +83,7 @@ public:
     // The cache of remote presence (null: not online on another node).
     virtual const RemoteUser* remote(const std::string& user) const = 0;
     // This node's users, cluster-wide.
-    virtual void announce(const std::string& user, const PublicKey& key) = 0;
+    virtual void announce(const std::string& user, const PublicKey& key, bool keepudp = false) = 0;
     virtual void withdraw(const std::string& user) = 0;
     // A message to one node (published on its channel).
     virtual void send(const std::string& node, const std::string& kind, const std::string& user,

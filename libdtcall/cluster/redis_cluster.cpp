@@ -95,13 +95,13 @@ const std::string* RedisCluster::node_address(const std::string& node) const {
     return it == nodes_.end() || it->second.address.empty() ? nullptr : &it->second.address;
 }
 
-void RedisCluster::announce(const std::string& user, const PublicKey& key) {
+void RedisCluster::announce(const std::string& user, const PublicKey& key, bool keepudp) {
     local_[user] = key;
     command({"HSET", this->key("users:") + options_.node, user, key_bytes(key)});
     ControlMessage m = make(MessageType::notice);
     m.kind = "arrived";
     m.user = user;
-    m.blob = key_bytes(key);
+    m.blob = key_bytes(key) + (keepudp ? "k" : "");
     publish(this->key("presence"), m);
 }
 
@@ -252,9 +252,10 @@ void RedisCluster::received(std::string_view bytes) {
     case MessageType::notice:
         if (m.kind == "arrived") {
             RemoteUser user{m.from, {}};
-            if (!key_from(m.blob, user.key)) return;
+            bool keepudp = m.blob.size() == user.key.bytes.size() + 1 && m.blob.back() == 'k';
+            if (!key_from(keepudp ? m.blob.substr(0, m.blob.size() - 1) : m.blob, user.key)) return;
             users_[m.user] = user;
-            if (host_) host_->remote_arrival(m.user, m.from);
+            if (host_) host_->remote_arrival(m.user, m.from, keepudp);
         } else if (host_) {
             host_->node_message(m.from, m.kind, m.user, m.other, m.blob);
         }

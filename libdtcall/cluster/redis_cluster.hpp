@@ -13,7 +13,8 @@
 //                               refreshed by the owning node's heartbeat;
 //                               set for both parties by one Lua script only
 //                               when both are free (the busy check)
-//   dtcall:presence       channel: notice "arrived" (user, blob = key),
+//   dtcall:presence       channel: notice "arrived" (user, blob = key, then
+//                               "k" when the login was keepudp),
 //                               user_left, node_hello (the heartbeat; address)
 //   dtcall:to:N           channel: what is for N: client notices to deliver,
 //                               commands for calls N owns ("cmd_*")
@@ -73,7 +74,7 @@ public:
     const std::string* node_address(const std::string& node) const override;
     const ClusterKey& media_key() const override { return keys_.media; }
     const RemoteUser* remote(const std::string& user) const override;
-    void announce(const std::string& user, const PublicKey& key) override;
+    void announce(const std::string& user, const PublicKey& key, bool keepudp = false) override;
     void withdraw(const std::string& user) override;
     void send(const std::string& node, const std::string& kind, const std::string& user, const std::string& other,
               const std::string& blob) override;

@@ -19,7 +19,7 @@ Presence::Connection* ClusterPresence::arrived(const std::string& user, Connecti
                                                bool keepudp) {
     Connection* replaced = local_.arrived(user, connection, key, keepudp);
     announced_.insert(user);
-    link_.announce(user, key);
+    link_.announce(user, key, keepudp);
     return replaced;
 }
 

@@ -283,21 +283,32 @@ void ClusterCalls::remote_notice(const std::string& from, const std::string& use
 // second login on one node replaces the first, and its call ends for the
 // peer: a call does not move between nodes, so with keepudp too both get
 // `end` (what PROTOCOL.md's keepudp gives when the call cannot survive).
-void ClusterCalls::remote_arrival(const std::string& user, const std::string& node) {
+void ClusterCalls::remote_arrival(const std::string& user, const std::string& node, bool keepudp) {
     if (!here(user)) {
         // A party of a call this node owns, logged in on another node than
         // the one it was on (its own died, or it moved): the call ends. A
         // login back on its own node is that node's to judge (keepudp).
         auto was = party_nodes_.find(user);
         if (router_.phase(user) != CallPhase::idle && (was == party_nodes_.end() || was->second != node))
-            router_.logged_in(user, false);
+            end_moved(user, keepudp);
         return;
     }
     host_.log(LogLevel::info, user + " logged in on node " + node);
     host_.replaced_elsewhere(user);
-    if (router_.phase(user) != CallPhase::idle) router_.logged_in(user, false);
+    if (router_.phase(user) != CallPhase::idle) end_moved(user, keepudp);
     if (find(user)) end_leg(user, "cmd_relogin");
     presence_.forget(user);
+}
+
+// A call this node owns, whose party `user` logged in on another node: it
+// cannot follow (calls do not move between nodes). Without keepudp the peer
+// gets `end`, as for a re-login on one node; with keepudp the user expected
+// the call to go on, so it gets `end` too (through its new node).
+void ClusterCalls::end_moved(const std::string& user, bool keepudp) {
+    std::optional<std::string> peer = router_.peer(user);
+    if (!peer) return;
+    if (keepudp) presence_.deliver(user, Notice{Notice::Kind::end, *peer, {}});
+    router_.logged_in(user, false);
 }
 
 // `node` is gone (not heard from for a ttl): calls with its users end.

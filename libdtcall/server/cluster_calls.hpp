@@ -112,7 +112,7 @@ public:
     // ---- ClusterLink::Host ----
     void node_message(const std::string& from, const std::string& kind, const std::string& user,
                       const std::string& other, const std::string& blob) override;
-    void remote_arrival(const std::string& user, const std::string& node) override;
+    void remote_arrival(const std::string& user, const std::string& node, bool keepudp) override;
     void node_lost(const std::string& node) override;
 
 private:
@@ -121,6 +121,7 @@ private:
     bool forward(const std::string& user, RemoteLeg& leg, wire::Verb verb, const std::string& other);
     bool call(const std::string& caller, const std::string& callee);
     void remote_notice(const std::string& from, const std::string& user, Notice notice);
+    void end_moved(const std::string& user, bool keepudp);
 
     ClusterLink& link_;
     LocalPresence& local_;
