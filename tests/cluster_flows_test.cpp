@@ -671,3 +671,70 @@ TEST_CASE("across nodes: a polite logout outside a call withdraws the user every
     CHECK(alice.next_body() == "end|bob");
     CHECK(n.on(1).has("ended alice bob busy"));
 }
+
+TEST_CASE("across nodes: a second login on a third node during a call ends it; with keepudp both get end") {
+    for (bool keepudp : {false, true}) {
+        CAPTURE(keepudp);
+        Nodes n;
+        Ringing call(n, 1, 2);
+        call.establish();
+        // bob's phone moves to node3 (the directory is shared in a real cluster).
+        n.server(3).user_keys["bob"] = n.server(2).user_keys["bob"];
+        n.server(3).users.add("bob", n.server(2).user_keys["bob"].public_key);
+        RawPeer moved(n.server(3));
+        REQUIRE_FALSE(moved.login("bob", keepudp).empty());
+        CHECK(call.alice.next_body() == "end|bob");
+        CHECK(call.bob.closed());
+        if (keepudp) CHECK(moved.next_body() == "end|alice");  // the call could not follow it
+        CHECK(moved.next(quiet) == std::nullopt);
+        CHECK(n.c.until([&] { return calls_now(*n.server(1).server) == 0 && calls_now(*n.server(2).server) == 0; }));
+        CHECK(n.on(1).has("ended alice bob relogin"));
+        // bob is free again, on node3.
+        call.alice.command("call|bob|" + call.alice.sk);
+        CHECK(call.alice.next_body() == "available|bob");
+        CHECK(moved.next_body() == "incoming|alice");
+    }
+}
+
+TEST_CASE("across nodes: a callee busy in a call Redis never saw (placed while it was away) gets the caller end") {
+    Nodes n;
+    RawPeer alice(n.server(1)), bob(n.server(2)), carol(n.server(2));
+    n.in(alice, "alice", 1);
+    n.in(bob, "bob", 2);
+    n.in(carol, "carol", 2);
+    n.c.redis.stop();
+    REQUIRE(n.c.until([&] { return !n.c.link(2).available(); }));
+    carol.command("call|bob|" + carol.sk);  // local: no claim in Redis
+    CHECK(carol.next_body() == "available|bob");
+    CHECK(bob.next_body() == "incoming|carol");
+    REQUIRE(n.c.redis.start() == "");
+    REQUIRE(n.c.until([&] { return n.c.link(1).available() && n.c.link(2).available(); }));
+    REQUIRE(n.c.known("bob", 2));
+    alice.command("call|bob|" + alice.sk);
+    CHECK(alice.next_body() == "available|bob");  // Redis said free
+    CHECK(alice.next_body() == "end|bob");        // bob's node knew better
+    CHECK(bob.next(quiet) == std::nullopt);
+    CHECK(n.c.until([&] { return calls_now(*n.server(1).server) == 0; }));
+    CHECK(phase_of(*n.server(2).server, "bob") == CallPhase::ringing);  // carol's call is untouched
+}
+
+TEST_CASE("across nodes: a draining node rings none of its users; its calls in progress count for the drain") {
+    Nodes n;
+    Ringing call(n, 1, 2);
+    call.establish();
+    RawPeer carol(n.server(1)), dave(n.server(2));
+    n.in(carol, "carol", 1);
+    n.in(dave, "dave", 2);
+    bool drained = false;
+    n.server(2).server->drain(std::chrono::seconds(30), [&] { drained = true; });
+    carol.command("call|dave|" + carol.sk);
+    CHECK(carol.next_body() == "available|dave");
+    CHECK(carol.next_body() == "end|dave");
+    CHECK(dave.next(quiet) == std::nullopt);
+    // bob's call (owned by node1) keeps node2 from stopping until it ends.
+    n.server(2).pump(600ms);
+    CHECK_FALSE(drained);
+    call.alice.command("end|bob|" + call.alice.sk);
+    CHECK(call.bob.next_body() == "end|alice");
+    CHECK(n.c.until([&] { return drained; }));
+}

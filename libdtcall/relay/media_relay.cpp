@@ -587,8 +587,25 @@ Result<std::string> MediaRelay::open_node_leg(const std::string& node, const clu
         return Error{ErrorCode::invalid_argument, "node name " + node + ": not 1-64 of [A-Za-z0-9._-]"};
     std::uint16_t port = ntohs(bind_to.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bind_to)->sin6_port
                                                              : reinterpret_cast<sockaddr_in*>(&bind_to)->sin_port);
+    // The media port itself, on an address a media socket is bound to (or a
+    // wildcard media socket covers): the node leg shares the media sockets.
+    bool shared = false;
+    if (port == port_) {
+        for (const auto& socket : s.sockets) {
+            sockaddr_storage local{};
+            socklen_t local_length = sizeof local;
+            if (::getsockname(socket->fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
+                local.ss_family != bind_to.ss_family)
+                continue;
+            if (format_ip(reinterpret_cast<sockaddr*>(&local), int(local_length)) ==
+                    format_ip(reinterpret_cast<sockaddr*>(&bind_to), int(length)) ||
+                format_ip(reinterpret_cast<sockaddr*>(&local), int(local_length)) == "0.0.0.0" ||
+                format_ip(reinterpret_cast<sockaddr*>(&local), int(local_length)) == "::")
+                shared = true;
+        }
+    }
     std::string bound = address;
-    if (port != port_) {
+    if (!shared) {
         // A socket of its own, read by this thread only.
         int fd = ::socket(bind_to.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return Error{ErrorCode::io, "node_address " + address + ": " + std::strerror(errno)};

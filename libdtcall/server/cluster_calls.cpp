@@ -245,12 +245,24 @@ void ClusterCalls::node_message(const std::string& from, const std::string& kind
 // A notice for a user of this node from the node that owns its call,
 // delivered here (pacing and grace stay with the user's own node).
 void ClusterCalls::remote_notice(const std::string& from, const std::string& user, Notice notice) {
-    if (!here(user)) return;
+    // A call this node cannot deliver (the user is not here, or is in
+    // another call Redis did not know of: placed while Redis was away):
+    // the owner ends it, or its caller would wait forever.
+    auto refuse = [&] {
+        if (notice.kind != Notice::Kind::end) link_.send(from, "cmd_vanished", user, notice.other, {});
+    };
+    if (!here(user)) return refuse();
     RemoteLeg* leg = find(user);
-    if (leg && leg->peer != notice.other) return;  // about another call: stale
+    if (leg && leg->peer != notice.other) {
+        if (notice.kind == Notice::Kind::incoming) refuse();
+        return;  // about another call: stale
+    }
+    if (!leg && notice.kind != Notice::Kind::incoming && notice.kind != Notice::Kind::end &&
+        notice.kind != Notice::Kind::available)
+        return refuse();  // a call this node never rang (or already ended)
     switch (notice.kind) {
     case Notice::Kind::incoming:
-        if (leg || router_.phase(user) != CallPhase::idle) return;  // Redis said free: stale
+        if (leg || router_.phase(user) != CallPhase::idle || host_.draining()) return refuse();
         legs_.emplace(user, RemoteLeg{from, notice.other, CallPhase::ringing, false, false, std::nullopt,
                                       std::chrono::system_clock::now(), {}});
         break;

@@ -51,6 +51,8 @@ public:
         // `user` logged in on another node: close its connection here (replaced).
         virtual void replaced_elsewhere(const std::string& user) = 0;
         virtual void log(LogLevel level, const std::string& line) = 0;
+        // A draining Server rings none of its users (as it places no call).
+        virtual bool draining() const = 0;
     };
 
     // A call of a user of this node that another node owns.
@@ -106,6 +108,7 @@ public:
     // Server::end_call() for a user whose call another node owns: the owner
     // ends it for both. False when the user has no such call.
     bool end_call(const std::string& user);
+    std::size_t remote_calls() const { return legs_.size(); }
     // Calls of this node's users that other nodes own, as Server::calls() lists them.
     void list_calls(std::vector<CallInfo>& into) const;
 

@@ -468,6 +468,7 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     }
 
     // ---- ClusterCalls::Host ----
+    bool draining() const override { return drain != nullptr; }
     void replaced_elsewhere(const std::string& user) override {
         if (const Presence::Entry* entry = local_presence.entry(user))
             static_cast<Session*>(entry->connection)->close(Session::CloseReason::replaced);
@@ -491,8 +492,10 @@ struct DTCALL_HIDDEN Server::Impl final : Session::Host,
     static void on_drain_check(evutil_socket_t, short, void* self) {
         auto* impl = static_cast<Impl*>(self);
         bool over = std::chrono::steady_clock::now() >= impl->drain->deadline;
-        if (impl->router.calls() != 0 && !over) return;
-        if (impl->router.calls() != 0) impl->log(LogLevel::info, "drain time is up; ending the remaining calls");
+        // Calls of our users that other nodes own count too: a stop would cut them.
+        std::size_t calls = impl->router.calls() + (impl->cluster ? impl->cluster->remote_calls() : 0);
+        if (calls != 0 && !over) return;
+        if (calls != 0) impl->log(LogLevel::info, "drain time is up; ending the remaining calls");
         event_del(impl->drain->check.get());
         impl->stop_politely();  // takes the drain's `done` along
     }
