@@ -22,6 +22,8 @@ ClusterCalls::~ClusterCalls() {
 std::string ClusterCalls::node_of(const std::string& user) const {
     if (here(user)) return link_.node_name();
     if (const ClusterLink::RemoteUser* remote = link_.remote(user)) return remote->node;
+    // A party of a call this node owns, while the cache does not know it (Redis away).
+    if (auto it = party_nodes_.find(user); it != party_nodes_.end()) return it->second;
     return {};
 }
 
@@ -86,9 +88,17 @@ std::optional<std::string> ClusterCalls::remote_node_address(const std::string& 
     if (here(user)) return std::nullopt;
     const std::string* node = nullptr;
     if (const ClusterLink::RemoteUser* remote = link_.remote(user)) node = &remote->node;
-    // The caller of a call another node owns is on that node.
-    for (const auto& [local, leg] : legs_)
-        if (!node && leg.peer == user) node = &leg.owner;
+    // A party of a call this node owns: where it was when it rang (the cache
+    // may have lost it: Redis away); the caller of a call another node owns
+    // is on that node.
+    if (!node)
+        if (auto it = party_nodes_.find(user); it != party_nodes_.end()) node = &it->second;
+    if (!node)
+        for (const auto& [local, leg] : legs_)
+            if (leg.peer == user) {
+                node = &leg.owner;
+                break;
+            }
     if (!node) return std::nullopt;
     const std::string* address = link_.node_address(*node);
     if (!address) return std::nullopt;
