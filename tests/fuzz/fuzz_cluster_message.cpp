@@ -6,6 +6,8 @@
 // The seeds in corpus/cluster_message/ are tagged with this key: 32 bytes 0x2A.
 #include "cluster/messages.hpp"
 #include "cluster/receiver.hpp"
+#include "relay/address.hpp"
+#include "relay/node_wrap.hpp"
 
 #include <sodium.h>
 
@@ -40,6 +42,20 @@ void check_media(World& w, const std::uint8_t* data, std::size_t size) {
                                      reinterpret_cast<const std::uint8_t*>(m.payload.data()), m.payload.size(),
                                      again.data(), again.size());
         if (n != size || std::memcmp(again.data(), data, size) != 0) __builtin_trap();
+        // The relay's wrapping (header, payload in place, tag in two parts)
+        // gives the same bytes as encode_media.
+        dtcall::NodeSender sender;
+        sender.name = std::string(m.sender);
+        sender.key = w.key;
+        sender.sequence = m.sequence;
+        auto wrap = dtcall::NodeWrap::make(sender, m.target);
+        if (!wrap) __builtin_trap();
+        std::vector<std::uint8_t> header(dtcall::NodeWrap::max_header), tag(tag_size);
+        wrap->seal(reinterpret_cast<const std::uint8_t*>(m.payload.data()), m.payload.size(), header.data(), tag.data());
+        if (wrap->header_size() + m.payload.size() + tag_size != size ||
+            std::memcmp(header.data(), data, wrap->header_size()) != 0 ||
+            std::memcmp(tag.data(), data + size - tag_size, tag_size) != 0)
+            __builtin_trap();
     }
     (void)w.media.receive(data, size, m);
 }
@@ -49,6 +65,10 @@ void check_control(World& w, const std::uint8_t* data, std::size_t size) {
     if (decode_control(w.key, data, size, c) == DecodeError::none) {
         std::vector<std::uint8_t> again = encode_control(w.key, c);
         if (again.size() != size || std::memcmp(again.data(), data, size) != 0) __builtin_trap();
+        // A hello's address is what media for that node's users is sent to.
+        sockaddr_storage address;
+        socklen_t length = 0;
+        (void)dtcall::parse_address(c.address, address, length);
     }
     (void)w.control.receive(data, size, c.timestamp_ms, c);
 }
