@@ -42,7 +42,7 @@ while [ $# -gt 0 ]; do
         case "$2" in *[!0-9]* | "") die "--base-port: \"$2\" is not a number" ;; esac
         if [ "$2" -lt 1024 ] || [ "$2" -gt 65000 ]; then die "--base-port: $2 is not in 1024-65000"; fi
         base_port=$2; shift ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument \"$1\" (try --help)" ;;
     esac
     shift
