@@ -57,9 +57,15 @@ struct KeySpec {
 // frame limit too small for login2, a datagram limit below the clients' 1400).
 const KeySpec key_specs[] = {
     {"command", Kind::port, 1, 65535,
-     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.command_port = std::uint16_t(n); }},
+     [](ConfValues& o, std::uint64_t n, const Line& l) {
+         o.config.command_port = std::uint16_t(n);
+         o.command_line = l.number;
+     }},
     {"media", Kind::port, 1, 65535,
-     [](ConfValues& o, std::uint64_t n, const Line&) { o.config.media_port = std::uint16_t(n); }},
+     [](ConfValues& o, std::uint64_t n, const Line& l) {
+         o.config.media_port = std::uint16_t(n);
+         o.media_line = l.number;
+     }},
     {"public_sodium", Kind::path, 0, 0,
      [](ConfValues& o, std::uint64_t, const Line& l) {
          o.public_key_path = std::string(l.value);
@@ -71,7 +77,10 @@ const KeySpec key_specs[] = {
          o.private_key_line = l.number;
      }},
     {"listen", Kind::address, 0, 0,
-     [](ConfValues& o, std::uint64_t, const Line& l) { o.config.listen_addresses = split_addresses(l.value); }},
+     [](ConfValues& o, std::uint64_t, const Line& l) {
+         o.config.listen_addresses = split_addresses(l.value);
+         o.listen_line = l.number;
+     }},
     {"timestamp_window", Kind::seconds, 1, 86400,
      [](ConfValues& o, std::uint64_t n, const Line&) { o.config.timestamp_window = std::time_t(n); }},
     {"login_timeout", Kind::seconds, 1, 3600,
@@ -226,6 +235,30 @@ bool ip_literal(const std::string& text) {
     return inet_pton(AF_INET, text.c_str(), buffer) == 1 || inet_pton(AF_INET6, text.c_str(), buffer) == 1;
 }
 
+// 0.0.0.0, :: (and ::ffff:0.0.0.0): fine to listen on, meaningless to send to.
+bool unspecified_address(const std::string& text) {
+    unsigned char buffer[16] = {};
+    if (inet_pton(AF_INET, text.c_str(), buffer) == 1) return buffer[0] == 0 && buffer[1] == 0 && buffer[2] == 0 && buffer[3] == 0;
+    if (inet_pton(AF_INET6, text.c_str(), buffer) != 1) return false;
+    bool mapped = buffer[10] == 0xff && buffer[11] == 0xff;  // ::ffff:0.0.0.0
+    for (int i = 0; i < 16; ++i) {
+        if (buffer[i] != 0 && !(mapped && (i == 10 || i == 11))) return false;
+    }
+    return true;
+}
+
+// metrics::parse_endpoint is shared with `metrics`, whose example addresses
+// (a local scrape port) would mislead here: name node addresses instead.
+constexpr const char* node_address_examples = "10.0.0.11:1962 or [fd00::11]:1962";
+std::string node_address_example(std::string why) {
+    const std::string metrics_example = "(such as 127.0.0.1:9641 or [::1]:9641)";
+    std::size_t at = why.find(metrics_example);
+    if (at != std::string::npos) {
+        why.replace(at, metrics_example.size(), "(such as " + std::string(node_address_examples) + ")");
+    }
+    return why;
+}
+
 std::optional<dtcall::LogLevel> parse_level(std::string_view text) {
     if (text == "debug") return dtcall::LogLevel::debug;
     if (text == "info") return dtcall::LogLevel::info;
@@ -254,6 +287,14 @@ dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
         return dtcall::Done{};
     }
     case Kind::redis: {
+        // redis://, rediss://, tcp://...: the usual client URL is not taken
+        // (no database number, user or TLS here); say so rather than let
+        // the HOST:PORT parser complain about brackets.
+        if (line.value.find("://") != std::string_view::npos) {
+            return line.error(quoted(line.value) +
+                              " is a URL, which is not accepted: write unix:/PATH (such as "
+                              "unix:/run/redis/redis.sock) or HOST:PORT (such as 10.0.0.5:6379 or [fd00::5]:6379)");
+        }
         auto redis = dtcall::cluster::parse_redis_address(line.value);
         if (!redis) return line.error(quoted(line.value) + " " + redis.error());
         out.cluster.redis = *redis;
@@ -269,8 +310,13 @@ dtcall::Status apply(const KeySpec& spec, const Line& line, ConfValues& out) {
         return dtcall::Done{};
     case Kind::node_address: {
         auto endpoint = metrics::parse_endpoint(line.value);
-        if (!endpoint) return line.error(quoted(line.value) + " " + endpoint.error());
+        if (!endpoint) return line.error(quoted(line.value) + " " + node_address_example(endpoint.error()));
         if (endpoint->port == 0) return line.error(quoted(line.value) + " needs a port number (1-65535)");
+        if (unspecified_address(endpoint->host)) {
+            return line.error(quoted(line.value) +
+                              " is a wildcard address: the other nodes send this node's media there, so it must "
+                              "be an address they can reach (such as " + std::string(node_address_examples) + ")");
+        }
         out.cluster.node_address = *endpoint;
         out.cluster.node_address_line = line.number;
         return dtcall::Done{};

@@ -29,6 +29,11 @@ struct ConfValues {
     int public_key_line = 0;       // where they were set, for error messages
     int private_key_line = 0;
     int max_connections_line = 0;  // 0: not set (for the open-files warning)
+    // Where the sockets' keys were set (0: the default), so that a bind that
+    // fails at start can name the line.
+    int command_line = 0;
+    int media_line = 0;
+    int listen_line = 0;
     // Who may log in: a users file (default "users") or a SQLite database
     // (users_db); never both. As written; lines 0 when not set.
     std::string users_path;

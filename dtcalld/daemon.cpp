@@ -25,7 +25,8 @@
 #include <memory>
 #include <optional>
 #include <cstdio>
-#include <memory>
+#include <cstring>
+#include <string_view>
 #include <unistd.h>
 
 namespace dtcalld {
@@ -79,6 +80,27 @@ dtcall::Result<std::unique_ptr<metrics::MetricsHttp>> start_metrics(const metric
     if (auto bound = http->listen(endpoint); !bound) return dtcall::Error{bound.failure()};
     log.write(LogLevel::info, "metrics on http://" + endpoint.with_port(http->port()) + "/metrics");
     return http;
+}
+
+// server.start()'s errors begin with what failed: "command: TCP ... port
+// N: cannot bind: ...", "media: UDP ...", "node_address 10.0.0.11:1962:
+// cannot bind UDP: ...", "listen: ...". Name the conf line that set it (or
+// "(default)"), as the parser does; anything else is passed on as it is.
+std::string start_error(const Settings& settings, const std::string& what) {
+    struct Source { const char* prefix; const char* key; int line; };
+    const Source sources[] = {{"command: ", "command", settings.command_line},
+                              {"media: ", "media", settings.media_line},
+                              {"listen: ", "listen", settings.listen_line},
+                              {"node_address: ", "node_address", settings.node_address_line},
+                              {"node_address ", "node_address", settings.node_address_line}};
+    for (const Source& source : sources) {
+        if (what.rfind(source.prefix, 0) != 0) continue;
+        std::string rest = what;
+        // "node_address ADDRESS: ..." reads "node_address: ADDRESS: ..." once the key leads.
+        if (std::string_view(source.prefix) == "node_address ") rest.erase(0, std::strlen(source.prefix));
+        return conf_error(settings, source.line, source.key, rest);
+    }
+    return what;
 }
 
 }  // namespace
@@ -178,7 +200,7 @@ int run_daemon(const Options& options) {
                                       (settings->control_group.empty() ? " (mode 0600)"
                                                                        : " (mode 0660, group " + settings->control_group + ")"));
     }
-    if (auto started = server.start(); !started) return fail(&log, started.error());
+    if (auto started = server.start(); !started) return fail(&log, start_error(*settings, started.error()));
     if (cluster) cluster->start();  // Redis away is no reason to stop: logged once, retried
     std::unique_ptr<metrics::MetricsHttp> metrics_http;  // freed before the server
     if (settings->metrics) {

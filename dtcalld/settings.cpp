@@ -92,6 +92,7 @@ std::string resolve_path(const std::string& dir, const std::string& path) {
 std::string conf_error(const Settings& settings, int line, const std::string& key, std::string what) {
     const std::string prefix = key + ": ";
     if (what.rfind(prefix, 0) == 0) what.erase(0, prefix.size());
+    if (line <= 0) return settings.conf_path + ": (default) " + prefix + what;
     return settings.conf_path + ":" + std::to_string(line) + ": " + prefix + what;
 }
 
@@ -114,6 +115,10 @@ dtcall::Result<Settings> load_settings(const std::string& dir) {
     out.users_db_line = conf->users_db_line;
     out.control_line = conf->control_line;
     out.control_group_line = conf->control_group_line;
+    out.command_line = conf->command_line;
+    out.media_line = conf->media_line;
+    out.listen_line = conf->listen_line;
+    out.node_address_line = conf->cluster.node_address_line;
     if (!conf->users_path.empty()) out.users_path = resolve_path(dir, conf->users_path);
     if (!conf->users_db_path.empty()) {
         out.users_db_path = resolve_path(dir, conf->users_db_path);

@@ -54,11 +54,18 @@ struct Settings {
     int metrics_line = 0;
     int control_line = 0;
     int control_group_line = 0;
+    // The same for the sockets server.start() opens (node_address: only on
+    // a cluster node).
+    int command_line = 0;
+    int media_line = 0;
+    int listen_line = 0;
+    int node_address_line = 0;
 };
 
 // "CONF:LINE: KEY: WHAT", the conf parser's style, for an error found after
 // parsing (a socket that cannot be bound, a database that cannot be opened).
-// A leading "KEY: " already in `what` is not repeated.
+// A leading "KEY: " already in `what` is not repeated. Line 0 (a key left
+// at its default) gives "CONF: (default) KEY: WHAT".
 std::string conf_error(const Settings& settings, int line, const std::string& key, std::string what);
 
 // Reads the conf file and both key files. The error is one line naming the

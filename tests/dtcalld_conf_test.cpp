@@ -329,6 +329,25 @@ TEST_CASE("metrics, control and control_group remember their lines; conf_error n
           "/etc/x/dtcalld.conf:5: control: /x/control: No such file or directory");
     CHECK(dtcalld::conf_error(settings, 3, "users_db", "/x/users.sqlite: No such file or directory") ==
           "/etc/x/dtcalld.conf:3: users_db: /x/users.sqlite: No such file or directory");
+    // A key left at its default has no line: "(default)", as the open-files warning says.
+    CHECK(dtcalld::conf_error(settings, 0, "command", "command: TCP 127.0.0.1 port 1991: cannot bind: Address already in use") ==
+          "/etc/x/dtcalld.conf: (default) command: TCP 127.0.0.1 port 1991: cannot bind: Address already in use");
+}
+
+TEST_CASE("command, media, listen and node_address remember their lines (a bind failing at start names them)") {
+    auto parsed = parse_conf("command = 2001\n" + keys_lines + "media = 2002\nlisten = 127.0.0.1\n"
+                                 "cluster_redis = unix:/r\nnode_address = 127.0.1.11:1962\ncluster_key = k\n",
+                             "/etc/x/dtcalld.conf");
+    REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+    CHECK(parsed->command_line == 1);
+    CHECK(parsed->media_line == 4);
+    CHECK(parsed->listen_line == 5);
+    CHECK(parsed->cluster.node_address_line == 7);
+    auto bare = parse_conf(keys_lines, "/etc/x/dtcalld.conf");
+    REQUIRE(bare.ok());
+    CHECK(bare->command_line == 0);
+    CHECK(bare->media_line == 0);
+    CHECK(bare->listen_line == 0);
 }
 
 TEST_CASE("settings: a private key group or others can read or write is refused, naming the fix") {
@@ -556,6 +575,38 @@ TEST_CASE("cluster keys: bad values name file, line and key") {
           "/etc/x/dtcalld.conf:5: node_address: \"127.0.1.1:0\" needs a port number (1-65535)");
     CHECK(error_of(keys_lines + with_redis + "node_address = 127.0.1.1:1\ncluster_key =\n") ==
           "/etc/x/dtcalld.conf:5: cluster_key: has no value");
+}
+
+TEST_CASE("cluster_redis: a URL is refused, naming the two forms that are accepted") {
+    const std::string rest = "node_address = 127.0.1.11:1962\ncluster_key = k\n";
+    const std::string forms = "is a URL, which is not accepted: write unix:/PATH (such as unix:/run/redis/redis.sock) "
+                              "or HOST:PORT (such as 10.0.0.5:6379 or [fd00::5]:6379)";
+    CHECK(error_of(keys_lines + "cluster_redis = tcp://127.0.0.1:6379\n" + rest) ==
+          "/etc/x/dtcalld.conf:3: cluster_redis: \"tcp://127.0.0.1:6379\" " + forms);
+    CHECK(error_of(keys_lines + "cluster_redis = redis://127.0.0.1:6379/0\n" + rest) ==
+          "/etc/x/dtcalld.conf:3: cluster_redis: \"redis://127.0.0.1:6379/0\" " + forms);
+    CHECK(contains(error_of(keys_lines + "cluster_redis = unix:///run/redis.sock\n" + rest), "is a URL"));
+}
+
+TEST_CASE("node_address: a wildcard is refused (the other nodes send media there); examples are node addresses") {
+    const std::string before = keys_lines + "cluster_redis = unix:/r\ncluster_key = k\n";
+    const std::string why = " is a wildcard address: the other nodes send this node's media there, so it must be "
+                            "an address they can reach (such as 10.0.0.11:1962 or [fd00::11]:1962)";
+    CHECK(error_of(before + "node_address = 0.0.0.0:21903\n") ==
+          "/etc/x/dtcalld.conf:5: node_address: \"0.0.0.0:21903\"" + why);
+    CHECK(error_of(before + "node_address = [::]:21903\n") == "/etc/x/dtcalld.conf:5: node_address: \"[::]:21903\"" + why);
+    CHECK(contains(error_of(before + "node_address = [::ffff:0.0.0.0]:21903\n"), "is a wildcard address"));
+    CHECK(contains(error_of(before + "node_address = [0:0::0]:21903\n"), "is a wildcard address"));
+    CHECK(parse_conf(before + "node_address = 127.0.0.1:21903\n", "c").ok());
+    CHECK(parse_conf(before + "node_address = [::1]:21903\n", "c").ok());
+    CHECK(parse_conf(before + "node_address = [::ffff:127.0.0.1]:21903\n", "c").ok());
+
+    // The parser is shared with `metrics`; the example shown is a node address.
+    std::string bad = error_of(before + "node_address = 21903\n");
+    CHECK(contains(bad, "/etc/x/dtcalld.conf:5: node_address: \"21903\" is not ADDRESS:PORT "
+                        "(such as 10.0.0.11:1962 or [fd00::11]:1962)"));
+    CHECK_FALSE(contains(bad, "9641"));
+    CHECK(contains(error_of(keys_lines + "metrics = 9641\n"), "(such as 127.0.0.1:9641 or [::1]:9641)"));
 }
 
 TEST_CASE("cluster_ttl: seconds 1-300, default 15, part of the cluster set") {

@@ -230,22 +230,58 @@ TEST_CASE("a log directory that cannot be used is refused at start") {
     CHECK(contains(dtcalld.err(), s.dir / "no-such-dir"));
 }
 
-TEST_CASE("a port already taken is refused with a line naming it") {
-    SettingsDir s;
-    int blocker = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(blocker >= 0);
+namespace {
+
+// A socket of `type` bound to 127.0.0.1:port (listening when TCP), so that
+// dtcalld finds the port taken; -1 when the port could not be had.
+int take_port(int type, std::uint16_t port) {
+    int fd = ::socket(AF_INET, type, 0);
+    if (fd < 0) return -1;
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(s.command_port);
-    REQUIRE(::bind(blocker, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    REQUIRE(::listen(blocker, 1) == 0);
-    ChildProcess dtcalld(s.argv(), s.dir.path);
-    auto status = dtcalld.wait_exit();
-    ::close(blocker);
-    REQUIRE(status.has_value());
-    CHECK(*status == 1);
-    CHECK_MESSAGE(contains(dtcalld.err(), std::to_string(s.command_port)), dtcalld.err());
+    address.sin_port = htons(port);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        (type == SOCK_STREAM && ::listen(fd, 1) != 0)) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+}  // namespace
+
+TEST_CASE("a port already taken is refused with a line naming the conf file, line and key") {
+    SettingsDir s;  // command is on line 2 of its conf, media on line 3
+    SUBCASE("command") {
+        int blocker = take_port(SOCK_STREAM, s.command_port);
+        REQUIRE(blocker >= 0);
+        expect_refusal(s, s.settings + "/dtcalld.conf:2: command: TCP 127.0.0.1 port " +
+                              std::to_string(s.command_port) + ": cannot bind: Address already in use");
+        ::close(blocker);
+    }
+    SUBCASE("media") {
+        int blocker = take_port(SOCK_DGRAM, s.media_port);
+        REQUIRE(blocker >= 0);
+        expect_refusal(s, s.settings + "/dtcalld.conf:3: media: UDP 127.0.0.1 port " + std::to_string(s.media_port) +
+                              ": cannot bind: Address already in use");
+        ::close(blocker);
+    }
+    SUBCASE("node_address") {
+        std::uint16_t port = free_port(SOCK_DGRAM);
+        int blocker = take_port(SOCK_DGRAM, port);
+        REQUIRE(blocker >= 0);
+        REQUIRE(dtcall::cluster::write_cluster_key_file(dtcall::cluster::ClusterKey::generate(),
+                                                        s.settings + "/cluster.key").ok());
+        s.write_conf("dtcalld.conf", read_file(s.settings + "/dtcalld.conf") +
+                                         "cluster_redis = unix:/nonexistent/redis.sock\nnode_name = n1\n"
+                                         "node_address = 127.0.0.1:" + std::to_string(port) +
+                                         "\ncluster_key = cluster.key\n");
+        // The SettingsDir's conf has 6 lines: node_address is line 9.
+        expect_refusal(s, s.settings + "/dtcalld.conf:9: node_address: 127.0.0.1:" + std::to_string(port) +
+                              ": cannot bind UDP: Address already in use");
+        ::close(blocker);
+    }
 }
 
 TEST_CASE("dtcalld --version, --help and a wrong argument") {

@@ -7,12 +7,17 @@
 #   run-cluster.sh [--dir DIR] [--base-port N]   start, print where, run until Ctrl-C
 #   run-cluster.sh [--dir DIR] stop               stop the cluster started in DIR
 #   run-cluster.sh --check                        start, wait until the three nodes
-#                                                 are in Redis, stop; exit 0 or 1
+#                                                 are in Redis, ask each for its status
+#                                                 and metrics, make a call from node1 to
+#                                                 node2 (when `call` is built), stop;
+#                                                 exit 0 or 1
 #
-# Binaries: $DTCALLD and $DTCALL_KEYGEN when set; else `--build DIR` (a Meson
-# build directory); else the build/ directory of the source tree this script
-# is in; else an installed dtcalld (beside this script's prefix, the PATH,
-# /usr/local/sbin, /usr/sbin). redis-server from the PATH or $REDIS_SERVER.
+# Binaries: $DTCALLD, $DTCALL_KEYGEN, $DTCALL_CTL and $DTCALL_CLUSTER_CALL
+# when set; else `--build DIR` (a Meson build directory); else the build/
+# directory of the source tree this script is in; else the installed ones
+# (beside this script's prefix, the PATH, /usr/local/sbin, /usr/sbin; `call`
+# is not installed: build it from call.cpp). redis-server from the PATH or
+# $REDIS_SERVER.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +42,7 @@ while [ $# -gt 0 ]; do
         case "$2" in *[!0-9]* | "") die "--base-port: \"$2\" is not a number" ;; esac
         if [ "$2" -lt 1024 ] || [ "$2" -gt 65000 ]; then die "--base-port: $2 is not in 1024-65000"; fi
         base_port=$2; shift ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument \"$1\" (try --help)" ;;
     esac
     shift
@@ -45,12 +50,13 @@ done
 
 # --check picks its ports from its pid, so that two checks at once (a CI
 # running tests in parallel) seldom meet, below the kernel's ephemeral range
-# (32768-60999: sockets bound to port 0 get those); and when a port is taken
-# anyway it tries again with others (CHECK_ATTEMPT counts, up to 3).
+# (32768-60999: sockets bound to port 0 get those; a check uses BASE+1 to
+# BASE+303, and BASE is at most 31600); and when a port is taken anyway it
+# tries again with others (CHECK_ATTEMPT counts, up to 3).
 attempt=${CHECK_ATTEMPT:-1}
 if [ -z "$base_port" ]; then
     if [ "$mode" = check ]; then
-        base_port=$((10000 + (($$ + attempt * 7) % 70) * 300))
+        base_port=$((10000 + (($$ + attempt * 7) % 55) * 400))
     else
         base_port=20000
     fi
@@ -118,10 +124,16 @@ dtcalld=$(first_of "${DTCALLD:-}" "$source_build/dtcalld/dtcalld" "$prefix/sbin/
 keygen=$(first_of "${DTCALL_KEYGEN:-}" "$source_build/dtcalld/dtcall-keygen" "$prefix/bin/dtcall-keygen" \
     "$(on_path dtcall-keygen)") ||
     die "dtcall-keygen not found: give --build DIR or set DTCALL_KEYGEN"
+ctl=$(first_of "${DTCALL_CTL:-}" "$source_build/dtcalld/dtcall-ctl" "$prefix/bin/dtcall-ctl" "$(on_path dtcall-ctl)") ||
+    die "dtcall-ctl not found: give --build DIR or set DTCALL_CTL"
+# The example call program (call.cpp), built with the examples; optional.
+call_places="${DTCALL_CLUSTER_CALL:+$DTCALL_CLUSTER_CALL }$source_build/examples/call"
+# shellcheck disable=SC2086  # one candidate per word
+call_program=$(first_of $call_places) || call_program=""
 redis_server=$(first_of "${REDIS_SERVER:-}" "$(on_path redis-server)") ||
     die "redis-server not found (Debian: apt-get install redis-server)"
 redis_cli=$(on_path redis-cli)
-say "using $dtcalld, $keygen and $redis_server"
+say "using $dtcalld, $keygen and $redis_server; $ctl"
 
 # --- the state directory -----------------------------------------------------
 if [ -f "$dir/pids" ]; then
@@ -159,7 +171,10 @@ done
 
 # --- the nodes ---------------------------------------------------------------
 # Node i: command port BASE+i (TCP), media port BASE+100+i (UDP), node
-# address 127.0.0.1:BASE+200+i (UDP, node-to-node media).
+# address 127.0.0.1:BASE+200+i (UDP, node-to-node media), metrics on
+# http://127.0.0.1:BASE+300+i/metrics, and the control socket for dtcall-ctl
+# in its settings directory (`control = control`: relative paths are taken
+# from there).
 i=0
 for node in $nodes; do
     i=$((i + 1))
@@ -181,6 +196,8 @@ node_name = $node
 node_address = 127.0.0.1:$((base_port + 200 + i))
 cluster_key = cluster.key
 cluster_ttl = $ttl
+control = control
+metrics = 127.0.0.1:$((base_port + 300 + i))
 EOF
     "$dtcalld" --settings "$settings" --log "$dir/$node/log" >"$dir/$node/stdout.txt" 2>"$dir/$node/stderr.txt" &
     echo "$node $!" >>"$dir/pids"
@@ -227,7 +244,7 @@ all_in_redis() {
 
 fail_and_stop() {
     if [ "$mode" = check ] && [ "$attempt" -lt 3 ] && cat "$dir"/node*/log/*.log 2>/dev/null | grep -q "already in use"; then
-        say "a port of $base_port-$((base_port + 203)) is taken; trying other ports"
+        say "a port of $base_port-$((base_port + 303)) is taken; trying other ports"
         stop_all
         rm -rf "$dir"
         CHECK_ATTEMPT=$((attempt + 1)) exec "$0" --check ${build:+--build "$build"}
@@ -246,7 +263,44 @@ wait_for 20 "it reaches Redis" all_linked || fail_and_stop "the three nodes did 
 wait_for 20 "the nodes are in Redis" all_in_redis ||
     fail_and_stop "the three nodes were not all in Redis (dtcall:alive:NODE, dtcall:nodes) within 20 s"
 
+# What a newcomer does next, checked: each node answers dtcall-ctl status,
+# says it is linked to Redis in /metrics (with curl or wget, when either is
+# here), and alice on node1 calls bob on node2 (when `call` is built).
+fetch=""
+if command -v curl >/dev/null 2>&1; then fetch="curl -fsS --max-time 5"
+elif command -v wget >/dev/null 2>&1; then fetch="wget -q -T 5 -O -"
+fi
+check_tools() {
+    i=0
+    for node in $nodes; do
+        i=$((i + 1))
+        "$ctl" --control "$dir/$node/settings/control" status >"$dir/$node/status.txt" 2>&1 ||
+            fail_and_stop "$node: dtcall-ctl --control $dir/$node/settings/control status failed: $(cat "$dir/$node/status.txt")"
+        if [ -n "$fetch" ]; then
+            url=http://127.0.0.1:$((base_port + 300 + i))/metrics
+            # shellcheck disable=SC2086  # the fetch command is several words
+            $fetch "$url" >"$dir/$node/metrics.txt" 2>&1 || fail_and_stop "$node: $fetch $url failed"
+            grep -q '^dtcall_cluster_redis_connected 1$' "$dir/$node/metrics.txt" ||
+                fail_and_stop "$node: $url has no \"dtcall_cluster_redis_connected 1\""
+        fi
+    done
+    if [ -n "$fetch" ]; then
+        say "each node answers dtcall-ctl status, and its /metrics says dtcall_cluster_redis_connected 1"
+    else
+        say "each node answers dtcall-ctl status (neither curl nor wget here: /metrics not checked)"
+    fi
+    if [ -n "$call_program" ]; then
+        "$call_program" "$shared" "alice@127.0.0.1:$((base_port + 1)):$((base_port + 101))" \
+            "bob@127.0.0.1:$((base_port + 2)):$((base_port + 102))" >"$dir/call.txt" 2>&1 ||
+            { cat "$dir/call.txt" >&2; fail_and_stop "alice on node1 could not call bob on node2 ($call_program)"; }
+        say "alice on node1 called bob on node2 with $call_program: $(grep '^media:' "$dir/call.txt")"
+    else
+        say "no call program found (looked for: $call_places): the cross-node call is not tried"
+    fi
+}
+
 if [ "$mode" = check ]; then
+    check_tools
     say "OK: redis-server and $nodes are up and see each other through Redis"
     stop_all
     rm -rf "$dir"
@@ -261,8 +315,12 @@ EOF
 i=0
 for node in $nodes; do
     i=$((i + 1))
-    echo "  $node      command 127.0.0.1:$((base_port + i)) (TCP), media 127.0.0.1:$((base_port + 100 + i)) (UDP);" \
-        "log in $dir/$node/log"
+    cat <<EOF
+  $node      command 127.0.0.1:$((base_port + i)) (TCP), media 127.0.0.1:$((base_port + 100 + i)) (UDP),
+             node address 127.0.0.1:$((base_port + 200 + i)) (UDP, from the other nodes),
+             metrics http://127.0.0.1:$((base_port + 300 + i))/metrics,
+             control $dir/$node/settings/control, log in $dir/$node/log
+EOF
 done
 cat <<EOF
 
@@ -270,8 +328,17 @@ Users alice, bob and carol may log in to any node; their key pairs and the
 server's public key (which clients pin) are in $shared.
 Each node's settings directory ($dir/node1/settings, ...) is what you would
 copy to a real machine.
+
+Who is online on node1:  $ctl --control $dir/node1/settings/control users
+Its metrics:             curl -s http://127.0.0.1:$((base_port + 301))/metrics | grep ^dtcall_cluster
 EOF
-[ -n "$redis_cli" ] && echo "Who is online where: $redis_cli -s $socket hgetall dtcall:users:node1"
+if [ -n "$call_program" ]; then
+    echo "A call from node1 to node2:"
+    echo "  $call_program $shared alice@127.0.0.1:$((base_port + 1)):$((base_port + 101)) bob@127.0.0.1:$((base_port + 2)):$((base_port + 102))"
+else
+    echo "A call from node1 to node2: build examples/cluster/call.cpp (ninja -C build examples/call), see README.md"
+fi
+[ -n "$redis_cli" ] && echo "What Redis holds: $redis_cli -s $socket hgetall dtcall:users:node1"
 cat <<EOF
 
 Stop with Ctrl-C, or from another terminal: $0 --dir $dir stop

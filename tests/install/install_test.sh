@@ -50,7 +50,7 @@ note "meson install --destdir $dest (prefix $PREFIX)"
         echo "$MANDIR/man1/dtcall-bench.1"
     fi
     for f in README.md examples/embed.cpp examples/control.cpp examples/cluster/run-cluster.sh \
-        examples/cluster/README.md settings/dtcalld.conf settings/users \
+        examples/cluster/README.md examples/cluster/call.cpp settings/dtcalld.conf settings/users \
         prometheus/prometheus.yml prometheus/dtcall.rules.yml prometheus/dtcall.rules.test.yml; do echo "$DOCDIR/$f"; done
     [ "$UNITDIR" = no ] || echo "$UNITDIR/dtcalld.service"
 } | LC_ALL=C sort >"$tmp/expected"
@@ -104,6 +104,12 @@ control_flags=$(pkg-config --cflags --libs dtcall libevent_extra) || fail "pkg-c
 # shellcheck disable=SC2086
 (cd "$tmp" && $CXX -std=c++17 control.cpp $control_flags -o control) >"$tmp/cc-control.log" 2>&1 &
 control_pid=$!
+# examples/cluster/call.cpp: what its own comment says, run below by the
+# installed run-cluster.sh --check.
+cp "$dest$DOCDIR/examples/cluster/call.cpp" "$tmp/call.cpp"
+# shellcheck disable=SC2086
+(cd "$tmp" && $CXX -std=c++17 call.cpp $flags -Wl,-rpath,"$dest$LIBDIR" -o call) >"$tmp/cc-call.log" 2>&1 &
+call_pid=$!
 for h in "$dest$INCLUDEDIR"/dtcall/*.hpp; do printf '#include <dtcall/%s>\n' "${h##*/}"; done >"$tmp/headers.cpp"
 # shellcheck disable=SC2086
 $CXX -std=c++17 -fsyntax-only $cflags "$tmp/headers.cpp" >"$tmp/cc-headers.log" 2>&1 &
@@ -117,6 +123,7 @@ wait "$rpath_pid" || { cat "$tmp/cc-rpath.log"; fail "c++ -std=c++17 embed.cpp $
 wait "$static_pid" || { cat "$tmp/cc-static.log"; fail "static link: $static_libs"; }
 wait "$headers_pid" || { cat "$tmp/cc-headers.log"; fail "the installed headers do not compile"; }
 wait "$control_pid" || { cat "$tmp/cc-control.log"; fail "c++ -std=c++17 control.cpp $control_flags -o control"; }
+wait "$call_pid" || { cat "$tmp/cc-call.log"; fail "c++ -std=c++17 call.cpp $flags -o call"; }
 
 readelf -d "$tmp/embed" | grep -q 'NEEDED.*\[libdtcall\.so\.0\]' || fail "embed does not need libdtcall.so.0"
 readelf -d "$tmp/embed-static" | grep -q 'NEEDED.*libdtcall' && fail "embed-static needs libdtcall.so"
@@ -182,10 +189,12 @@ if command -v redis-server >/dev/null 2>&1; then
     note "examples/cluster/run-cluster.sh --check, as installed"
     cluster_script=$dest$DOCDIR/examples/cluster/run-cluster.sh
     [ -x "$cluster_script" ] || fail "$cluster_script is not executable"
-    env -u DTCALLD -u DTCALL_KEYGEN TMPDIR="$tmp" "$cluster_script" --check >"$tmp/cluster.log" 2>&1 ||
-        { cat "$tmp/cluster.log"; fail "the installed run-cluster.sh --check failed"; }
-    grep -q "using $dest$SBINDIR/dtcalld, $dest$BINDIR/dtcall-keygen" "$tmp/cluster.log" ||
+    env -u DTCALLD -u DTCALL_KEYGEN -u DTCALL_CTL DTCALL_CLUSTER_CALL="$tmp/call" TMPDIR="$tmp" "$cluster_script" --check \
+        >"$tmp/cluster.log" 2>&1 || { cat "$tmp/cluster.log"; fail "the installed run-cluster.sh --check failed"; }
+    grep -q "using $dest$SBINDIR/dtcalld, $dest$BINDIR/dtcall-keygen and .*; $dest$BINDIR/dtcall-ctl" "$tmp/cluster.log" ||
         { cat "$tmp/cluster.log"; fail "the installed run-cluster.sh did not use the installed binaries"; }
+    grep -q "alice on node1 called bob on node2 with $tmp/call" "$tmp/cluster.log" ||
+        { cat "$tmp/cluster.log"; fail "the installed run-cluster.sh did not make a call with call.cpp built here"; }
 else
     note "redis-server not found: the installed cluster example is not run"
 fi
