@@ -222,6 +222,7 @@ void RedisCluster::read_node(const std::string& node) {
 void RedisCluster::forget_node(std::string node, const std::string& why) {
     // `node` by value: callers pass the map's own key, which the erase frees.
     if (!nodes_.erase(node)) return;
+    receiver_.forget(node);  // its place among the 256 senders
     for (auto it = users_.begin(); it != users_.end();) it = it->second.node == node ? users_.erase(it) : std::next(it);
     log(LogLevel::warning, "node " + node + " " + why + "; its users are offline");
     if (host_) host_->node_lost(node);
