@@ -41,8 +41,11 @@
 #include "cluster/receiver.hpp"
 #include "cluster/redis_link.hpp"
 
+#include <array>
 #include <chrono>
+#include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <unordered_map>
 
@@ -61,10 +64,21 @@ public:
         LogSink log;
     };
 
+    // Bounds on what is read back from Redis and kept while it is away.
+    static constexpr std::size_t max_nodes = 1024;
+    static constexpr std::size_t max_users_per_node = 1000000;
+    static constexpr std::size_t max_queued = 4096;
+    static constexpr std::chrono::minutes max_queued_age{5};
+
     RedisCluster(event_base* base, Options options);
-    ~RedisCluster() override;
+    ~RedisCluster() override;  // stop()
     void start();
+    // Leaves the cluster: when connected, publishes node_bye and removes this
+    // node's keys (users, alive, its name in nodes) before closing, so the
+    // others forget it at once instead of after the ttl.
     void stop();
+    // As a killed process (tests): the links close, nothing is said.
+    void abandon();
 
     void attach(Host* host) override { host_ = host; }
     const std::string& node_name() const override { return options_.node; }
@@ -85,6 +99,10 @@ public:
     std::uint64_t commands_sent() const { return commands_sent_; }
     const ReceiveCounters& received() const { return receiver_.counters(); }
     std::size_t remote_users() const { return users_.size(); }
+    // Entries read back from Redis that did not authenticate or broke a bound.
+    std::uint64_t stored_rejected() const { return stored_rejected_; }
+    std::size_t queued() const { return queue_.size(); }
+    std::uint64_t queue_dropped() const { return queue_dropped_; }
     // Everything above in one value, for dtcalld's metrics (dtcall_cluster_*).
     ClusterStats stats() const {
         ClusterStats s;
@@ -95,6 +113,9 @@ public:
         s.remote_users = users_.size();
         s.nodes = nodes_.size();
         s.control = receiver_.counters();
+        s.stored_rejected = stored_rejected_;
+        s.queued = queue_.size();
+        s.queue_dropped = queue_dropped_;
         return s;
     }
 
@@ -107,15 +128,29 @@ private:
         std::chrono::steady_clock::time_point heard;
         std::string address;  // its node_address, from its hello or alive key
     };
+    // A message for another node that could not be published yet (Redis
+    // away, or that node not subscribed): stamped again when it goes.
+    struct Queued {
+        std::string node;
+        ControlMessage message;
+        std::chrono::steady_clock::time_point since;
+    };
+    static constexpr std::size_t verdicts = 6;  // Verdict's values
 
     static void on_heartbeat(int, short, void* self);
     void heartbeat();
     void resync();
+    void disconnected();
     void read_node(const std::string& node);
     void forget_node(std::string node, const std::string& why);
     void received(std::string_view bytes);
+    void dropped(Verdict verdict, std::string_view bytes);
+    void summarize_drops(std::chrono::steady_clock::time_point now);
+    bool stored(const RedisReply& value, MessageType type, const std::string& node, ControlMessage& out) const;
+    void flush_queue();
     bool command(std::vector<std::string> args, RedisLink::ReplyHandler handler = {});
-    void publish(const std::string& channel, const ControlMessage& message);
+    std::string encode(const ControlMessage& message) const;
+    void publish(const std::string& channel, const ControlMessage& message, RedisLink::ReplyHandler handler = {});
     ControlMessage make(MessageType type) const;
     std::string key(const std::string& what) const { return options_.prefix + what; }
     void log(LogLevel level, const std::string& line) const;
@@ -128,12 +163,22 @@ private:
     ControlReceiver receiver_;
     Host* host_ = nullptr;
     event* heartbeat_ = nullptr;
-    std::unordered_map<std::string, PublicKey> local_;  // this node's announced users
+    std::unordered_map<std::string, std::string> local_;  // this node's users: their "arrived", as stored
     std::unordered_map<std::string, RemoteUser> users_;  // the cache of the others
     std::map<std::string, Node> nodes_;
+    std::set<std::string> read_;  // nodes whose users were read since the link was last lost
     std::unordered_map<std::string, Claim> claims_;  // calls this node owns, by caller
     std::uint64_t serial_ = 0;
     std::uint64_t commands_sent_ = 0;
+    bool announced_ = false;  // the first connect's clean-up is done
+    std::deque<Queued> queue_;
+    std::uint64_t queue_dropped_ = 0;
+    std::uint64_t stored_rejected_ = 0;
+    // Dropped control messages: the first of each verdict is logged, then one summary a minute.
+    std::array<bool, verdicts> drop_logged_{};
+    std::array<std::uint64_t, verdicts> drops_{};  // since the last summary
+    std::chrono::steady_clock::time_point drops_since_ = std::chrono::steady_clock::now();
+    std::string last_claimed_;
     std::shared_ptr<RedisCluster*> alive_ = std::make_shared<RedisCluster*>(this);
 };
 
