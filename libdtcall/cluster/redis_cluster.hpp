@@ -3,37 +3,64 @@
 // subscribes (a subscribing Redis connection runs nothing else).
 //
 // Redis keys and channels (prefix "dtcall:"; U a user, N a node):
-//   dtcall:nodes          SET   the nodes that ever announced (read on (re)connect)
-//   dtcall:alive:N        STRING N's node address, PX ttl: N's heartbeat
-//   dtcall:users:N        HASH  U -> U's public key (32 bytes): N's online users;
-//                               PEXPIREd with the heartbeat, so a dead node's
-//                               users vanish within the ttl, and no per-user
-//                               refresh exists
+//   dtcall:nodes          SET   the nodes that announced and did not stop
+//                               cleanly (read on (re)connect: at most
+//                               max_nodes valid names, the rest counted)
+//   dtcall:alive:N        STRING N's node_hello (the authenticated bytes,
+//                               with its address), PX ttl: N's heartbeat
+//   dtcall:users:N        HASH  U -> the authenticated "arrived" message N
+//                               published for U (U's public key inside):
+//                               N's online users; PEXPIREd with the
+//                               heartbeat, so a dead node's users vanish
+//                               within the ttl, and no per-user refresh exists
 //   dtcall:call:U         STRING "N/serial" of the call U is in, PX ttl,
 //                               refreshed by the owning node's heartbeat;
 //                               set for both parties by one Lua script only
 //                               when both are free (the busy check)
 //   dtcall:presence       channel: notice "arrived" (user, blob = key, then
 //                               "k" when the login was keepudp),
-//                               user_left, node_hello (the heartbeat; address)
+//                               user_left, node_hello (the heartbeat; address),
+//                               node_bye
 //   dtcall:to:N           channel: what is for N: client notices to deliver,
 //                               commands for calls N owns ("cmd_*")
 // Every publish is a control message (cluster/messages.hpp) tagged with the
-// cluster key; forged, replayed and stale ones are dropped and counted.
+// cluster key; forged, replayed and stale ones are dropped and counted (the
+// first of each verdict logged, then one summary line a minute). What is
+// read back (users:N values, alive:N) is decoded the same way, the tag only
+// (stored values are old by design), and kept only when N sent it (from,
+// type, and the hash field == the user): write access to Redis alone cannot
+// swap a user's key or a node's address. Rejects are counted
+// (stored_rejected).
 //
 // The cache: each node keeps user -> (node, key) for the other nodes, fed by
-// "arrived"/user_left, refilled by HGETALL dtcall:users:N when a node says
-// hello for the first time and for every node on (re)connect; a node not
-// heard from for a ttl is dropped with its users; losing Redis empties it
-// (the other nodes' users look offline until Redis is back).
+// "arrived"/user_left, refilled by HGETALL dtcall:users:N when a node is
+// first heard from (first since the link was last lost, too) and for every
+// node on (re)connect; a node not heard from for a ttl is forgotten with its
+// users (Host::node_lost). Losing Redis empties the users (the other nodes'
+// users look offline until Redis is back) but keeps the nodes, which are not
+// timed out while Redis is away (calls that are up go on) and get a fresh
+// ttl when it is back: one that died meanwhile is forgotten then.
+//
+// Lifecycle: the first connect of this object DELs users:N and publishes
+// node_bye (a process restarted within the ttl: the others end calls with
+// its predecessor's users) before announcing, and logs an error when
+// alive:N holds another address (two processes with one node_name). stop()
+// publishes node_bye, DELs users:N and alive:N and SREMs N from nodes,
+// and lets them leave before the link closes.
+//
+// Messages for other nodes (send()) that cannot be published (Redis away)
+// or that no subscriber heard (that node's link not back yet) wait in a
+// queue (max_queued, oldest dropped; max_queued_age) and go out in order,
+// stamped afresh, on reconnect and at each heartbeat, before anything new.
 //
 // Round trips: a login is HSET + PUBLISH sent back to back (2 commands, one
 // round trip); a logout HDEL + PUBLISH; a call set-up one EVAL (the claim)
 // plus one PUBLISH per notice or command that crosses nodes: incoming,
 // accept, prepare, passthrough's direct, ready, start (6), 7 commands in all;
 // its end one PUBLISH and one EVAL (release). The heartbeat is one round
-// (SET, PEXPIRE, one PEXPIRE per call this node owns, PUBLISH) every ttl/3,
-// whatever the number of users.
+// (SET, PEXPIRE, one PEXPIRE per call this node owns, PUBLISH, and what
+// waits in the queue) every ttl/3, whatever the number of users. The first
+// connect adds GET + DEL + PUBLISH; a clean stop DEL + SREM + PUBLISH.
 #pragma once
 
 #include "cluster/cluster_link.hpp"
