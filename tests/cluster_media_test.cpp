@@ -282,10 +282,7 @@ TEST_CASE("a node dies mid-call: the survivor's call ends within the ttl and a f
         REQUIRE(call.established);
         int survivor = 3 - dying;
         RawPeer& left = survivor == 1 ? call.alice : call.bob;
-        // As SIGKILL: no goodbye, no withdrawal. The link goes first, so the
-        // server's teardown cannot reach Redis.
-        c.nodes[std::size_t(dying - 1)]->link->stop();
-        c.nodes[std::size_t(dying - 1)]->server->server.reset();
+        c.nodes[std::size_t(dying - 1)]->kill();  // as SIGKILL: no goodbye
         auto started = std::chrono::steady_clock::now();
         std::string ended;
         REQUIRE(c.until([&] {

@@ -47,6 +47,9 @@ struct ClusterStats {
     std::uint64_t remote_users = 0;     // users online on the other nodes, as this node knows them
     std::uint64_t nodes = 0;            // other nodes known (heard from within the ttl)
     ReceiveCounters control;            // control messages received through Redis, by verdict
+    std::uint64_t stored_rejected = 0;  // entries read from Redis that did not authenticate or broke a bound
+    std::uint64_t queued = 0;           // messages for other nodes waiting for Redis (or for their node)
+    std::uint64_t queue_dropped = 0;    // dropped from that queue: too many, or older than 5 minutes
 };
 
 }  // namespace dtcall::cluster

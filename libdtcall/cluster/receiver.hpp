@@ -16,7 +16,11 @@
 //
 // Memory is bounded: at most max_senders senders (an authenticated message
 // from one more is dropped as too_many), and for control at most
-// max_nonces_per_sender remembered nonces each.
+// max_nonces_per_sender remembered nonces each. forget(sender) frees a
+// sender's place (a node that left or was lost), keeping only a floor: its
+// newest timestamp (control, until that leaves the window) or sequence number
+// (media, at most max_senders floors, the lowest dropped first), so what it
+// sent before is not accepted again; a restarted sender is past the floor.
 #pragma once
 
 #include "cluster/messages.hpp"
@@ -52,6 +56,8 @@ public:
     static constexpr std::uint64_t size = 1024;
     // accepted, replayed (seen) or stale (older than the window).
     Verdict accept(std::uint64_t sequence);
+    bool any() const { return any_; }
+    std::uint64_t highest() const { return highest_; }
 
 private:
     bool seen(std::uint64_t s) const { return (bits_[(s % size) / 64] >> (s % 64)) & 1u; }
@@ -73,12 +79,15 @@ public:
     Verdict receive(const std::uint8_t* data, std::size_t size, MediaDatagram& out);
     const ReceiveCounters& counters() const { return counters_; }
     DecodeError last_error() const { return last_error_; }
+    void forget(const std::string& sender);
+    std::size_t senders() const { return windows_.size(); }
 
 private:
     Verdict judge(const std::uint8_t* data, std::size_t size, MediaDatagram& out);
     ClusterKey key_;
     std::size_t max_senders_;
     std::map<std::string, SequenceWindow, std::less<>> windows_;
+    std::map<std::string, std::uint64_t, std::less<>> floors_;  // forgotten senders' highest sequence
     ReceiveCounters counters_;
     DecodeError last_error_ = DecodeError::none;
 };
@@ -91,6 +100,8 @@ public:
     Verdict receive(const std::uint8_t* data, std::size_t size, std::uint64_t now_ms, ControlMessage& out);
     const ReceiveCounters& counters() const { return counters_; }
     DecodeError last_error() const { return last_error_; }
+    void forget(const std::string& sender);
+    std::size_t senders() const { return seen_.size(); }
 
 private:
     using Seen = std::set<std::pair<std::uint64_t, std::array<std::uint8_t, control_nonce_size>>>;
@@ -100,6 +111,8 @@ private:
     std::size_t max_senders_;
     std::size_t max_nonces_;
     std::map<std::string, Seen, std::less<>> seen_;
+    // Forgotten senders: the nonces of their newest timestamp, until it leaves the window.
+    std::map<std::string, Seen, std::less<>> floors_;
     ReceiveCounters counters_;
     DecodeError last_error_ = DecodeError::none;
 };

@@ -72,6 +72,21 @@ void RedisLink::stop() {
     }
 }
 
+void RedisLink::stop_politely(std::chrono::milliseconds limit) {
+    if (state_ == State::closing) return;
+    if (state_ != State::connected || context_ == nullptr) return stop();
+    state_ = State::closing;
+    evtimer_del(timer_);
+    timeval bound = to_timeval(limit);
+    evtimer_add(timer_, &bound);
+    redisAsyncContext* ac = context_;
+    // Out now, as far as the socket takes it without waiting: the loop may
+    // not run again (a process that is exiting).
+    redisAsyncHandleWrite(ac);
+    // Closes once the replies are in (at once when none is due): on_disconnect.
+    if (context_ != nullptr) redisAsyncDisconnect(ac);
+}
+
 void RedisLink::connect_now() {
     redisAsyncContext* ac = options_.address.is_unix()
                                 ? redisAsyncConnectUnix(options_.address.unix_path.c_str())
@@ -100,6 +115,8 @@ void RedisLink::on_timer(int, short, void* arg) {
     auto* self = static_cast<RedisLink*>(arg);
     if (self->state_ == State::waiting_to_retry) {
         self->connect_now();
+    } else if (self->state_ == State::closing) {
+        self->stop();  // the replies did not come in time
     } else if (self->state_ == State::connecting && self->context_ != nullptr) {
         // Not inside a hiredis callback: freeing here is immediate, and a
         // context that never connected calls no callback.
@@ -139,6 +156,11 @@ void RedisLink::on_disconnect(const redisAsyncContext* ac, int status) {
     auto* self = static_cast<RedisLink*>(ac->data);
     if (self == nullptr || self->state_ == State::stopped) return;
     self->context_ = nullptr;  // hiredis frees it after this callback
+    if (self->state_ == State::closing) {
+        self->state_ = State::stopped;
+        evtimer_del(self->timer_);
+        return;
+    }
     self->lost(status == REDIS_OK ? "closed" : ac->errstr);
 }
 

@@ -51,7 +51,7 @@ struct RedisReply {
 
 class RedisLink {
 public:
-    enum class State { idle, connecting, connected, waiting_to_retry, stopped };
+    enum class State { idle, connecting, connected, waiting_to_retry, closing, stopped };
 
     struct Options {
         RedisAddress address;
@@ -73,6 +73,11 @@ public:
 
     void start();  // begins connecting; returns at once
     void stop();   // disconnects and stops retrying; handlers are not called after
+    // Stops retrying, and lets the commands already sent go out and be
+    // answered before the connection closes (their handlers are called),
+    // within `limit` (then as stop()). Never blocks: it writes what the
+    // socket takes at once, the rest is the loop's. Not connected: stop().
+    void stop_politely(std::chrono::milliseconds limit);
     State state() const { return state_; }
     bool connected() const { return state_ == State::connected; }
 

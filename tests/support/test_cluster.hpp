@@ -26,6 +26,18 @@ using namespace std::chrono_literals;
 struct Node {
     std::unique_ptr<dtcall::cluster::RedisCluster> link;  // outlives the server (declared first)
     std::unique_ptr<TestServer> server;
+    std::vector<std::string> link_log;  // the RedisCluster's log lines
+    std::size_t logged(const std::string& needle) const {
+        std::size_t n = 0;
+        for (const std::string& line : link_log) n += line.find(needle) != std::string::npos;
+        return n;
+    }
+    // As SIGKILL: no goodbye, no withdrawal. The link goes first, so the
+    // server's teardown cannot reach Redis.
+    void kill() {
+        link->abandon();
+        server->server.reset();
+    }
 };
 
 struct Cluster {
@@ -57,8 +69,9 @@ struct Cluster {
         options.key = key;
         options.ttl = 1500ms;
         options.first_retry = 20ms;
-        node->link = std::make_unique<dtcall::cluster::RedisCluster>(base, options);
         Node* raw = node.get();
+        options.log = [raw](dtcall::LogLevel, const std::string& line) { raw->link_log.push_back(line); };
+        node->link = std::make_unique<dtcall::cluster::RedisCluster>(base, options);
         node->server = std::make_unique<TestServer>(std::vector<std::string>{"alice", "bob", "carol", "dave"},
                                                     tweak, "127.0.0.1", nullptr, base,
                                                     [raw](dtcall::Server& s) { dtcall::attach_cluster(s, *raw->link); });
