@@ -326,15 +326,16 @@ TEST_CASE("a message for another node sent while Redis is away goes out when it 
     accepted_call(c, alice, bob);
     c.redis.stop();
     REQUIRE(c.until([&] { return !c.link(1).available() && !c.link(2).available(); }));
-    // What node1 sends node2 when alice hangs up. (Sent by the link itself:
-    // ClusterCalls finds bob's node with remote(), empty while Redis is
-    // away, so today it sends nothing; see the report of this change.)
-    c.link(1).send("node2", "end", "bob", "alice", {});
+    // alice hangs up: the cache no longer knows bob's node (Redis away), the
+    // call does; the link keeps the `end` until Redis is back.
+    alice.command("end|bob|" + alice.sk);
+    CHECK(c.until([&] { return calls_now(*c.server(1).server) == 0; }));
     CHECK(bob.next(quiet) == std::nullopt);
     CHECK(c.link(1).queued() == 1);
     REQUIRE(c.redis.start() == "");
     CHECK(bob.next_body(3000ms) == "end|alice");
     CHECK(c.until([&] { return c.link(1).queued() == 0; }));
+    CHECK(c.until([&] { return calls_now(*c.server(2).server) == 0; }));  // no ghost call on bob's node
 }
 
 TEST_CASE("dropped control messages: the first of each verdict is logged, not every one") {

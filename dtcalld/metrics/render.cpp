@@ -168,6 +168,15 @@ void cluster(Writer& w, const dtcall::cluster::ClusterStats& c, const dtcall::Se
     w.sample("dtcall_cluster_nodes", c.nodes);
     w.family("dtcall_cluster_remote_users", "gauge", "Users online on the other nodes, as this node knows them.");
     w.sample("dtcall_cluster_remote_users", c.remote_users);
+    w.family("dtcall_cluster_queued_messages", "gauge",
+             "Messages for other nodes waiting for Redis (or for their node) to come back.");
+    w.sample("dtcall_cluster_queued_messages", c.queued);
+    w.family("dtcall_cluster_queue_dropped_total", "counter",
+             "Messages for other nodes dropped from that queue: too many, or older than 5 minutes.");
+    w.sample("dtcall_cluster_queue_dropped_total", c.queue_dropped);
+    w.family("dtcall_cluster_stored_rejected_total", "counter",
+             "Entries read from Redis that did not authenticate with the cluster key or broke a bound (dropped).");
+    w.sample("dtcall_cluster_stored_rejected_total", c.stored_rejected);
     w.family("dtcall_cluster_control_messages_total", "counter",
              "Control messages received through Redis and accepted.");
     w.sample("dtcall_cluster_control_messages_total", c.control.accepted);

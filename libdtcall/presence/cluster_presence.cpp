@@ -12,7 +12,12 @@ void ClusterPresence::deliver(const std::string& user, const Notice& notice) {
     if (here(user)) return local_.deliver(user, notice);
     // Delivered on the user's own node, through its LocalPresence.
     if (const ClusterLink::RemoteUser* remote = link_.remote(user))
-        link_.send(remote->node, notice_kind_name(notice.kind), user, notice.other, notice.blob);
+        return link_.send(remote->node, notice_kind_name(notice.kind), user, notice.other, notice.blob);
+    // Not in the cache (Redis away: the link keeps what it cannot publish
+    // and sends it when Redis is back).
+    if (last_known_)
+        if (std::string node = last_known_(user); !node.empty())
+            link_.send(node, notice_kind_name(notice.kind), user, notice.other, notice.blob);
 }
 
 Presence::Connection* ClusterPresence::arrived(const std::string& user, Connection& connection, const PublicKey& key,

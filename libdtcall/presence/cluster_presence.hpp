@@ -35,6 +35,10 @@ public:
 
     // Here: online on this node or away in its grace period here.
     bool here(const std::string& user) const { return local_.key_of(user).has_value(); }
+    // Where a user the cache does not know (Redis away) was last seen, for
+    // notices about a call that is up (its `end` must still reach it): the
+    // owner of this presence answers from its calls; "" when unknown.
+    void set_last_known_node(std::function<std::string(const std::string&)> where) { last_known_ = std::move(where); }
 
 private:
     void withdraw_if_gone(const std::string& user);
@@ -42,6 +46,7 @@ private:
     LocalPresence& local_;
     ClusterLink& link_;
     std::set<std::string> announced_;
+    std::function<std::string(const std::string&)> last_known_;
 };
 
 }  // namespace dtcall

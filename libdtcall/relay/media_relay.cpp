@@ -632,6 +632,10 @@ Result<std::string> MediaRelay::open_node_leg(const std::string& node, const clu
     return bound;
 }
 
+void MediaRelay::forget_node(const std::string& node) {
+    if (state_->node_receiver) state_->node_receiver->forget(node);
+}
+
 bool MediaRelay::node_delivery(const std::uint8_t* data, std::size_t size, NodeDelivery& out) {
     State& s = *state_;
     if (!s.node_receiver) {

@@ -105,6 +105,9 @@ public:
     Result<std::string> open_node_leg(const std::string& node, const cluster::ClusterKey& media_key,
                                       const std::string& address);
     void close();
+    // A node left the cluster (lost, or said goodbye): its place among the
+    // senders the node leg remembers is freed.
+    void forget_node(const std::string& node);
     std::uint16_t port() const { return port_; }
     // Forget the user's media address and figures (its call is over). Every
     // change of Host::relay_peer()'s answer that takes a user out of a call

@@ -11,6 +11,12 @@ ClusterCalls::ClusterCalls(ClusterLink& link, LocalPresence& local, CallRouter& 
         if (const ClusterLink::RemoteUser* remote = link_.remote(user)) return remote->key;
         return std::nullopt;
     });
+    presence_.set_last_known_node([this](const std::string& user) -> std::string {
+        if (auto it = party_nodes_.find(user); it != party_nodes_.end()) return it->second;
+        for (const auto& [local, leg] : legs_)
+            if (leg.peer == user) return leg.owner;
+        return {};
+    });
     link_.attach(this);
 }
 
@@ -338,6 +344,7 @@ void ClusterCalls::end_moved(const std::string& user, bool keepudp) {
 // peer is back meanwhile (a keepudp login here keeps the call); calls the
 // lost node owned end for our users with `end` from here.
 void ClusterCalls::node_lost(const std::string& node) {
+    relay_.forget_node(node);  // its media replay window goes with it (a restart starts afresh)
     std::vector<std::string> gone;
     router_.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase) {
         for (const std::string* party : {&caller, &callee})
