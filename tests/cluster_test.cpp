@@ -65,6 +65,44 @@ TEST_CASE("a call across nodes: the same notices in the same order on each clien
     }
 }
 
+TEST_CASE("Redis cost: a login is 2 commands (one round trip), a call set-up 7, as documented") {
+    Cluster c(0);
+    c.ttl = 60000ms;  // no heartbeat (every ttl/3) while counting
+    c.add("node1");
+    c.add("node2");
+    REQUIRE(c.until([&] { return c.link(1).available() && c.link(2).available(); }));
+    c.server(1).pump(300ms);  // the first connects' announcements are over
+    auto total = [&] { return c.link(1).commands_sent() + c.link(2).commands_sent(); };
+    RawPeer alice(c.server(1)), bob(c.server(2));
+    std::uint64_t before = total();
+    REQUIRE_FALSE(alice.login("alice").empty());
+    REQUIRE(c.known("alice", 1));
+    CHECK(total() - before == 2);  // HSET + PUBLISH, sent back to back
+    REQUIRE_FALSE(bob.login("bob").empty());
+    REQUIRE(c.known("bob", 2));
+    before = total();
+    alice.command("call|bob|" + alice.sk);
+    CHECK(alice.next_body() == "available|bob");
+    CHECK(bob.next_body() == "incoming|alice");
+    bob.command("accept|alice|" + bob.sk);
+    CHECK(alice.next_body() == "prepare|" + key_text(c.server(2), "bob") + "|bob");
+    CHECK(bob.next_body() == "prepare|" + key_text(c.server(1), "alice") + "|alice");
+    RawMedia bob_media(c.server(2));
+    REQUIRE(bob_media.register_with(bob));
+    alice.command("passthrough|bob|777|" + alice.sk);
+    CHECK(bob.next_body() == "direct|777|alice");
+    alice.command("ready|bob|" + alice.sk);
+    bob.command("ready|alice|" + bob.sk);
+    CHECK(alice.next_body() == "start|bob");
+    CHECK(bob.next_body() == "start|alice");
+    // EVAL (the claim), then incoming, cmd_accept, prepare, direct, cmd_ready, start.
+    CHECK(total() - before == 7);
+    before = total();
+    alice.command("end|bob|" + alice.sk);
+    CHECK(bob.next_body() == "end|alice");
+    CHECK(total() - before == 2);  // PUBLISH end + EVAL release
+}
+
 TEST_CASE("decline across nodes, and a callee busy on its own node") {
     Cluster c(2);
     RawPeer alice(c.server(1)), bob(c.server(2)), carol(c.server(2));

@@ -49,6 +49,7 @@ struct Cluster {
 
     std::function<void(dtcall::Config&)> tweak;  // each node's config
     std::string node_address = "127.0.0.1:0";   // the next node's (add())
+    std::chrono::milliseconds ttl = 1500ms;      // the next node's (add())
 
     explicit Cluster(int count, std::function<void(dtcall::Config&)> config_tweak = {}) : tweak(std::move(config_tweak)) {
         dtcall::crypto_init();
@@ -67,7 +68,7 @@ struct Cluster {
         options.node = name;
         options.node_address = node_address;  // the Server binds it
         options.key = key;
-        options.ttl = 1500ms;
+        options.ttl = ttl;
         options.first_retry = 20ms;
         Node* raw = node.get();
         options.log = [raw](dtcall::LogLevel, const std::string& line) { raw->link_log.push_back(line); };
