@@ -400,3 +400,27 @@ TEST_CASE("two processes with one node_name: the second says so") {
     CHECK(c.until([&] { return c.nodes[2]->logged("another process seems to use node_name node2") == 1; }));
     CHECK(c.nodes[0]->logged("another process") == 0);
 }
+
+TEST_CASE("who came and went on a node while Redis was away is known to the others once it is back") {
+    Cluster c(2);
+    REQUIRE(c.until([&] { return c.link(1).available() && c.link(2).available(); }));
+    RawPeer carol(c.server(2));
+    REQUIRE_FALSE(carol.login("carol").empty());
+    REQUIRE(c.known("carol", 2));
+    c.redis.stop();
+    REQUIRE(c.until([&] { return !c.link(1).available() && !c.link(2).available(); }));
+    RawPeer bob(c.server(2));
+    REQUIRE_FALSE(bob.login("bob").empty());  // arrives while Redis is away
+    carol.drop();                             // leaves while Redis is away
+    CHECK(c.until([&] { return c.server(2).server->online_users().size() == 1; }));
+    REQUIRE(c.redis.start() == "");
+    REQUIRE(c.until([&] { return c.link(1).available() && c.link(2).available(); }));
+    CHECK(c.known("bob", 2));
+    c.server(1).pump(300ms);
+    CHECK(c.link(1).remote("carol") == nullptr);
+    RawPeer alice(c.server(1));
+    REQUIRE_FALSE(alice.login("alice").empty());
+    alice.command("call|bob|" + alice.sk);
+    CHECK(alice.next_body() == "available|bob");
+    CHECK(bob.next_body() == "incoming|alice");
+}

@@ -93,3 +93,21 @@ TEST_CASE("node addresses: IPv4:PORT and [IPv6]:PORT, numeric only") {
         CHECK_FALSE(parse_address(bad, a, length));
     }
 }
+
+TEST_CASE("an IPv4 node address through a dual-stack socket: ::ffff:a.b.c.d, same port; IPv6 unchanged") {
+    sockaddr_storage a;
+    socklen_t length = 0;
+    REQUIRE(parse_address("127.0.0.1:1962", a, length));
+    map_to_v6(a, length);
+    CHECK(a.ss_family == AF_INET6);
+    CHECK(length == sizeof(sockaddr_in6));
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(a);
+    CHECK(v6.sin6_addr.s6_addr[10] == 0xff);
+    CHECK(v6.sin6_addr.s6_addr[11] == 0xff);
+    CHECK(v6.sin6_addr.s6_addr[12] == 127);
+    CHECK(v6.sin6_addr.s6_addr[15] == 1);
+    CHECK(format_address(reinterpret_cast<sockaddr*>(&a), int(length)) == "127.0.0.1:1962");  // logs show it plain
+    REQUIRE(parse_address("[::1]:1962", a, length));
+    map_to_v6(a, length);
+    CHECK(format_address(reinterpret_cast<sockaddr*>(&a), int(length)) == "[::1]:1962");
+}

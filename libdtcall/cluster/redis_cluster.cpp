@@ -139,6 +139,8 @@ const std::string* RedisCluster::node_address(const std::string& node) const {
 }
 
 void RedisCluster::announce(const std::string& user, const PublicKey& key, bool keepudp) {
+    left_offline_.erase(user);
+    if (!commands_.connected()) arrived_offline_[user] = key;
     ControlMessage m = make(MessageType::notice);
     m.kind = "arrived";
     m.user = user;
@@ -154,6 +156,8 @@ void RedisCluster::announce(const std::string& user, const PublicKey& key, bool 
 
 void RedisCluster::withdraw(const std::string& user) {
     local_.erase(user);
+    arrived_offline_.erase(user);
+    if (!commands_.connected()) left_offline_.insert(user);
     command({"HDEL", key("users:") + options_.node, user});
     ControlMessage m = make(MessageType::user_left);
     m.user = user;
@@ -196,7 +200,10 @@ void RedisCluster::flush_queue() {
         auto waiting = std::make_shared<Queued>(q);
         publish(key("to:") + q.node, q.message, [this, alive, waiting](const RedisReply& reply) {
             if (alive.expired()) return;
-            bool unheard = reply.type == RedisReply::Type::integer && reply.integer == 0;
+            // Not heard (no subscriber yet), or lost with the connection
+            // (it may have gone out: the receiver drops a copy it saw).
+            bool unheard = (reply.type == RedisReply::Type::integer && reply.integer == 0) ||
+                           reply.type == RedisReply::Type::lost;
             if (!unheard || nodes_.count(waiting->node) == 0) return;
             if (queue_.size() >= max_queued) {
                 ++queue_dropped_;
@@ -299,6 +306,14 @@ void RedisCluster::resync() {
         hset.push_back(arrived);
     }
     if (hset.size() > 2) command(hset);
+    // Who came and went meanwhile, told again (fresh messages: the others
+    // may have read this node before its HSET above).
+    for (const std::string& user : left_offline_) withdraw(user);
+    left_offline_.clear();
+    auto arrived = std::move(arrived_offline_);
+    arrived_offline_.clear();
+    for (const auto& [user, key] : arrived)
+        if (local_.count(user)) announce(user, key);
     for (const auto& [caller, claim] : claims_) {
         command({"SET", key("call:") + caller, claim.token, "PX", ttl});
         command({"SET", key("call:") + claim.callee, claim.token, "PX", ttl});
@@ -330,10 +345,13 @@ void RedisCluster::resync() {
 void RedisCluster::disconnected() {
     users_.clear();
     read_.clear();
+    reading_.clear();
 }
 
+// Read until its alive key is found: a node whose key had expired (Redis
+// away longer than a ttl) is read again when next heard from.
 void RedisCluster::read_node(const std::string& node) {
-    read_.insert(node);
+    if (!reading_.insert(node).second) return;
     std::weak_ptr<RedisCluster*> alive = alive_;
     command({"HGETALL", key("users:") + node}, [this, alive, node](const RedisReply& reply) {
         if (alive.expired() || reply.type != RedisReply::Type::array) return;
@@ -358,12 +376,15 @@ void RedisCluster::read_node(const std::string& node) {
     });
     // Its address, in case its next hello is a while off.
     command({"GET", key("alive:") + node}, [this, alive, node](const RedisReply& reply) {
-        if (alive.expired() || reply.type == RedisReply::Type::nil) return;
+        if (alive.expired()) return;
+        reading_.erase(node);
+        if (reply.type == RedisReply::Type::nil) return;
         ControlMessage hello;
         if (!stored(reply, MessageType::node_hello, node, hello)) {
             ++stored_rejected_;
             return;
         }
+        read_.insert(node);
         Node& known = nodes_[node];  // alive: known from now, even without users
         if (known.address.empty()) known.address = hello.address;
         known.heard = std::chrono::steady_clock::now();
@@ -373,6 +394,7 @@ void RedisCluster::read_node(const std::string& node) {
 void RedisCluster::forget_node(std::string node, const std::string& why) {
     // `node` by value: callers pass the map's own key, which the erase frees.
     read_.erase(node);
+    reading_.erase(node);
     if (!nodes_.erase(node)) return;
     receiver_.forget(node);  // its place among the 256 senders
     for (auto it = queue_.begin(); it != queue_.end();) it = it->node == node ? queue_.erase(it) : std::next(it);
@@ -387,6 +409,9 @@ void RedisCluster::received(std::string_view bytes) {
         receiver_.receive(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), wall_ms(), m);
     if (verdict != Verdict::accepted) return dropped(verdict, bytes);
     if (m.from == options_.node) return;  // our own, on the presence channel
+    // The goodbye of a node not known here (a first start's clean-up):
+    // nothing to forget but its place among the senders.
+    if (m.type == MessageType::node_bye && nodes_.count(m.from) == 0) return receiver_.forget(m.from);
     Node& node = nodes_[m.from];
     node.heard = std::chrono::steady_clock::now();
     // A node heard from for the first time, or first since Redis was lost:

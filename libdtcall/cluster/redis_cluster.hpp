@@ -29,8 +29,8 @@
 // read back (users:N values, alive:N) is decoded the same way, the tag only
 // (stored values are old by design), and kept only when N sent it (from,
 // type, and the hash field == the user): write access to Redis alone cannot
-// swap a user's key or a node's address. Rejects are counted
-// (stored_rejected).
+// forge a user's key or a node's address, only put back an older entry N
+// itself once stored. Rejects are counted (stored_rejected).
 //
 // The cache: each node keeps user -> (node, key) for the other nodes, fed by
 // "arrived"/user_left, refilled by HGETALL dtcall:users:N when a node is
@@ -193,7 +193,12 @@ private:
     std::unordered_map<std::string, std::string> local_;  // this node's users: their "arrived", as stored
     std::unordered_map<std::string, RemoteUser> users_;  // the cache of the others
     std::map<std::string, Node> nodes_;
-    std::set<std::string> read_;  // nodes whose users were read since the link was last lost
+    std::set<std::string> read_;  // nodes whose users were read since the link was last lost (alive then)
+    std::set<std::string> reading_;  // nodes being read (one read at a time)
+    // This node's users who came or went while Redis was away: the others
+    // hear of them when it is back (their caches may hold the node as read).
+    std::unordered_map<std::string, PublicKey> arrived_offline_;
+    std::set<std::string> left_offline_;
     std::unordered_map<std::string, Claim> claims_;  // calls this node owns, by caller
     std::uint64_t serial_ = 0;
     std::uint64_t commands_sent_ = 0;

@@ -18,5 +18,8 @@ std::string source_network(const sockaddr* address, int length);
 // "IPv4:PORT" or "[IPv6]:PORT" (numeric, port 0-65535) into `out`; false
 // when it is not one (no name lookups).
 bool parse_address(const std::string& text, sockaddr_storage& out, socklen_t& length);
+// An IPv4 address as the IPv4-mapped IPv6 address a dual-stack socket
+// sends to (::ffff:a.b.c.d); anything else unchanged.
+void map_to_v6(sockaddr_storage& address, socklen_t& length);
 
 }  // namespace dtcall

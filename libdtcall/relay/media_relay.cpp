@@ -370,9 +370,15 @@ void MediaRelay::make_remote(std::uint32_t index) {
     if (!wrap) return;
     u.remote = true;
     u.wrap = std::move(wrap);
+    u.remote_fd = s.node_socket_for(reinterpret_cast<const sockaddr*>(&address));
+    // An IPv4 node through a dual-stack media socket: its mapped address.
+    sockaddr_storage local{};
+    socklen_t local_length = sizeof local;
+    if (u.remote_fd >= 0 && ::getsockname(u.remote_fd, reinterpret_cast<sockaddr*>(&local), &local_length) == 0 &&
+        local.ss_family == AF_INET6)
+        map_to_v6(address, length);
     std::memcpy(&u.address, &address, sizeof address);
     u.length = socklen_t(length);
-    u.remote_fd = s.node_socket_for(reinterpret_cast<const sockaddr*>(&u.address));
 }
 
 MediaRelay::FlowFigures MediaRelay::flow(const std::string& user) const {
@@ -594,9 +600,19 @@ Result<std::string> MediaRelay::open_node_leg(const std::string& node, const clu
         for (const auto& socket : s.sockets) {
             sockaddr_storage local{};
             socklen_t local_length = sizeof local;
-            if (::getsockname(socket->fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
-                local.ss_family != bind_to.ss_family)
+            if (::getsockname(socket->fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0) continue;
+            // A dual-stack [::] socket (IPV6_V6ONLY off) takes IPv4 too.
+            int v6only = 1;
+            socklen_t v6only_length = sizeof v6only;
+            bool dual_stack = local.ss_family == AF_INET6 && bind_to.ss_family == AF_INET &&
+                              ::getsockopt(socket->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &v6only_length) == 0 &&
+                              v6only == 0 &&
+                              format_ip(reinterpret_cast<sockaddr*>(&local), int(local_length)) == "::";
+            if (dual_stack) {
+                shared = true;
                 continue;
+            }
+            if (local.ss_family != bind_to.ss_family) continue;
             if (format_ip(reinterpret_cast<sockaddr*>(&local), int(local_length)) ==
                     format_ip(reinterpret_cast<sockaddr*>(&bind_to), int(length)) ||
                 format_ip(reinterpret_cast<sockaddr*>(&local), int(local_length)) == "0.0.0.0" ||

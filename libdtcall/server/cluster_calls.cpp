@@ -278,7 +278,8 @@ void ClusterCalls::remote_notice(const std::string& from, const std::string& use
         return refuse();  // a call this node never rang (or already ended)
     switch (notice.kind) {
     case Notice::Kind::incoming:
-        if (leg || router_.phase(user) != CallPhase::idle || host_.draining()) return refuse();
+        if (leg) return;  // the same call again (a message sent twice across a lost connection)
+        if (router_.phase(user) != CallPhase::idle || host_.draining()) return refuse();
         legs_.emplace(user, RemoteLeg{from, notice.other, CallPhase::ringing, false, false, std::nullopt,
                                       std::chrono::system_clock::now(), {}});
         break;
@@ -345,10 +346,14 @@ void ClusterCalls::end_moved(const std::string& user, bool keepudp) {
 // lost node owned end for our users with `end` from here.
 void ClusterCalls::node_lost(const std::string& node) {
     relay_.forget_node(node);  // its media replay window goes with it (a restart starts afresh)
+    // Only parties that were on that node (the cache may be incomplete:
+    // Redis just came back).
     std::vector<std::string> gone;
     router_.for_each_call([&](const std::string& caller, const std::string& callee, CallPhase) {
-        for (const std::string* party : {&caller, &callee})
-            if (!here(*party) && !link_.remote(*party)) gone.push_back(*party);
+        for (const std::string* party : {&caller, &callee}) {
+            auto was = party_nodes_.find(*party);
+            if (!here(*party) && was != party_nodes_.end() && was->second == node) gone.push_back(*party);
+        }
     });
     for (const std::string& user : gone) {
         host_.log(LogLevel::info, user + " was on lost node " + node + "; ending its call");
