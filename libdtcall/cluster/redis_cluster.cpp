@@ -77,8 +77,10 @@ void RedisCluster::stop() {
         command({"SREM", key("nodes"), options_.node});
         publish(key("presence"), make(MessageType::node_bye));
     }
-    // The goodbye leaves before the connection closes (what the socket takes
-    // now; the rest while the loop runs, for a second at most).
+    // The goodbye leaves before the connection closes: written to the socket
+    // now (Redis runs what it received); replies are awaited only while the
+    // loop still runs, a second at most (dtcalld stops its link after its
+    // loop has ended: written, not awaited).
     commands_.stop_politely(std::chrono::milliseconds(1000));
     subscriber_.stop();
     users_.clear();
