@@ -270,6 +270,21 @@ TEST_CASE("the node leg on the media port itself: node datagrams and clients' me
         both_ways(call, 7, threads > 0);
         CHECK(c.server(1).server->stats().node_packets_received == 5);
         CHECK(c.server(2).server->stats().node_packets_received == 5);
+        // From a stranger, on the shared port: bytes that start like node
+        // media (junk, and a datagram tagged with another key) are dropped
+        // and counted, never taken for a registration; the call goes on.
+        ServerStats before = c.server(2).server->stats();
+        std::string media_port = "127.0.0.1:" + std::to_string(c.server(2).server->media_port());
+        send_to_node(media_port, {0xD7, 0xC1, 0x01, 0x01});
+        send_to_node(media_port, std::vector<std::uint8_t>(300, 0xD7));
+        auto other = cluster::ClusterKeys::derive(cluster::ClusterKey::generate()).media;
+        send_to_node(media_port, wrapped(other, "node1", cluster::initial_sequence() + 1000000, "bob", Bytes(60, 1)));
+        CHECK(call.bob_media.receive(quiet) == std::nullopt);
+        ServerStats after = c.server(2).server->stats();
+        CHECK(after.node_packets_forged == before.node_packets_forged + 1);
+        CHECK(after.registrations_refused == before.registrations_refused);
+        call.alice_media.send(Bytes(40, 9));
+        CHECK(call.bob_media.receive() == Bytes(40, 9));
     }
 }
 

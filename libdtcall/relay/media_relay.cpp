@@ -512,7 +512,7 @@ struct MediaRelay::Path {
     std::int64_t now_ms() const { return now; }
     bool find(const sockaddr* from, RelayTarget& to) { return relay.forward_target(from, to); }
     void fallback(DatagramBatch& batch, unsigned i) {
-        relay.registration_attempt(batch.data(i), batch.length(i), batch.from(i), batch.from_length(i),
+        relay.unrouted(batch.data(i), batch.length(i), batch.from(i), batch.from_length(i),
                                    socket_index);
     }
     void counted(const BatchCounts& c) {
@@ -549,7 +549,7 @@ void MediaRelay::dispatch(const std::uint8_t* data, std::size_t size, const sock
                           unsigned socket_index) {
     RelayTarget to;
     if (!forward_target(from, to)) {
-        registration_attempt(data, size, from, from_len, socket_index);
+        unrouted(data, size, from, from_len, socket_index);
         return;
     }
     if (to.wrap) {
@@ -665,17 +665,19 @@ bool MediaRelay::node_delivery(const std::uint8_t* data, std::size_t size, NodeD
         if (verdict != cluster::Verdict::forged) ++stats_.node_dropped;
         return false;
     }
-    // Only to a user of this node who is in a call and has an address.
+    // Only to a user of this node with an address: the relay knows a user
+    // only while it has a call (released when the call ends), as on the
+    // local path, so no call check per packet.
     std::uint32_t index = s.find(std::string(m.target));
-    if (index == no_route || !s.users[index].registered || !host_.has_call(s.users[index].name)) {
+    if (index == no_route || !s.users[index].registered) {
         ++stats_.node_dropped;
         return false;
     }
     State::User& to = s.users[index];
-    // The peer's figures, when this user's media goes back to it.
+    // Counted as the remote peer's media once this user's route points at
+    // it (its `ready`); before that, in nobody's figures.
     FlowSlot* flow = nullptr;
     if (to.target != no_route && s.users[to.target].remote) flow = &s.users[to.target].flow->slot(0);
-    if (!flow) flow = &to.flow->slot(0);  // counted somewhere rather than nowhere
     int fd = to.socket_index < s.sockets.size() ? s.sockets[to.socket_index]->fd : -1;
     out.offset = std::size_t(reinterpret_cast<const std::uint8_t*>(m.payload.data()) - data);
     out.size = m.payload.size();
@@ -704,7 +706,7 @@ bool MediaRelay::read_node_batches(int fd) {
                 continue;
             }
             batch.forward_part(i, d.offset, d.size, d.to.address, d.to.length, d.to.fd);
-            d.to.flow->count(d.size, now);
+            if (d.to.flow) d.to.flow->count(d.size, now);
         }
         if (unsigned refused = batch.flush()) {
             stats_.relayed_packets -= refused;
@@ -750,22 +752,25 @@ const MediaRelay::Stats& MediaRelay::stats() const {
     return reported_;
 }
 
+// A datagram no route takes: with the node leg on the media port, another
+// node's media (authenticated by its tag, not by a registration); else a
+// registration attempt.
+void MediaRelay::unrouted(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                          unsigned socket_index) {
+    if (!state_->node || state_->node_fd >= 0 || !looks_like_node_media(data, size))
+        return registration_attempt(data, size, from, from_len, socket_index);
+    NodeDelivery d;
+    if (!node_delivery(data, size, d)) return;
+    if (d.to.flow) d.to.flow->count(d.size, coarse_now_ms());
+    if (d.to.fd >= 0) ::sendto(d.to.fd, data + d.offset, d.size, MSG_DONTWAIT, d.to.address, d.to.length);
+}
+
 // PROTOCOL.md 9: from an unknown address or a user not yet in call, a
 // datagram is a registration attempt. Most such datagrams are dropped here
 // without allocating or logging (counted only); opening one costs an X25519
 // operation, so each source gets only so many attempts per second.
 void MediaRelay::registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from,
                                       int from_len, unsigned socket_index) {
-    // The node leg on the media port: another node's media, authenticated
-    // by its tag rather than by the source's registration.
-    if (state_->node && state_->node_fd < 0 && looks_like_node_media(data, size)) {
-        NodeDelivery d;
-        if (node_delivery(data, size, d)) {
-            d.to.flow->count(d.size, coarse_now_ms());
-            if (d.to.fd >= 0) ::sendto(d.to.fd, data + d.offset, d.size, MSG_DONTWAIT, d.to.address, d.to.length);
-        }
-        return;
-    }
     AddressKey key;
     if (!make_address_key(from, key)) {
         ++stats_.unroutable;

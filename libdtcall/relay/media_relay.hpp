@@ -134,7 +134,8 @@ private:
     static void on_node_readable(int, short, void*);
     bool read_node_batches(int fd);  // true: drained
     // A node-to-node datagram: where its payload goes (offset and size in
-    // `data`), or false (dropped, counted).
+    // `data`; `to.flow` null when no figures take it), or false (dropped,
+    // counted).
     struct NodeDelivery {
         std::size_t offset, size;
         RelayTarget to;
@@ -157,6 +158,8 @@ private:
     // a registration attempt).
     bool forward_target(const sockaddr* from, RelayTarget& to);
     // `socket_index`: the listen address it came in on (answers and later media leave from there).
+    void unrouted(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
+                  unsigned socket_index);
     void registration_attempt(const std::uint8_t* data, std::size_t size, const sockaddr* from, int from_len,
                               unsigned socket_index);
     enum class Registration { acked, refused, replayed };
