@@ -12,10 +12,8 @@ ClusterCalls::ClusterCalls(ClusterLink& link, LocalPresence& local, CallRouter& 
         return std::nullopt;
     });
     presence_.set_last_known_node([this](const std::string& user) -> std::string {
-        if (auto it = party_nodes_.find(user); it != party_nodes_.end()) return it->second;
-        for (const auto& [local, leg] : legs_)
-            if (leg.peer == user) return leg.owner;
-        return {};
+        const std::string* node = call_node(user);
+        return node ? *node : std::string();
     });
     link_.attach(this);
 }
@@ -28,9 +26,18 @@ ClusterCalls::~ClusterCalls() {
 std::string ClusterCalls::node_of(const std::string& user) const {
     if (here(user)) return link_.node_name();
     if (const ClusterLink::RemoteUser* remote = link_.remote(user)) return remote->node;
-    // A party of a call this node owns, while the cache does not know it (Redis away).
-    if (auto it = party_nodes_.find(user); it != party_nodes_.end()) return it->second;
-    return {};
+    const std::string* node = call_node(user);  // while the cache does not know it (Redis away)
+    return node ? *node : std::string();
+}
+
+// The node of `user`, another node's user in a call with one of ours, as
+// the call knows it: a party of a call this node owns where it was when it
+// rang; the caller of a call another node owns is on that node.
+const std::string* ClusterCalls::call_node(const std::string& user) const {
+    if (auto it = party_nodes_.find(user); it != party_nodes_.end()) return &it->second;
+    for (const auto& [local, leg] : legs_)
+        if (leg.peer == user) return &leg.owner;
+    return nullptr;
 }
 
 const ClusterCalls::RemoteLeg* ClusterCalls::leg(const std::string& user) const {
@@ -94,17 +101,7 @@ std::optional<std::string> ClusterCalls::remote_node_address(const std::string& 
     if (here(user)) return std::nullopt;
     const std::string* node = nullptr;
     if (const ClusterLink::RemoteUser* remote = link_.remote(user)) node = &remote->node;
-    // A party of a call this node owns: where it was when it rang (the cache
-    // may have lost it: Redis away); the caller of a call another node owns
-    // is on that node.
-    if (!node)
-        if (auto it = party_nodes_.find(user); it != party_nodes_.end()) node = &it->second;
-    if (!node)
-        for (const auto& [local, leg] : legs_)
-            if (leg.peer == user) {
-                node = &leg.owner;
-                break;
-            }
+    if (!node) node = call_node(user);  // the cache may have lost it: Redis away
     if (!node) return std::nullopt;
     const std::string* address = link_.node_address(*node);
     if (!address) return std::nullopt;

@@ -120,6 +120,7 @@ public:
 
 private:
     RemoteLeg* find(const std::string& user);
+    const std::string* call_node(const std::string& user) const;
     void end_leg(const std::string& user, const char* command);
     bool forward(const std::string& user, RemoteLeg& leg, wire::Verb verb, const std::string& other);
     bool call(const std::string& caller, const std::string& callee);
