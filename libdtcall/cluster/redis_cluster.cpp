@@ -16,9 +16,11 @@ std::uint64_t wall_ms() {
 
 std::string key_bytes(const PublicKey& key) { return std::string(key.bytes.begin(), key.bytes.end()); }
 
-bool key_from(const std::string& bytes, PublicKey& key) {
-    if (bytes.size() != key.bytes.size()) return false;
-    std::copy(bytes.begin(), bytes.end(), key.bytes.begin());
+// An "arrived" blob: the user's key, then "k" when the login was keepudp.
+bool arrived_key(const std::string& blob, PublicKey& key, bool& keepudp) {
+    keepudp = blob.size() == key.bytes.size() + 1 && blob.back() == 'k';
+    if (blob.size() != key.bytes.size() + (keepudp ? 1 : 0)) return false;
+    std::copy(blob.begin(), blob.begin() + long(key.bytes.size()), key.bytes.begin());
     return true;
 }
 
@@ -362,11 +364,9 @@ void RedisCluster::read_node(const std::string& node) {
             const std::string& name = reply.elements[i].text;
             ControlMessage m;
             RemoteUser user{node, {}};
+            bool keepudp = false;
             bool good = taken < max_users_per_node && stored(reply.elements[i + 1], MessageType::notice, node, m) &&
-                        m.kind == "arrived" && m.user == name &&
-                        key_from(m.blob.size() == user.key.bytes.size() + 1 ? m.blob.substr(0, m.blob.size() - 1)
-                                                                              : m.blob,
-                                 user.key);
+                        m.kind == "arrived" && m.user == name && arrived_key(m.blob, user.key, keepudp);
             if (!good) {
                 ++stored_rejected_;
                 continue;
@@ -430,8 +430,8 @@ void RedisCluster::received(std::string_view bytes) {
     case MessageType::notice:
         if (m.kind == "arrived") {
             RemoteUser user{m.from, {}};
-            bool keepudp = m.blob.size() == user.key.bytes.size() + 1 && m.blob.back() == 'k';
-            if (!key_from(keepudp ? m.blob.substr(0, m.blob.size() - 1) : m.blob, user.key)) return;
+            bool keepudp = false;
+            if (!arrived_key(m.blob, user.key, keepudp)) return;
             users_[m.user] = user;
             if (host_) host_->remote_arrival(m.user, m.from, keepudp);
         } else if (host_) {
